@@ -1,0 +1,121 @@
+//! What a certificate says about itself: names, serial, validity, key, extended key usage.
+
+use der::{Decode, Encode};
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::ExtendedKeyUsage;
+
+use crate::oids;
+
+/// One certificate as read from the file, with the facts the report and the chain need.
+#[derive(Clone, Debug)]
+pub struct CertificateInfo {
+    /// The DER bytes as stored in the file.
+    pub der: Vec<u8>,
+    /// RFC 4514 rendering of the subject.
+    pub subject: String,
+    /// RFC 4514 rendering of the issuer.
+    pub issuer: String,
+    /// Serial number, upper-case hex.
+    pub serial_hex: String,
+    /// `notBefore` and `notAfter`, seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// SHA-256 of the DER, lower-case hex.
+    pub fingerprint_sha256: String,
+    /// `RSA-2048`, `ECDSA-P256`, ... or the algorithm's name when it is not one of those.
+    pub key_type: String,
+    /// Whether the extended key usage allows TLS client authentication: `None` when the
+    /// certificate has no such extension (which allows every usage).
+    pub client_auth: Option<bool>,
+    /// Subject and issuer are the same name.
+    pub self_issued: bool,
+    pub(crate) subject_der: Vec<u8>,
+    pub(crate) issuer_der: Vec<u8>,
+    pub(crate) public_key: Vec<u8>,
+}
+
+/// Reads one DER certificate; `None` when it does not decode.
+pub fn read(der: &[u8]) -> Option<CertificateInfo> {
+    let cert = Certificate::from_der(der).ok()?;
+    let tbs = cert.tbs_certificate();
+    let subject_der = tbs.subject().to_der().ok()?;
+    let issuer_der = tbs.issuer().to_der().ok()?;
+    let spki = tbs.subject_public_key_info();
+    let public_key = spki.subject_public_key.raw_bytes().to_vec();
+    let client_auth =
+        match tbs.get_extension::<ExtendedKeyUsage>() {
+            Ok(Some((_, usage))) => Some(usage.0.iter().any(|oid| {
+                *oid == oids::EXT_KEY_USAGE_CLIENT_AUTH || *oid == oids::EXT_KEY_USAGE_ANY
+            })),
+            Ok(None) => None,
+            Err(_) => Some(false),
+        };
+    let validity = tbs.validity();
+    Some(CertificateInfo {
+        der: der.to_vec(),
+        subject: tbs.subject().to_string(),
+        issuer: tbs.issuer().to_string(),
+        serial_hex: hex_upper(tbs.serial_number().as_bytes()),
+        not_before: unix_seconds(validity.not_before.to_unix_duration()),
+        not_after: unix_seconds(validity.not_after.to_unix_duration()),
+        fingerprint_sha256: hex_lower(&Sha256::digest(der)),
+        key_type: key_type_label(
+            &spki.algorithm.oid,
+            spki.algorithm.parameters.as_ref(),
+            &public_key,
+        ),
+        client_auth,
+        self_issued: subject_der == issuer_der,
+        subject_der,
+        issuer_der,
+        public_key,
+    })
+}
+
+fn unix_seconds(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn key_type_label(
+    algorithm: &der::asn1::ObjectIdentifier,
+    parameters: Option<&der::asn1::Any>,
+    public_key: &[u8],
+) -> String {
+    match *algorithm {
+        oids::RSA_ENCRYPTION => rsa_modulus_bits(public_key)
+            .map_or_else(|| "RSA".to_owned(), |bits| format!("RSA-{bits}")),
+        oids::EC_PUBLIC_KEY => {
+            match parameters.and_then(|any| any.decode_as::<der::asn1::ObjectIdentifier>().ok()) {
+                Some(oids::P256) => "ECDSA-P256".to_owned(),
+                Some(oids::P384) => "ECDSA-P384".to_owned(),
+                Some(oids::P521) => "ECDSA-P521".to_owned(),
+                Some(other) => format!("EC-{}", oids::name(&other)),
+                None => "EC".to_owned(),
+            }
+        }
+        other => oids::name(&other),
+    }
+}
+
+/// Bit length of the modulus of a DER `RSAPublicKey`.
+fn rsa_modulus_bits(public_key: &[u8]) -> Option<u32> {
+    #[derive(der::Sequence)]
+    struct RsaPublicKey<'a> {
+        modulus: der::asn1::UintRef<'a>,
+        _exponent: der::asn1::UintRef<'a>,
+    }
+    let key = RsaPublicKey::from_der(public_key).ok()?;
+    let bytes = key.modulus.as_bytes();
+    let first = *bytes.first()?;
+    let bits = bytes.len() * 8 - first.leading_zeros() as usize;
+    u32::try_from(bits).ok()
+}
+
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02X}")).collect()
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

@@ -1,0 +1,153 @@
+//! Helpers for the test suites: PKCS#12 files written by OpenSSL, Java `keytool` and
+//! pyca/cryptography (generated once by `scripts/gen-p12-fixtures.py`), and pyca's own vectors.
+//!
+//! Every helper that needs a tool returns `None` (and says so on stderr) when the tool is not
+//! on the machine, so a bare `cargo test` passes and names what it skipped; `CI=true` turns
+//! that skip into a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+/// One fixture of the manifest written by `scripts/gen-p12-fixtures.py`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct P12Case {
+    pub file: String,
+    pub password: String,
+    /// `ok` or the error code the file must be refused with.
+    pub expect: String,
+    pub source: String,
+    pub key_type: Option<String>,
+    pub chain_length: Option<usize>,
+    pub subject: Option<String>,
+    pub warning: Option<String>,
+    pub password_form: Option<String>,
+    #[serde(default)]
+    pub legacy: bool,
+}
+
+/// The generated fixtures: the directory and its manifest.
+#[derive(Clone, Debug)]
+pub struct P12Fixtures {
+    pub dir: PathBuf,
+    pub cases: Vec<P12Case>,
+}
+
+impl P12Fixtures {
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    pub fn bytes(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.path(file)).unwrap()
+    }
+
+    /// The first case with this file name.
+    pub fn case(&self, file: &str) -> &P12Case {
+        self.cases.iter().find(|case| case.file == file).unwrap()
+    }
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Whether missing tools must fail the run instead of skipping (set in CI).
+pub fn required() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+/// Reports a skipped test, or fails it in CI.
+pub fn skip(what: &str, why: &str) {
+    assert!(!required(), "{what} cannot be skipped in CI: {why}");
+    eprintln!("SKIPPED {what}: {why}");
+}
+
+/// The Python interpreter to use: the project's `.venv` when it exists.
+pub fn python() -> PathBuf {
+    let venv = workspace_root().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Fixtures older than this are made again (their certificates have fixed lifetimes).
+const MAX_AGE: Duration = Duration::from_secs(3 * 86_400);
+
+/// The PKCS#12 fixtures, generated on first use under `target/test-fixtures/p12`.
+pub fn p12_fixtures() -> Option<P12Fixtures> {
+    let root = workspace_root();
+    let base = root.join("target/test-fixtures");
+    let dir = base.join("p12");
+    let manifest = dir.join("manifest.json");
+    let script = root.join("scripts/gen-p12-fixtures.py");
+    std::fs::create_dir_all(&base).unwrap();
+    let lock = File::create(base.join("p12.lock")).unwrap();
+    lock.lock().unwrap();
+    if !fresh(&manifest, &script) {
+        let status = Command::new(python()).arg(&script).arg(&dir).status();
+        match status {
+            Ok(status) if status.success() => {}
+            other => {
+                skip(
+                    "PKCS#12 fixtures",
+                    &format!("scripts/gen-p12-fixtures.py failed: {other:?}"),
+                );
+                return None;
+            }
+        }
+    }
+    let cases: Vec<P12Case> = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    for source in ["openssl", "keytool", "pyca"] {
+        if !cases.iter().any(|case| case.source == source) {
+            skip(&format!("{source} fixtures"), "the tool is not installed");
+        }
+    }
+    Some(P12Fixtures { dir, cases })
+}
+
+fn fresh(manifest: &Path, script: &Path) -> bool {
+    let modified = |path: &Path| path.metadata().and_then(|meta| meta.modified()).ok();
+    match (modified(manifest), modified(script)) {
+        (Some(made), Some(edited)) => {
+            made >= edited && SystemTime::now().duration_since(made).unwrap_or_default() < MAX_AGE
+        }
+        _ => false,
+    }
+}
+
+/// The `pkcs12` folder of pyca's `cryptography-vectors` package, when it is installed.
+pub fn pyca_vectors() -> Option<PathBuf> {
+    let output = Command::new(python())
+        .args(["-c", "import cryptography_vectors, os; print(os.path.dirname(cryptography_vectors.__file__))"])
+        .output();
+    match output {
+        Ok(output) if output.status.success() => {
+            let dir =
+                PathBuf::from(String::from_utf8(output.stdout).unwrap().trim()).join("pkcs12");
+            dir.is_dir().then_some(dir)
+        }
+        _ => {
+            skip(
+                "pyca cryptography-vectors",
+                "the PyPI package cryptography-vectors is not installed",
+            );
+            None
+        }
+    }
+}
