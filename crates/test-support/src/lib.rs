@@ -151,3 +151,33 @@ pub fn pyca_vectors() -> Option<PathBuf> {
         }
     }
 }
+
+/// A fresh, empty directory under `target/test-tmp` for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let unique = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = workspace_root()
+        .join("target/test-tmp")
+        .join(format!("{name}-{}-{unique}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `openssl` with `args` in `dir`; `None` (a reported skip) when OpenSSL is not installed.
+pub fn openssl(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
+    match Command::new("openssl").args(args).current_dir(dir).output() {
+        Ok(output) if output.status.success() => Some(output.stdout),
+        Ok(output) => panic!(
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(_) => {
+            skip(
+                "tests needing the openssl command",
+                "openssl is not installed",
+            );
+            None
+        }
+    }
+}
