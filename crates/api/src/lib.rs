@@ -1,1 +1,22 @@
-//! stub
+//! The HTTP API of mtls-gateway: the routes of SPEC, their DTOs, and the one place where
+//! errors become HTTP responses ([`error`]).
+
+pub mod dto;
+pub mod error;
+mod extract;
+mod request_id;
+mod routes;
+mod state;
+
+pub use state::{AppState, Limits};
+
+use axum::Router;
+use axum::middleware;
+
+/// The whole application: every route, the request-id and access-log layer, JSON fallbacks.
+pub fn router(state: AppState) -> Router {
+    routes::routes(state.clone())
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(request_id::layer))
+}

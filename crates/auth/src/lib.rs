@@ -4,9 +4,11 @@
 //! Schemes: Bearer JWT today ([`bearer`]); OAuth 1.0a and client certificates slot in beside it
 //! as further arms of [`Authenticator::authenticate`].
 
+mod account;
 pub mod bearer;
 mod principal;
 
+pub use account::{AccountId, InvalidAccountId};
 pub use bearer::{BearerConfig, BearerVerifier, TokenIssuer};
 pub use principal::{AccountScope, Denied, Principal, Privilege, Privileges, Scheme};
 

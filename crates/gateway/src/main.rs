@@ -1,2 +1,50 @@
-//! stub
-fn main() {}
+//! `mtls-gateway`: serve, mint tokens, inspect PKCS#12 files.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mtls-gateway",
+    version,
+    about = "Multi-tenant mutual-TLS egress gateway"
+)]
+struct Cli {
+    /// TOML configuration file (optional; MTLS_GATEWAY__* environment variables override it).
+    #[arg(long, global = true, env = "MTLS_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve,
+    /// Bearer tokens signed with the gateway's HS256 secret.
+    #[command(subcommand)]
+    Token(cli::token::TokenCommand),
+    /// PKCS#12 files.
+    #[command(subcommand)]
+    P12(cli::p12::P12Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match mtls_gateway::config::Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Serve => cli::serve::run(&config),
+        Command::Token(command) => cli::token::run(&config, command),
+        Command::P12(command) => cli::p12::run(&config, command),
+    }
+}

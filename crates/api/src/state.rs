@@ -1,0 +1,61 @@
+//! What every handler shares: the authenticator, the intake policy and the limits.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use mtls_auth::Authenticator;
+use mtls_pki::IntakePolicy;
+use tokio::sync::Semaphore;
+
+/// Request size limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest PKCS#12 file accepted, in bytes (413 past it).
+    pub p12_max_bytes: usize,
+    /// Largest password part, in bytes.
+    pub password_max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            p12_max_bytes: 1024 * 1024,
+            password_max_bytes: 4096,
+        }
+    }
+}
+
+/// Shared application state; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub authenticator: Authenticator,
+    pub intake: IntakePolicy,
+    pub limits: Limits,
+    /// Bounds concurrent PKCS#12 parses: each may run key derivations for up to a second.
+    pub intake_permits: Semaphore,
+    pub clock: fn() -> SystemTime,
+}
+
+impl AppState {
+    pub fn new(
+        authenticator: Authenticator,
+        intake: IntakePolicy,
+        limits: Limits,
+        intake_concurrency: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                authenticator,
+                intake,
+                limits,
+                intake_permits: Semaphore::new(intake_concurrency.max(1)),
+                clock: SystemTime::now,
+            }),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The subcommands. They print to stdout by design.
+#![allow(clippy::print_stdout)]
+
+pub mod p12;
+pub mod serve;
+pub mod token;

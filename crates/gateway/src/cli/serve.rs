@@ -1,0 +1,37 @@
+//! `mtls-gateway serve`.
+
+use std::process::ExitCode;
+
+use mtls_gateway::config::Config;
+use mtls_gateway::{server, telemetry};
+
+pub fn run(config: &Config) -> ExitCode {
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let running = match server::start(config).await {
+            Ok(running) => running,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                eprintln!("error: {error}");
+                return ExitCode::from(1);
+            }
+        };
+        match running.wait().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "server failed");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

@@ -1,0 +1,278 @@
+//! Configuration: a TOML file (optional), overridden by `MTLS_GATEWAY__<SECTION>__<KEY>`
+//! environment variables, secrets also from `MTLS_GATEWAY__..._FILE` paths. Unknown keys are
+//! errors that name the key. Every default is chosen so that no configuration at all gives a
+//! working gateway on 127.0.0.1:8080 with its state in `./mtls-data`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+/// The environment prefix; `__` separates sections and keys.
+pub const ENV_PREFIX: &str = "MTLS_GATEWAY__";
+
+/// The keys that hold secrets: each may also come from a file named by `<KEY>_FILE`.
+const SECRET_KEYS: &[&str] = &["auth.hs256_secret"];
+
+/// A secret value from the configuration: never printed, logged as `<redacted>`, wiped on drop.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|text| Secret(Zeroizing::new(text)))
+    }
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the gateway keeps its state (created with mode 0700).
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub intake: IntakeConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./mtls-data"),
+            server: ServerConfig::default(),
+            auth: AuthConfig::default(),
+            intake: IntakeConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port of the HTTP listener.
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accept HS256 tokens signed with the gateway's secret (the ones `token issue` mints).
+    pub hs256_enabled: bool,
+    /// The HS256 secret (at least 32 bytes). Absent: generated once in the data directory.
+    pub hs256_secret: Option<Secret>,
+    /// PEM files with RSA or P-256 public keys for RS256/ES256 tokens.
+    pub public_key_files: Vec<PathBuf>,
+    /// JWKS files with RSA or P-256 keys for RS256/ES256 tokens.
+    pub jwks_files: Vec<PathBuf>,
+    /// Required `aud` values (any one of them); empty: not checked.
+    pub audience: Vec<String>,
+    /// Required `iss` values (any one of them); empty: not checked.
+    pub issuer: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            hs256_enabled: true,
+            hs256_secret: None,
+            public_key_files: Vec::new(),
+            jwks_files: Vec::new(),
+            audience: Vec::new(),
+            issuer: Vec::new(),
+            leeway_seconds: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Largest PKCS#12 file accepted, in bytes (413 past it).
+    pub max_file_bytes: usize,
+    /// Largest key-derivation or MAC iteration count accepted in one file (`p12_too_costly`).
+    pub max_iterations: u32,
+    /// Largest sum of iteration counts over one file.
+    pub max_total_iterations: u64,
+    /// A leaf expiring within this many days gets a warning.
+    pub expiry_warning_days: u32,
+    /// PKCS#12 files checked at the same time (each may take up to a second of CPU).
+    pub concurrency: usize,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        let cost = mtls_pki::CostLimits::default();
+        Self {
+            max_file_bytes: 1024 * 1024,
+            max_iterations: cost.max_iterations,
+            max_total_iterations: cost.max_total_iterations,
+            expiry_warning_days: 30,
+            concurrency: std::thread::available_parallelism().map_or(2, usize::from),
+        }
+    }
+}
+
+impl IntakeConfig {
+    pub fn policy(&self) -> mtls_pki::IntakePolicy {
+        mtls_pki::IntakePolicy {
+            cost: mtls_pki::CostLimits {
+                max_iterations: self.max_iterations,
+                max_total_iterations: self.max_total_iterations,
+            },
+            expiry_warning_seconds: i64::from(self.expiry_warning_days) * 86_400,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `mtls_api=debug,info`, ...); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration that cannot be loaded; the message names the key or file at fault.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Loads the file (when given) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Loads the file (when given) and `vars` as the environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "configuration file {} not found",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let plain: Vec<(String, String)> = vars
+            .iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX) && secret_file_key(name).is_none())
+            .cloned()
+            .collect();
+        figment = figment.merge(env_provider(plain));
+        for (name, path) in &vars {
+            let Some(key) = secret_file_key(name) else {
+                continue;
+            };
+            let direct = name.trim_end_matches("_FILE");
+            if vars.iter().any(|(other, _)| other == direct) {
+                return Err(ConfigError(format!(
+                    "set either {direct} or {name}, not both"
+                )));
+            }
+            let value = std::fs::read_to_string(path)
+                .map_err(|error| ConfigError(format!("{name}: cannot read {path}: {error}")))?;
+            let value = Zeroizing::new(value);
+            figment = figment.merge(Serialized::default(
+                key,
+                value.trim_end_matches(['\n', '\r']).to_owned(),
+            ));
+        }
+        figment.extract::<Config>().map_err(|error| {
+            let messages: Vec<String> = error.into_iter().map(|error| error.to_string()).collect();
+            ConfigError(format!("invalid configuration: {}", messages.join("; ")))
+        })
+    }
+
+    /// The configuration as one JSON line, secrets shown as `<redacted>`.
+    pub fn redacted_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// `MTLS_GATEWAY__AUTH__HS256_SECRET_FILE` -> `Some("auth.hs256_secret")` for secret keys only.
+fn secret_file_key(name: &str) -> Option<&'static str> {
+    let key = name
+        .strip_prefix(ENV_PREFIX)?
+        .strip_suffix("_FILE")?
+        .to_ascii_lowercase()
+        .replace("__", ".");
+    SECRET_KEYS.iter().copied().find(|secret| *secret == key)
+}
+
+/// The environment provider over an explicit list of variables (so tests need not touch the
+/// process environment).
+fn env_provider(vars: Vec<(String, String)>) -> impl figment::Provider {
+    let mut figment = Figment::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        let parsed: figment::value::Value = value.parse().unwrap_or_else(|_| value.clone().into());
+        figment = figment.merge(Serialized::default(&key, parsed));
+    }
+    figment
+}
