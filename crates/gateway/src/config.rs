@@ -276,3 +276,112 @@ fn env_provider(vars: Vec<(String, String)>) -> impl figment::Provider {
     }
     figment
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn temp_file(name: &str, content: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("mtls-config-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    #[test]
+    fn no_configuration_gives_the_embedded_defaults() {
+        let config = Config::load_from(None, vars(&[("PATH", "/usr/bin")])).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./mtls-data"));
+        assert!(config.auth.hs256_enabled);
+        assert_eq!(config.intake.max_file_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let file = temp_file(
+            "override.toml",
+            "data_dir = \"/from/file\"\n[server]\nlisten = \"127.0.0.1:7000\"\n",
+        );
+        let config = Config::load_from(
+            Some(&file),
+            vars(&[
+                ("MTLS_GATEWAY__SERVER__LISTEN", "127.0.0.1:9000"),
+                ("MTLS_GATEWAY__INTAKE__MAX_ITERATIONS", "5000"),
+                ("MTLS_GATEWAY__AUTH__AUDIENCE", "[a, b]"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.intake.max_iterations, 5000);
+        assert_eq!(config.auth.audience, ["a", "b"]);
+        let config =
+            Config::load_from(None, vars(&[("MTLS_GATEWAY__DATA_DIR", "/var/lib/mtls")])).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/mtls"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let file = temp_file(
+            "unknown.toml",
+            "[server]\nlisten = \"127.0.0.1:7000\"\nlisen = 1\n",
+        );
+        let error = Config::load_from(Some(&file), vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("lisen"), "{error}");
+        let error = Config::load_from(None, vars(&[("MTLS_GATEWAY__SERVER__PORT", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("port"), "{error}");
+        let error = Config::load_from(None, vars(&[("MTLS_GATEWAY__NOPE__X", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("nope"), "{error}");
+        let missing =
+            Config::load_from(Some(Path::new("/no/such/file.toml")), vars(&[])).unwrap_err();
+        assert!(missing.to_string().contains("/no/such/file.toml"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_redacted() {
+        let secret = "s3cret-value-that-is-long-enough-000000";
+        let file = temp_file("hs256.secret", &format!("{secret}\n"));
+        let config = Config::load_from(
+            None,
+            vars(&[(
+                "MTLS_GATEWAY__AUTH__HS256_SECRET_FILE",
+                file.to_str().unwrap(),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(config.auth.hs256_secret.as_ref().unwrap().expose(), secret);
+        let json = config.redacted_json();
+        assert!(
+            !json.contains(secret) && json.contains("<redacted>"),
+            "{json}"
+        );
+        assert!(!format!("{config:?}").contains(secret));
+        let both = Config::load_from(
+            None,
+            vars(&[
+                (
+                    "MTLS_GATEWAY__AUTH__HS256_SECRET_FILE",
+                    file.to_str().unwrap(),
+                ),
+                ("MTLS_GATEWAY__AUTH__HS256_SECRET", secret),
+            ]),
+        );
+        assert!(both.unwrap_err().to_string().contains("not both"));
+    }
+}

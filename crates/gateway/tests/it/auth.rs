@@ -1,0 +1,117 @@
+//! SPEC 3 over HTTP: 401 with a challenge for missing or bad credentials, 403 for credentials
+//! that do not cover the account or the privilege, never a hint about what exists.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mtls_auth::Privilege;
+use mtls_auth::bearer::unix_now;
+use reqwest::StatusCode;
+use reqwest::header::WWW_AUTHENTICATE;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, client, spawn};
+
+async fn call(
+    app: &TestApp,
+    account: &str,
+    authorization: Option<String>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = client()
+        .post(app.url(&format!("/mtls/account/{account}/p12-test/multipart")))
+        .multipart(reqwest::multipart::Form::new().text("password", ""));
+    if let Some(value) = authorization {
+        request = request.header("Authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .map(|value| value.to_str().unwrap().to_owned());
+    (status, response.json().await.unwrap(), challenge)
+}
+
+fn signed(secret: &[u8], claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn authentication_and_authorization_rules() {
+    let app = spawn(|_| {}).await;
+    let secret = mtls_gateway::server::hs256_secret(&app.config)
+        .unwrap()
+        .unwrap();
+    let claims = |accounts: &[&str], privileges: &[&str], exp: u64| json!({"sub": "t", "exp": exp, "accounts": accounts, "privileges": privileges});
+    let later = unix_now() + 600;
+
+    // No token, a foreign scheme, garbage, an expired token, a wrong signature: 401 + challenge.
+    let cases = [
+        None,
+        Some("Basic dXNlcjpwYXNz".to_owned()),
+        Some("Bearer not-a-token".to_owned()),
+        Some(format!(
+            "Bearer {}",
+            signed(
+                &secret,
+                &claims(&["123"], &["MTLS_READ_INTERNAL"], unix_now() - 120)
+            )
+        )),
+        Some(format!(
+            "Bearer {}",
+            signed(
+                b"another-secret-that-is-32-bytes-long!",
+                &claims(&["123"], &["MTLS_READ_INTERNAL"], later)
+            )
+        )),
+    ];
+    for authorization in cases {
+        let (status, body, challenge) = call(&app, "123", authorization.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{authorization:?}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert!(
+            challenge
+                .unwrap()
+                .starts_with("Bearer realm=\"mtls-gateway\"")
+        );
+    }
+
+    // Valid credentials that do not cover the request: 403, the same for any account id.
+    let wrong_account = app.token(&["999"], &[Privilege::ReadInternal]);
+    let missing_privilege = app.token(&["123"], &[Privilege::Forward, Privilege::WriteInternal]);
+    for token in [&wrong_account, &missing_privilege] {
+        for account in ["123", "does-not-exist"] {
+            let (status, body, challenge) =
+                call(&app, account, Some(format!("Bearer {token}"))).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(body["error"]["code"], "forbidden");
+            assert!(challenge.is_none());
+        }
+    }
+
+    // Covered: the request reaches the handler (which then finds no file part).
+    for token in [
+        app.token(&["123"], &[Privilege::ReadInternal]),
+        app.token(&["*"], &[Privilege::ReadInternal]),
+    ] {
+        let (status, body, _) = call(&app, "123", Some(format!("Bearer {token}"))).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("missing_file"))
+        );
+    }
+
+    // A malformed account id in the path is a 400 for an authenticated caller, a 401 otherwise.
+    let star = app.token(&["*"], &[Privilege::ReadInternal]);
+    let (status, body, _) = call(&app, "bad.account", Some(format!("Bearer {star}"))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_account_id"))
+    );
+    let (status, _, _) = call(&app, "bad.account", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.running.stop().await.unwrap();
+}

@@ -1,0 +1,364 @@
+//! The real binary: `serve` on port 0, `token issue` with the same data directory, `p12
+//! inspect` exit codes, configuration errors, and what reaches the log (nothing secret).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mtls_test_support::{p12_fixtures, temp_dir};
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+
+use crate::support::client;
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtls-gateway"));
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("MTLS_GATEWAY_CONFIG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MTLS_GATEWAY__") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A `serve` process logging to a file, and the address it listens on.
+struct Served {
+    child: Child,
+    log: PathBuf,
+    base: String,
+}
+
+fn serve(dir: &Path, envs: &[(&str, String)]) -> Served {
+    let log = dir.join("serve.log");
+    let mut child = binary()
+        .arg("serve")
+        .current_dir(dir)
+        .env("MTLS_GATEWAY__SERVER__LISTEN", "127.0.0.1:0")
+        .envs(envs.iter().map(|(name, value)| (*name, value.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let log_path = log.clone();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(&log_path).unwrap();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            writeln!(file, "{line}").unwrap();
+            file.flush().unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let address: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+                    .collect();
+                let _ = sender.send(address);
+            }
+        }
+    });
+    let address = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "serve did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    Served {
+        child,
+        log,
+        base: format!("http://{address}"),
+    }
+}
+
+impl Drop for Served {
+    /// A test that failed half-way must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// SIGTERM, then the exit status must be success.
+    fn stop(&mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "serve exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn tester_form(bytes: Vec<u8>, password: &str) -> Form {
+    Form::new()
+        .part("file", Part::bytes(bytes).file_name("c.p12"))
+        .text("password", password.to_owned())
+}
+
+#[tokio::test]
+async fn serve_with_defaults_then_mint_a_token_and_test_a_file() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let dir = temp_dir("cli-serve");
+    // No configuration at all: the data directory is ./mtls-data, made on first start.
+    let mut served = serve(&dir, &[]);
+    let data = dir.join("mtls-data");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("token-signing.key")), 0o600);
+
+    let output = binary()
+        .current_dir(&dir)
+        .args([
+            "token",
+            "issue",
+            "--account",
+            "123,456",
+            "--privileges",
+            "MTLS_READ_INTERNAL",
+            "--ttl",
+            "10m",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+
+    let case = fixtures.case("openssl-default-rsa2048.p12");
+    let url = format!("{}/mtls/account/456/p12-test/multipart", served.base);
+    let response = client()
+        .post(&url)
+        .bearer_auth(&token)
+        .multipart(tester_form(fixtures.bytes(&case.file), &case.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let other_account = url.replace("/456/", "/789/");
+    let response = client()
+        .post(&other_account)
+        .bearer_auth(&token)
+        .multipart(tester_form(fixtures.bytes(&case.file), &case.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    served.stop();
+
+    // A signing key that others can read stops the gateway from starting.
+    std::fs::set_permissions(
+        data.join("token-signing.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let output = binary()
+        .current_dir(&dir)
+        .arg("serve")
+        .env("MTLS_GATEWAY__SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("chmod 600"));
+}
+
+#[tokio::test]
+async fn no_password_key_or_token_reaches_the_log() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let dir = temp_dir("cli-redaction");
+    let secret = "configured-hs256-secret-0123456789abcdef";
+    std::fs::write(dir.join("hs256.secret"), secret).unwrap();
+    let mut served = serve(
+        &dir,
+        &[
+            (
+                "MTLS_GATEWAY__AUTH__HS256_SECRET_FILE",
+                dir.join("hs256.secret").display().to_string(),
+            ),
+            ("MTLS_GATEWAY__LOG__FORMAT", "json".to_owned()),
+            ("RUST_LOG", "debug".to_owned()),
+        ],
+    );
+    let output = binary()
+        .current_dir(&dir)
+        .env(
+            "MTLS_GATEWAY__AUTH__HS256_SECRET_FILE",
+            dir.join("hs256.secret"),
+        )
+        .args([
+            "token",
+            "issue",
+            "--account",
+            "*",
+            "--privileges",
+            "MTLS_READ_INTERNAL",
+        ])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let url = format!("{}/mtls/account/1/p12-test/multipart", served.base);
+    let mut secrets = vec![secret.to_owned(), token.clone()];
+    for file in [
+        "openssl-default-rsa2048.p12",
+        "openssl-nonascii.p12",
+        "openssl-noenc-nomac.p12",
+    ] {
+        let case = fixtures.case(file);
+        secrets.push(case.password.clone());
+        for password in [case.password.as_str(), "wrong-password-for-the-log-test"] {
+            let response = client()
+                .post(&url)
+                .bearer_auth(&token)
+                .multipart(tester_form(fixtures.bytes(file), password))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success() || response.status() == StatusCode::BAD_REQUEST);
+        }
+    }
+    secrets.push("wrong-password-for-the-log-test".to_owned());
+    let log = served.stop();
+    assert!(
+        log.contains("effective configuration") && log.contains("<redacted>"),
+        "{log}"
+    );
+    // The requests were served and logged (so the search below searched something).
+    assert!(log.matches("p12-test/multipart").count() >= 6, "{log}");
+    for needle in &secrets {
+        assert!(
+            !log.contains(needle.as_str()),
+            "the log contains a secret: {needle}"
+        );
+    }
+    // No line of a private key (PEM body) nor its leading DER bytes, in any common rendering.
+    let key_pem = std::fs::read_to_string(fixtures.path("rsa2048.key")).unwrap();
+    for line in key_pem
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.len() > 20)
+    {
+        assert!(!log.contains(line), "the log contains private key material");
+    }
+    assert!(!log.contains("[48, 130,"), "the log contains DER bytes");
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let dir = temp_dir("cli-config");
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\nlisten_port = 8080\n",
+    )
+    .unwrap();
+    let output = binary()
+        .current_dir(&dir)
+        .args(["serve", "--config", "bad.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listen_port"), "{stderr}");
+    let output = binary()
+        .current_dir(&dir)
+        .arg("serve")
+        .env("MTLS_GATEWAY__SERVER__BACKLOG", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("backlog"));
+}
+
+#[test]
+fn p12_inspect_reports_and_exits_with_the_code() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let dir = temp_dir("cli-inspect");
+    let file = fixtures.path("openssl-nonascii.p12");
+    let password = &fixtures.case("openssl-nonascii.p12").password;
+
+    let output = binary()
+        .env("P12_PASSWORD", password)
+        .args(["p12", "inspect"])
+        .arg(&file)
+        .args(["--password-env", "P12_PASSWORD"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ECDSA-P384"));
+
+    std::fs::write(dir.join("pw"), format!("{password}\n")).unwrap();
+    let output = binary()
+        .args(["p12", "inspect", "--json", "--password-file"])
+        .arg(dir.join("pw"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["keyType"], "ECDSA-P384");
+
+    let mut child = binary()
+        .args(["p12", "inspect", "--password-stdin"])
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"not the password\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("p12_wrong_password"), "{stderr}");
+    assert!(!stderr.contains("not the password"));
+
+    let output = binary()
+        .args(["p12", "inspect"])
+        .arg(fixtures.path("openssl-dsa.p12"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = binary()
+        .args(["p12", "inspect", "/no/such/file.p12"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("file_unreadable"));
+}

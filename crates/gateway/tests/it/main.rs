@@ -1,0 +1,14 @@
+//! The gateway's integration tests, one binary: the real application on port 0 (in-process),
+//! and the real `mtls-gateway` binary for the command line.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stdout
+)]
+
+mod auth;
+mod cli;
+mod support;
+mod tester;

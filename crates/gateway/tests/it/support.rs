@@ -1,0 +1,63 @@
+//! Spawning the application and minting tokens for it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use mtls_auth::Privilege;
+use mtls_auth::bearer::{Grant, unix_now};
+use mtls_gateway::config::Config;
+use mtls_gateway::server::{self, Running};
+use mtls_test_support::temp_dir;
+
+pub struct TestApp {
+    pub base: String,
+    pub running: Running,
+    pub config: Config,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A token signed with this gateway's own secret.
+    pub fn token(&self, accounts: &[&str], privileges: &[Privilege]) -> String {
+        let secret = server::hs256_secret(&self.config).unwrap().unwrap();
+        let grant = Grant {
+            subject: "test-suite".to_owned(),
+            accounts: accounts
+                .iter()
+                .map(|account| (*account).to_owned())
+                .collect(),
+            privileges: privileges.to_vec(),
+            ttl_seconds: 600,
+        };
+        mtls_auth::TokenIssuer::hs256(&secret)
+            .unwrap()
+            .issue(&grant, unix_now(), "t".to_owned())
+            .unwrap()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+}
+
+/// Starts the gateway on 127.0.0.1:0 with a fresh data directory, after `customize`.
+pub async fn spawn(customize: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = temp_dir("gateway");
+    let mut config = Config::default();
+    config.data_dir = dir.join("data");
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    customize(&mut config);
+    let running = server::start(&config).await.unwrap();
+    TestApp {
+        base: format!("http://{}", running.address),
+        running,
+        config,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
