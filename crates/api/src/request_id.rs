@@ -37,7 +37,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         method = %method,
         route = %route,
         status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_millis() as u64,
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "request"
     );
     response

@@ -26,22 +26,22 @@ impl From<IntakeError> for DecryptError {
 
 /// A human description of an encryption algorithm identifier, for the report.
 pub fn describe(algorithm: &AlgorithmIdentifierOwned) -> String {
-    if algorithm.oid == oids::PBES2 {
-        if let Some(open) = pbes2_open(algorithm) {
-            let (kdf, prf, iterations) = match pbkdf2_open(&open.kdf) {
-                Some(params) => (
-                    oids::name(&open.kdf.oid),
-                    params.prf.map_or(oids::HMAC_SHA1, |prf| prf.oid),
-                    params.iteration_count,
-                ),
-                None => (oids::name(&open.kdf.oid), oids::HMAC_SHA1, 0),
-            };
-            return format!(
-                "PBES2 ({kdf}-{}, {}, {iterations} iterations)",
-                oids::name(&prf),
-                oids::name(&open.encryption.oid)
-            );
-        }
+    if algorithm.oid == oids::PBES2
+        && let Some(open) = pbes2_open(algorithm)
+    {
+        let (prf, iterations) = match pbkdf2_open(&open.kdf) {
+            Some(params) => (
+                params.prf.map_or(oids::HMAC_SHA1, |prf| prf.oid),
+                params.iteration_count,
+            ),
+            None => (oids::HMAC_SHA1, 0),
+        };
+        return format!(
+            "PBES2 ({}-{}, {}, {iterations} iterations)",
+            oids::name(&open.kdf.oid),
+            oids::name(&prf),
+            oids::name(&open.encryption.oid)
+        );
     }
     match pkcs12_pbe_params(algorithm) {
         Some(params) => format!(

@@ -179,7 +179,7 @@ impl Walker<'_> {
                     let key = self.decrypt(
                         &shrouded.algorithm,
                         shrouded.encrypted_data.as_bytes(),
-                        |plain| pkcs8_decodes(plain),
+                        pkcs8_decodes,
                     )?;
                     self.contents.protection.legacy |= crypt::is_legacy(&shrouded.algorithm);
                     self.contents

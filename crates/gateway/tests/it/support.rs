@@ -1,7 +1,6 @@
 //! Spawning the application and minting tokens for it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use mtls_auth::Privilege;
 use mtls_auth::bearer::{Grant, unix_now};
@@ -37,17 +36,15 @@ impl TestApp {
             .issue(&grant, unix_now(), "t".to_owned())
             .unwrap()
     }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.config.data_dir.clone()
-    }
 }
 
 /// Starts the gateway on 127.0.0.1:0 with a fresh data directory, after `customize`.
 pub async fn spawn(customize: impl FnOnce(&mut Config)) -> TestApp {
     let dir = temp_dir("gateway");
-    let mut config = Config::default();
-    config.data_dir = dir.join("data");
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     customize(&mut config);
     let running = server::start(&config).await.unwrap();
