@@ -18,6 +18,15 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     challenge: Option<String>,
+    items: Vec<ItemError>,
+}
+
+/// One bad item of a request that carries several (SPEC 4.3: every bad item, with its index).
+#[derive(Clone, Debug, Serialize)]
+pub struct ItemError {
+    pub index: usize,
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl ApiError {
@@ -27,11 +36,28 @@ impl ApiError {
             code,
             message: message.into(),
             challenge: None,
+            items: Vec::new(),
         }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency_unavailable",
+            message,
+        )
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such {what}"),
+        )
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
@@ -46,6 +72,19 @@ impl ApiError {
             "internal",
             "an internal error occurred",
         )
+    }
+
+    /// A 400 listing every bad item; the top-level code is the first item's.
+    pub fn items(items: Vec<ItemError>) -> Self {
+        let code = items.first().map_or("invalid_request", |item| item.code);
+        let message = format!(
+            "{} item(s) of the request are not valid; nothing was stored",
+            items.len()
+        );
+        Self {
+            items,
+            ..Self::bad_request(code, message)
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -68,6 +107,8 @@ struct Detail<'a> {
     code: &'a str,
     message: &'a str,
     request_id: String,
+    #[serde(skip_serializing_if = "<[ItemError]>::is_empty")]
+    items: &'a [ItemError],
 }
 
 impl IntoResponse for ApiError {
@@ -77,6 +118,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: &self.message,
                 request_id: request_id::current(),
+                items: &self.items,
             },
         };
         let mut response = (self.status, Json(body)).into_response();
@@ -89,6 +131,35 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
+    }
+}
+
+/// A database failure: logged with its detail, answered as 503 without it.
+impl From<mtls_store::StoreError> for ApiError {
+    fn from(error: mtls_store::StoreError) -> Self {
+        match error {
+            mtls_store::StoreError::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "name_conflict",
+                "the name is already used by another certificate",
+            ),
+            other => {
+                tracing::error!(request_id = %request_id::current(), error = %other, "database call failed");
+                Self::unavailable("the database is unavailable")
+            }
+        }
+    }
+}
+
+/// A secret-store failure: logged with its detail, answered as 503 without it.
+impl From<mtls_secrets::SecretError> for ApiError {
+    fn from(error: mtls_secrets::SecretError) -> Self {
+        tracing::error!(request_id = %request_id::current(), error = %error, "secret store call failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "secret_store_unavailable",
+            "the secret store is unavailable",
+        )
     }
 }
 

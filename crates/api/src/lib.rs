@@ -1,13 +1,17 @@
 //! The HTTP API of mtls-gateway: the routes of SPEC, their DTOs, and the one place where
 //! errors become HTTP responses ([`error`]).
 
+pub mod backends;
+mod certificates;
 pub mod dto;
 pub mod error;
 mod extract;
+mod multipart;
 mod request_id;
 mod routes;
 mod state;
 
+pub use backends::{BackendSlot, Backends, Readiness};
 pub use state::{AppState, Limits};
 
 use axum::Router;

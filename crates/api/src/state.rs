@@ -7,6 +7,8 @@ use mtls_auth::Authenticator;
 use mtls_pki::IntakePolicy;
 use tokio::sync::Semaphore;
 
+use crate::backends::BackendSlot;
+
 /// Request size limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -39,9 +41,16 @@ pub(crate) struct Inner {
     /// Bounds concurrent PKCS#12 parses: each may run key derivations for up to a second.
     pub intake_permits: Semaphore,
     pub clock: fn() -> SystemTime,
+    /// The database and secret store, once connected.
+    pub backends: BackendSlot,
 }
 
 impl AppState {
+    /// The slot the start-up task fills with the database and the secret store.
+    pub fn backends(&self) -> &BackendSlot {
+        &self.inner.backends
+    }
+
     pub fn new(
         authenticator: Authenticator,
         intake: IntakePolicy,
@@ -55,6 +64,7 @@ impl AppState {
                 limits,
                 intake_permits: Semaphore::new(intake_concurrency.max(1)),
                 clock: SystemTime::now,
+                backends: BackendSlot::default(),
             }),
         }
     }

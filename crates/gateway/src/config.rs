@@ -16,7 +16,13 @@ use zeroize::Zeroizing;
 pub const ENV_PREFIX: &str = "MTLS_GATEWAY__";
 
 /// The keys that hold secrets: each may also come from a file named by `<KEY>_FILE`.
-const SECRET_KEYS: &[&str] = &["auth.hs256_secret"];
+const SECRET_KEYS: &[&str] = &[
+    "auth.hs256_secret",
+    "database.url",
+    "secrets.local.master_key",
+    "secrets.vault.token",
+    "secrets.vault.secret_id",
+];
 
 /// A secret value from the configuration: never printed, logged as `<redacted>`, wiped on drop.
 #[derive(Clone)]
@@ -55,6 +61,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub intake: IntakeConfig,
     pub log: LogConfig,
+    pub database: DatabaseConfig,
+    pub secrets: SecretsConfig,
 }
 
 impl Default for Config {
@@ -65,6 +73,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             intake: IntakeConfig::default(),
             log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -178,6 +188,101 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `mysql://user:password@host:port/database` (a secret: it may hold a
+    /// password). Absent: `sqlite://<data_dir>/mtls-gateway.db`.
+    pub url: Option<Secret>,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before a 503.
+    pub acquire_timeout_seconds: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 10,
+            acquire_timeout_seconds: 5,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretsBackend {
+    Local,
+    Vault,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// `local` (AES-256-GCM, ciphertext in the database) or `vault` (KV v2).
+    pub backend: SecretsBackend,
+    pub local: LocalSecretsConfig,
+    pub vault: VaultConfig,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            backend: SecretsBackend::Local,
+            local: LocalSecretsConfig::default(),
+            vault: VaultConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalSecretsConfig {
+    /// 64 hex characters (32 bytes). Absent: `<data_dir>/master.key`, generated (mode 0600) on
+    /// first start; refused when group or others can read it.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself (64 hex characters), for deployments that inject it.
+    pub master_key: Option<Secret>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultConfig {
+    pub address: String,
+    /// The KV version 2 mount.
+    pub mount: String,
+    /// Path prefix inside the mount: secrets live at `<prefix>/accounts/<account>/certificates/<id>`.
+    pub prefix: String,
+    pub namespace: Option<String>,
+    /// PEM CA bundle for Vault's TLS certificate (added to the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// A Vault token; or use AppRole with `role_id` and `secret_id`.
+    pub token: Option<Secret>,
+    pub role_id: Option<String>,
+    pub secret_id: Option<Secret>,
+    /// Where the AppRole auth method is mounted.
+    pub approle_mount: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self {
+            address: "http://127.0.0.1:8200".to_owned(),
+            mount: "secret".to_owned(),
+            prefix: "mtls".to_owned(),
+            namespace: None,
+            ca_file: None,
+            token: None,
+            role_id: None,
+            secret_id: None,
+            approle_mount: "approle".to_owned(),
+            timeout_seconds: 10,
         }
     }
 }

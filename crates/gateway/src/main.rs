@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP server.
     Serve,
+    /// Apply the database migrations and exit (the server also applies them at start).
+    Migrate,
     /// Bearer tokens signed with the gateway's HS256 secret.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve => cli::serve::run(&config),
+        Command::Migrate => cli::migrate::run(&config),
         Command::Token(command) => cli::token::run(&config, command),
         Command::P12(command) => cli::p12::run(&config, command),
     }

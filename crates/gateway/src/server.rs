@@ -90,6 +90,8 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
 pub async fn start(config: &Config) -> Result<Running, ConfigError> {
     tracing::info!(config = %config.redacted_json(), "effective configuration");
     let state = state(config)?;
+    crate::backends::validate(config)?;
+    crate::backends::connect(config, &state).await;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|error| {

@@ -1,14 +1,63 @@
-//! `/healthz` (the process answers) and `/readyz` (it can serve: SPEC 9).
+//! `/healthz` (the process answers) and `/readyz` (it can serve: SPEC 9): database and secret
+//! store reachable now, and which certificates lacked their secret at start.
 
 use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
+
+use crate::AppState;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready once the router exists: this slice of the gateway has no external dependency yet.
-/// The database, the secret store and the runtime tables join this check as they arrive.
-pub async fn readyz() -> Json<Value> {
-    Json(json!({ "status": "ready", "checks": { "configuration": "ok" } }))
+fn describe(result: Option<&Result<(), String>>) -> Value {
+    match result {
+        None => json!("connecting"),
+        Some(Ok(())) => json!("ok"),
+        Some(Err(reason)) => json!(format!("unavailable: {reason}")),
+    }
+}
+
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let slot = &state.inner.backends;
+    let mut readiness = slot.readiness();
+    if let Some(backends) = slot.get() {
+        readiness.database = Some(
+            backends
+                .store
+                .ping()
+                .await
+                .map_err(|error| error.to_string()),
+        );
+        readiness.secret_store = Some(
+            backends
+                .secrets
+                .check()
+                .await
+                .map_err(|error| error.to_string()),
+        );
+    }
+    let ready = matches!(readiness.database, Some(Ok(())))
+        && matches!(readiness.secret_store, Some(Ok(())));
+    let missing: Vec<Value> = readiness
+        .missing_secrets
+        .iter()
+        .map(|(account, id)| json!({ "siteId": account, "id": id }))
+        .collect();
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {
+            "database": describe(readiness.database.as_ref()),
+            "secretStore": describe(readiness.secret_store.as_ref()),
+        },
+        "certificatesWithoutSecret": missing,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }

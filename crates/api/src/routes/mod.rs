@@ -1,11 +1,13 @@
 //! The route table: one file per resource.
 
+mod certificates;
+mod collect;
 mod health;
 mod tester;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::AppState;
 
@@ -13,13 +15,44 @@ use crate::AppState;
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
 pub fn routes(state: AppState) -> Router {
-    let tester_limit = state.inner.limits.p12_max_bytes + MULTIPART_OVERHEAD;
+    let file_limit = state.inner.limits.p12_max_bytes;
+    let multipart_limit = file_limit + MULTIPART_OVERHEAD;
+    // A JSON array of byte values takes up to 5 characters per byte ("-128,"), per item.
+    let json_limit = (file_limit * 6 + MULTIPART_OVERHEAD) * 4;
+    let certificates = "/mtls/account/{account_id}/certificates";
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route(
             "/mtls/account/{account_id}/p12-test/multipart",
-            post(tester::test_multipart).layer(DefaultBodyLimit::max(tester_limit)),
+            post(tester::test_multipart).layer(DefaultBodyLimit::max(multipart_limit)),
+        )
+        .route(
+            certificates,
+            get(certificates::list)
+                .post(certificates::create_json)
+                .put(certificates::update_json)
+                .layer(DefaultBodyLimit::max(json_limit)),
+        )
+        .route(
+            &format!("{certificates}/by-file"),
+            post(certificates::create_multipart)
+                .put(certificates::update_multipart)
+                .layer(DefaultBodyLimit::max(multipart_limit)),
+        )
+        .route(
+            &format!("{certificates}/byFile"),
+            post(certificates::create_multipart)
+                .put(certificates::update_multipart)
+                .layer(DefaultBodyLimit::max(multipart_limit)),
+        )
+        .route(
+            &format!("{certificates}/{{id}}"),
+            get(certificates::get).merge(delete(certificates::delete)),
+        )
+        .route(
+            "/api/account/{account_id}/certificate/{id}",
+            get(collect::collect),
         )
         .with_state(state)
 }

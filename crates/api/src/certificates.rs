@@ -1,0 +1,386 @@
+//! Certificate operations behind the routes: turning request items into checked identities
+//! (the whole request is validated before anything is stored), then the writes in SPEC 4.3's
+//! order: secret first, then the row.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mtls_secrets::{SecretKey, SecretMaterial};
+use mtls_store::{NewCertificate, Replacement, SecretState};
+use serde::Deserialize;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::AppState;
+use crate::backends::Backends;
+use crate::dto::{Certificate, SaveResult};
+use crate::error::{ApiError, ItemError};
+
+/// Most items one request may carry.
+pub const MAX_ITEMS: usize = 50;
+
+/// One item as it arrives (JSON array element or multipart `certificate` part + `file`).
+#[derive(Default, Deserialize)]
+pub struct ItemInput {
+    #[serde(default)]
+    pub id: Option<Value>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub p12: Option<Value>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl Drop for ItemInput {
+    fn drop(&mut self) {
+        if let Some(password) = self.password.as_mut() {
+            zeroize::Zeroize::zeroize(password);
+        }
+    }
+}
+
+/// An item whose PKCS#12 file passed intake.
+pub struct CheckedItem {
+    pub id: Option<i64>,
+    pub facts: Replacement,
+    pub material: SecretMaterial,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// A certificate or mapping id: a positive number, or a string of one.
+pub fn parse_id(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(number) => number.as_i64(),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|id| *id > 0)
+}
+
+/// `p12` as a JSON array of byte values (signed -128..127 or unsigned 0..255) or base64 text.
+fn p12_bytes(value: &Value) -> Option<Zeroizing<Vec<u8>>> {
+    match value {
+        Value::String(text) => STANDARD
+            .decode(text.trim().as_bytes())
+            .ok()
+            .map(Zeroizing::new),
+        Value::Array(values) => {
+            let mut bytes = Zeroizing::new(Vec::with_capacity(values.len()));
+            for value in values {
+                let number = value.as_i64()?;
+                let byte = match number {
+                    -128..=-1 => u8::try_from(number + 256).ok()?,
+                    0..=255 => u8::try_from(number).ok()?,
+                    _ => return None,
+                };
+                bytes.push(byte);
+            }
+            Some(bytes)
+        }
+        _ => None,
+    }
+}
+
+/// SPEC 4.1: 1 to 128 printable characters.
+fn valid_name(name: &str) -> bool {
+    let count = name.chars().count();
+    (1..=128).contains(&count) && !name.chars().any(char::is_control)
+}
+
+/// Validates every item; either all are usable or the answer lists every bad one.
+pub async fn check_items(
+    state: &AppState,
+    inputs: Vec<(ItemInput, Option<Zeroizing<Vec<u8>>>)>,
+    need_id: bool,
+) -> Result<Vec<CheckedItem>, ApiError> {
+    if inputs.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_request",
+            "the request holds no certificate",
+        ));
+    }
+    if inputs.len() > MAX_ITEMS {
+        return Err(ApiError::bad_request(
+            "too_many_items",
+            format!("at most {MAX_ITEMS} certificates per request"),
+        ));
+    }
+    let limit = state.inner.limits.p12_max_bytes;
+    let mut errors = Vec::new();
+    let mut checked = Vec::new();
+    for (index, (mut input, file)) in inputs.into_iter().enumerate() {
+        let mut fail = |code: &'static str, message: String| {
+            errors.push(ItemError {
+                index,
+                code,
+                message,
+            })
+        };
+        let id = match (&input.id, need_id) {
+            (Some(raw), true) => match parse_id(raw) {
+                Some(id) => Some(id),
+                None => {
+                    fail("invalid_id", "the id is not a positive integer".to_owned());
+                    continue;
+                }
+            },
+            (None, true) => {
+                fail(
+                    "missing_id",
+                    "an update needs the certificate id".to_owned(),
+                );
+                continue;
+            }
+            (_, false) => None,
+        };
+        let name = input.name.take().unwrap_or_default();
+        if !valid_name(&name) {
+            fail(
+                "invalid_name",
+                "the name must be 1 to 128 printable characters".to_owned(),
+            );
+            continue;
+        }
+        let bytes = match (file, input.p12.as_ref()) {
+            (Some(file), _) => file,
+            (None, Some(value)) => match p12_bytes(value) {
+                Some(bytes) => bytes,
+                None => {
+                    fail(
+                        "invalid_p12_encoding",
+                        "p12 must be base64 text or an array of byte values".to_owned(),
+                    );
+                    continue;
+                }
+            },
+            (None, None) => {
+                fail("missing_p12", "the PKCS#12 file is missing".to_owned());
+                continue;
+            }
+        };
+        if bytes.len() > limit {
+            return Err(ApiError::too_large(format!(
+                "item {index}: the PKCS#12 file is larger than {limit} bytes"
+            )));
+        }
+        let password = Zeroizing::new(input.password.take().unwrap_or_default());
+        match inspect(state, bytes, password).await? {
+            Ok((facts_without_name, material)) => {
+                checked.push(CheckedItem {
+                    id,
+                    facts: Replacement {
+                        name,
+                        ..facts_without_name
+                    },
+                    material,
+                });
+            }
+            Err(error) => fail(error.code(), error.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::items(errors));
+    }
+    let mut names = HashSet::new();
+    for item in &checked {
+        if !names.insert(item.facts.name.clone()) {
+            return Err(conflict(&item.facts.name));
+        }
+    }
+    Ok(checked)
+}
+
+pub fn conflict(name: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "name_conflict",
+        format!("the name \"{name}\" is already used by another certificate of this account"),
+    )
+}
+
+/// Runs intake on a blocking thread under the intake permits.
+async fn inspect(
+    state: &AppState,
+    bytes: Zeroizing<Vec<u8>>,
+    password: Zeroizing<String>,
+) -> Result<Result<(Replacement, SecretMaterial), mtls_pki::IntakeError>, ApiError> {
+    let _permit = state
+        .inner
+        .intake_permits
+        .acquire()
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+    let policy = state.inner.intake;
+    let now = (state.inner.clock)();
+    tokio::task::spawn_blocking(move || {
+        let inspection = mtls_pki::inspect(&bytes, &password, &policy, now)?;
+        let report = inspection.report;
+        let leaf = &report.leaf;
+        let facts = Replacement {
+            name: String::new(),
+            subject: leaf.subject.clone(),
+            issuer: leaf.issuer.clone(),
+            serial_number: leaf.serial_hex.clone(),
+            not_before: leaf.not_before,
+            not_after: leaf.not_after,
+            fingerprint_sha256: leaf.fingerprint_sha256.clone(),
+            key_type: report.key_type.label(),
+            chain_length: i64::try_from(report.chain.len() + 1).unwrap_or(i64::MAX),
+        };
+        Ok((
+            facts,
+            SecretMaterial {
+                p12: bytes,
+                password,
+            },
+        ))
+    })
+    .await
+    .map_err(|error| ApiError::internal(&error))
+}
+
+/// Creates every item: secrets first, then all rows in one transaction.
+pub async fn create(
+    backends: &Backends,
+    account: &str,
+    items: Vec<CheckedItem>,
+) -> Result<(SaveResult, bool), ApiError> {
+    for item in &items {
+        if backends
+            .store
+            .name_taken(account, &item.facts.name, None)
+            .await?
+        {
+            return Err(conflict(&item.facts.name));
+        }
+    }
+    let now = now();
+    let mut rows = Vec::with_capacity(items.len());
+    for item in &items {
+        let id = mtls_store::new_id()?;
+        let key = SecretKey {
+            account,
+            certificate_id: id,
+        };
+        let secret_state = match backends.secrets.put(key, 1, &item.material).await {
+            Ok(()) => SecretState::Stored,
+            Err(error) => {
+                tracing::warn!(account, certificate_id = id, %error, "secret store write failed; the certificate is kept UnAvailable");
+                SecretState::Missing
+            }
+        };
+        rows.push(NewCertificate {
+            id,
+            account_id: account.to_owned(),
+            secret_state,
+            facts: item.facts.clone(),
+        });
+    }
+    if let Err(error) = backends.store.insert_certificates(&rows, now).await {
+        // Nothing was stored in the database: take the secrets back out.
+        for row in &rows {
+            let _ = backends
+                .secrets
+                .destroy(SecretKey {
+                    account,
+                    certificate_id: row.id,
+                })
+                .await;
+        }
+        return Err(match error {
+            mtls_store::StoreError::Conflict => conflict("of one of the items"),
+            other => other.into(),
+        });
+    }
+    let mut result = SaveResult::default();
+    for row in &rows {
+        let stored = backends
+            .store
+            .certificate(account, row.id)
+            .await?
+            .ok_or_else(|| ApiError::internal(&"row vanished"))?;
+        let entity = Certificate::from_row(&stored, now);
+        if row.secret_state == SecretState::Stored {
+            result.saved.push(entity);
+        } else {
+            result.failed.push(entity);
+        }
+    }
+    let all_failed = result.saved.is_empty();
+    Ok((result, all_failed))
+}
+
+/// Replaces every item in place: same id, version + 1, new secret first.
+pub async fn replace(
+    backends: &Backends,
+    account: &str,
+    items: Vec<CheckedItem>,
+) -> Result<(SaveResult, bool), ApiError> {
+    let mut current = Vec::with_capacity(items.len());
+    for item in &items {
+        let id = item
+            .id
+            .ok_or_else(|| ApiError::internal(&"update item without id"))?;
+        let row = backends.store.certificate(account, id).await?;
+        match row {
+            Some(row) if !row.deleted => current.push(row),
+            _ => return Err(ApiError::not_found("certificate")),
+        }
+        if backends
+            .store
+            .name_taken(account, &item.facts.name, Some(id))
+            .await?
+        {
+            return Err(conflict(&item.facts.name));
+        }
+    }
+    let now = now();
+    let mut result = SaveResult::default();
+    for (item, row) in items.iter().zip(current) {
+        let key = SecretKey {
+            account,
+            certificate_id: row.id,
+        };
+        match backends
+            .secrets
+            .put(key, row.version + 1, &item.material)
+            .await
+        {
+            Ok(()) => {
+                if !backends
+                    .store
+                    .replace_certificate(account, row.id, row.version, &item.facts, now)
+                    .await?
+                {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "concurrent_update",
+                        "the certificate was changed by another request; retry",
+                    ));
+                }
+                let stored = backends
+                    .store
+                    .certificate(account, row.id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("certificate"))?;
+                result.saved.push(Certificate::from_row(&stored, now));
+            }
+            Err(error) => {
+                tracing::warn!(account, certificate_id = row.id, %error, "secret store write failed; the certificate is unchanged");
+                result.failed.push(Certificate::from_row(&row, now));
+            }
+        }
+    }
+    let all_failed = result.saved.is_empty();
+    Ok((result, all_failed))
+}

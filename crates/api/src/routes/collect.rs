@@ -1,0 +1,87 @@
+//! Collect (SPEC 4.5): `GET /api/account/{accountId}/certificate/{id}` answers a ZIP archive,
+//! AES-256 encrypted (WinZip AE-2) with the password given at upload, holding the stored
+//! PKCS#12 file. Requires `MTLS_WRITE_INTERNAL`: it hands out the key.
+
+use std::io::{Cursor, Write};
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use mtls_auth::Privilege;
+use mtls_secrets::SecretKey;
+use zeroize::Zeroizing;
+use zip::write::SimpleFileOptions;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{AccountPath, Caller, authorize};
+
+pub async fn collect(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&caller, &account, Privilege::WriteInternal)?;
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found("certificate"))?;
+    let backends = state.inner.backends.require()?;
+    match backends.store.certificate(account.as_str(), id).await? {
+        Some(row) if !row.deleted => {}
+        _ => return Err(ApiError::not_found("certificate")),
+    }
+    let material = backends
+        .secrets
+        .get(SecretKey {
+            account: account.as_str(),
+            certificate_id: id,
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "secret_missing",
+                "the secret store holds no file for this certificate; upload it again with PUT",
+            )
+        })?;
+    let archive =
+        tokio::task::spawn_blocking(move || zip_encrypted(&material.p12, &material.password, id))
+            .await
+            .map_err(|error| ApiError::internal(&error))?
+            .map_err(|error| ApiError::internal(&error))?;
+    tracing::info!(
+        account = account.as_str(),
+        certificate_id = id,
+        "certificate collected"
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"certificate-{id}.zip\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        archive.to_vec(),
+    )
+        .into_response())
+}
+
+/// A ZIP holding `<id>.p12`, AES-256 encrypted with `password`.
+fn zip_encrypted(
+    p12: &[u8],
+    password: &str,
+    id: i64,
+) -> Result<Zeroizing<Vec<u8>>, zip::result::ZipError> {
+    let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .with_aes_encryption(zip::AesMode::Aes256, password);
+    writer.start_file(format!("{id}.p12"), options)?;
+    writer.write_all(p12)?;
+    Ok(Zeroizing::new(writer.finish()?.into_inner()))
+}

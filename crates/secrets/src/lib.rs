@@ -1,0 +1,147 @@
+//! The secret store: where a certificate's PKCS#12 bytes and password live at rest. Two
+//! backends behind one type ([`SecretStore`]): the embedded store ([`local`], AES-256-GCM,
+//! ciphertext kept in the metadata database) and HashiCorp Vault KV v2 ([`vault`]).
+//!
+//! This is the only crate that touches key bytes at rest. Material in memory is
+//! [`SecretMaterial`]: not `Serialize`, `Debug` prints nothing of it, zeroized on drop.
+
+pub mod local;
+pub mod vault;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use zeroize::Zeroizing;
+
+pub use local::{LocalStore, MasterKey, SealedBlob, SealedBlobs};
+pub use vault::{VaultAuth, VaultOptions, VaultStore};
+
+/// A boxed future, for the object-safe [`SealedBlobs`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the store keeps for one certificate: the original PKCS#12 file and its password.
+pub struct SecretMaterial {
+    pub p12: Zeroizing<Vec<u8>>,
+    pub password: Zeroizing<String>,
+}
+
+impl fmt::Debug for SecretMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretMaterial(<redacted>)")
+    }
+}
+
+/// Which secret: the certificate id within its account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretKey<'a> {
+    pub account: &'a str,
+    pub certificate_id: i64,
+}
+
+/// A secret-store failure. The message is safe to log: no secret, no token, no key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretError {
+    /// The store cannot be reached or refused the call (down, sealed, forbidden, timeout).
+    Unavailable(String),
+    /// The stored value does not decrypt or decode: tampering, a wrong master key, corruption.
+    Corrupt(String),
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretError::Unavailable(detail) => write!(f, "secret store unavailable: {detail}"),
+            SecretError::Corrupt(detail) => write!(f, "stored secret unreadable: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+/// The configured secret store.
+#[derive(Debug)]
+pub enum SecretStore {
+    Local(LocalStore),
+    Vault(VaultStore),
+}
+
+impl SecretStore {
+    /// Stores `material` as the current version for `key` (a replacement writes a new version).
+    pub async fn put(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        material: &SecretMaterial,
+    ) -> Result<(), SecretError> {
+        match self {
+            SecretStore::Local(store) => store.put(key, version, material).await,
+            SecretStore::Vault(store) => store.put(key, material).await,
+        }
+    }
+
+    /// The current material for `key`, `None` when there is none.
+    pub async fn get(&self, key: SecretKey<'_>) -> Result<Option<SecretMaterial>, SecretError> {
+        match self {
+            SecretStore::Local(store) => store.get(key).await,
+            SecretStore::Vault(store) => store.get(key).await,
+        }
+    }
+
+    /// Whether material exists for `key`, without reading it.
+    pub async fn exists(&self, key: SecretKey<'_>) -> Result<bool, SecretError> {
+        match self {
+            SecretStore::Local(store) => store.exists(key).await,
+            SecretStore::Vault(store) => store.exists(key).await,
+        }
+    }
+
+    /// Destroys every version of `key` and its metadata. Destroying nothing is not an error.
+    pub async fn destroy(&self, key: SecretKey<'_>) -> Result<(), SecretError> {
+        match self {
+            SecretStore::Local(store) => store.destroy(key).await,
+            SecretStore::Vault(store) => store.destroy(key).await,
+        }
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn check(&self) -> Result<(), SecretError> {
+        match self {
+            SecretStore::Local(store) => store.check().await,
+            SecretStore::Vault(store) => store.check().await,
+        }
+    }
+
+    /// `local` or `vault`, for logs and `/readyz`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            SecretStore::Local(_) => "local",
+            SecretStore::Vault(_) => "vault",
+        }
+    }
+}
+
+/// The byte layout both backends agree on for the plaintext: password length (u32, big-endian),
+/// password (UTF-8), then the PKCS#12 bytes.
+pub(crate) fn encode(material: &SecretMaterial) -> Result<Zeroizing<Vec<u8>>, SecretError> {
+    let password = material.password.as_bytes();
+    let length = u32::try_from(password.len())
+        .map_err(|_| SecretError::Corrupt("password too long".to_owned()))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(4 + password.len() + material.p12.len()));
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(password);
+    out.extend_from_slice(&material.p12);
+    Ok(out)
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<SecretMaterial, SecretError> {
+    let corrupt = || SecretError::Corrupt("bad layout".to_owned());
+    let (length, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let length = usize::try_from(u32::from_be_bytes(*length)).map_err(|_| corrupt())?;
+    let (password, p12) = rest.split_at_checked(length).ok_or_else(corrupt)?;
+    let password = std::str::from_utf8(password).map_err(|_| corrupt())?;
+    Ok(SecretMaterial {
+        p12: Zeroizing::new(p12.to_vec()),
+        password: Zeroizing::new(password.to_owned()),
+    })
+}

@@ -1,0 +1,411 @@
+//! HashiCorp Vault (or OpenBao) KV version 2. A certificate's secret lives at
+//! `<mount>/data/<prefix>/accounts/<accountId>/certificates/<id>`; each replacement writes a new
+//! KV version; destroy deletes the metadata, which removes every version. Authentication by a
+//! token or by AppRole (role id + secret id), renewing the token before it expires.
+//!
+//! Error messages carry the HTTP status and Vault's own error text, never a token, a path's
+//! secret value or the request body.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+use crate::{SecretError, SecretKey, SecretMaterial};
+
+/// How the gateway proves itself to Vault.
+pub enum VaultAuth {
+    Token(Zeroizing<String>),
+    AppRole {
+        role_id: String,
+        secret_id: Zeroizing<String>,
+        mount: String,
+    },
+}
+
+impl fmt::Debug for VaultAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VaultAuth::Token(_) => f.write_str("Token(<redacted>)"),
+            VaultAuth::AppRole { role_id, mount, .. } => {
+                write!(
+                    f,
+                    "AppRole(role_id={role_id}, mount={mount}, secret_id=<redacted>)"
+                )
+            }
+        }
+    }
+}
+
+/// Connection settings.
+#[derive(Debug)]
+pub struct VaultOptions {
+    /// `https://vault.example:8200` (or `http://` for a local dev server).
+    pub address: String,
+    /// KV v2 mount (default `secret`).
+    pub mount: String,
+    /// Path prefix inside the mount (default `mtls`).
+    pub prefix: String,
+    /// Enterprise / OpenBao namespace, sent as `X-Vault-Namespace`.
+    pub namespace: Option<String>,
+    /// PEM CA bundle trusted for Vault's TLS certificate, in addition to the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub auth: VaultAuth,
+    pub timeout: Duration,
+}
+
+struct Token {
+    value: Zeroizing<String>,
+    /// When to renew (AppRole tokens): two thirds into the lease.
+    renew_at: Option<Instant>,
+}
+
+/// A KV v2 client.
+pub struct VaultStore {
+    client: reqwest::Client,
+    options: VaultOptions,
+    token: Mutex<Option<Token>>,
+}
+
+impl fmt::Debug for VaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultStore")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthResponse {
+    auth: AuthBody,
+}
+
+#[derive(Deserialize)]
+struct AuthBody {
+    client_token: String,
+    lease_duration: u64,
+    renewable: bool,
+}
+
+#[derive(Deserialize)]
+struct ReadResponse {
+    data: ReadData,
+}
+
+#[derive(Deserialize)]
+struct ReadData {
+    data: Option<StoredValue>,
+}
+
+#[derive(Deserialize, zeroize::ZeroizeOnDrop)]
+struct StoredValue {
+    p12: String,
+    password: String,
+}
+
+impl VaultStore {
+    pub fn new(options: VaultOptions) -> Result<Self, SecretError> {
+        let client = client(options.ca_pem.as_deref(), options.timeout)?;
+        Ok(Self {
+            client,
+            options,
+            token: Mutex::new(None),
+        })
+    }
+
+    fn path(&self, kind: &str, key: SecretKey<'_>) -> String {
+        format!(
+            "{}/v1/{}/{kind}/{}/accounts/{}/certificates/{}",
+            self.options.address.trim_end_matches('/'),
+            self.options.mount,
+            self.options.prefix,
+            key.account,
+            key.certificate_id
+        )
+    }
+
+    pub async fn put(
+        &self,
+        key: SecretKey<'_>,
+        material: &SecretMaterial,
+    ) -> Result<(), SecretError> {
+        let body = Zeroizing::new(
+            json!({ "data": { "p12": STANDARD.encode(material.p12.as_slice()), "password": material.password.as_str() } })
+                .to_string(),
+        );
+        let (status, _) = self
+            .call(Method::POST, &self.path("data", key), Some(body))
+            .await?;
+        expect_success(status, "write")
+    }
+
+    pub async fn get(&self, key: SecretKey<'_>) -> Result<Option<SecretMaterial>, SecretError> {
+        let (status, body) = self
+            .call(Method::GET, &self.path("data", key), None)
+            .await?;
+        let body = Zeroizing::new(body);
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        expect_success(status, "read")?;
+        let response: ReadResponse = serde_json::from_slice(&body)
+            .map_err(|_| SecretError::Corrupt("unexpected KV v2 answer".to_owned()))?;
+        let Some(value) = response.data.data else {
+            return Ok(None);
+        };
+        let p12 = STANDARD
+            .decode(value.p12.as_bytes())
+            .map_err(|_| SecretError::Corrupt("stored p12 is not base64".to_owned()))?;
+        Ok(Some(SecretMaterial {
+            p12: Zeroizing::new(p12),
+            password: Zeroizing::new(value.password.clone()),
+        }))
+    }
+
+    pub async fn exists(&self, key: SecretKey<'_>) -> Result<bool, SecretError> {
+        let (status, _) = self
+            .call(Method::GET, &self.path("metadata", key), None)
+            .await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        expect_success(status, "metadata read").map(|()| true)
+    }
+
+    pub async fn destroy(&self, key: SecretKey<'_>) -> Result<(), SecretError> {
+        let (status, _) = self
+            .call(Method::DELETE, &self.path("metadata", key), None)
+            .await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        expect_success(status, "destroy")
+    }
+
+    /// Vault answers, is unsealed, and accepts our token (a token lookup).
+    pub async fn check(&self) -> Result<(), SecretError> {
+        let url = format!(
+            "{}/v1/auth/token/lookup-self",
+            self.options.address.trim_end_matches('/')
+        );
+        let (status, _) = self.call(Method::GET, &url, None).await?;
+        expect_success(status, "token lookup")
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Zeroizing<String>>,
+    ) -> Result<(StatusCode, Vec<u8>), SecretError> {
+        let token = self.token().await?;
+        let mut request = self
+            .client
+            .request(method, url)
+            .header("X-Vault-Token", token.as_str());
+        if let Some(namespace) = &self.options.namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.as_bytes().to_vec());
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        if status == StatusCode::FORBIDDEN {
+            // A revoked or expired token: forget it so that the next call logs in again.
+            *self.token.lock().await = None;
+        }
+        if !status.is_success() && status != StatusCode::NOT_FOUND {
+            return Err(SecretError::Unavailable(format!(
+                "Vault answered {status}{}",
+                vault_errors(&bytes)
+            )));
+        }
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// The token to use now: the configured one, or an AppRole token, logged in or renewed.
+    async fn token(&self) -> Result<Zeroizing<String>, SecretError> {
+        let mut slot = self.token.lock().await;
+        match &self.options.auth {
+            VaultAuth::Token(token) => Ok(token.clone()),
+            VaultAuth::AppRole {
+                role_id,
+                secret_id,
+                mount,
+            } => {
+                if let Some(current) = slot.as_ref() {
+                    match current.renew_at {
+                        Some(at) if Instant::now() >= at => {
+                            if let Ok(renewed) = self.renew(&current.value).await {
+                                *slot = Some(renewed);
+                            } else {
+                                *slot = None;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if slot.is_none() {
+                    *slot = Some(self.login(role_id, secret_id, mount).await?);
+                }
+                slot.as_ref()
+                    .map(|token| token.value.clone())
+                    .ok_or_else(|| SecretError::Unavailable("no Vault token".to_owned()))
+            }
+        }
+    }
+
+    async fn login(
+        &self,
+        role_id: &str,
+        secret_id: &str,
+        mount: &str,
+    ) -> Result<Token, SecretError> {
+        let url = format!(
+            "{}/v1/auth/{mount}/login",
+            self.options.address.trim_end_matches('/')
+        );
+        let body =
+            Zeroizing::new(json!({ "role_id": role_id, "secret_id": secret_id }).to_string());
+        self.auth_call(&url, None, body).await
+    }
+
+    async fn renew(&self, token: &str) -> Result<Token, SecretError> {
+        let url = format!(
+            "{}/v1/auth/token/renew-self",
+            self.options.address.trim_end_matches('/')
+        );
+        self.auth_call(&url, Some(token), Zeroizing::new("{}".to_owned()))
+            .await
+    }
+
+    async fn auth_call(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        body: Zeroizing<String>,
+    ) -> Result<Token, SecretError> {
+        let mut request = self
+            .client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body.as_bytes().to_vec());
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
+        if let Some(namespace) = &self.options.namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let bytes = Zeroizing::new(response.bytes().await.map_err(transport_error)?.to_vec());
+        if !status.is_success() {
+            return Err(SecretError::Unavailable(format!(
+                "Vault login answered {status}{}",
+                vault_errors(&bytes)
+            )));
+        }
+        let answer: AuthResponse = serde_json::from_slice(&bytes)
+            .map_err(|_| SecretError::Unavailable("unexpected login answer".to_owned()))?;
+        let renew_at = (answer.auth.renewable || answer.auth.lease_duration > 0).then(|| {
+            Instant::now() + Duration::from_secs(answer.auth.lease_duration.saturating_mul(2) / 3)
+        });
+        Ok(Token {
+            value: Zeroizing::new(answer.auth.client_token),
+            renew_at,
+        })
+    }
+}
+
+fn expect_success(status: StatusCode, what: &str) -> Result<(), SecretError> {
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(SecretError::Unavailable(format!(
+            "Vault {what} answered {status}"
+        )))
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> SecretError {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    SecretError::Unavailable(format!("Vault {kind}"))
+}
+
+/// Vault's `errors` array, which names problems (permission denied, sealed) without secrets.
+fn vault_errors(body: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return String::new();
+    };
+    match value.get("errors").and_then(Value::as_array) {
+        Some(errors) if !errors.is_empty() => {
+            let texts: Vec<String> = errors
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            format!(": {}", texts.join("; "))
+        }
+        _ => String::new(),
+    }
+}
+
+/// An HTTP client that trusts the system roots plus `ca_pem`, ignores proxy variables and
+/// follows no redirects (a token must not be replayed to another host).
+fn client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::Client, SecretError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(certificate);
+    }
+    if let Some(pem) = ca_pem {
+        let mut added = 0;
+        for certificate in CertificateDer::pem_slice_iter(pem) {
+            let certificate = certificate
+                .map_err(|_| SecretError::Unavailable("the Vault CA file is not PEM".to_owned()))?;
+            roots.add(certificate).map_err(|_| {
+                SecretError::Unavailable(
+                    "the Vault CA file holds an unusable certificate".to_owned(),
+                )
+            })?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(SecretError::Unavailable(
+                "the Vault CA file holds no certificate".to_owned(),
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| SecretError::Unavailable("TLS configuration".to_owned()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .build()
+        .map_err(|_| SecretError::Unavailable("cannot build the Vault HTTP client".to_owned()))
+}
