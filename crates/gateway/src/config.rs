@@ -35,6 +35,10 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(Zeroizing::new(value.into()))
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

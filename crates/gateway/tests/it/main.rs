@@ -9,6 +9,7 @@
 )]
 
 mod auth;
+mod certificates;
 mod cli;
 mod support;
 mod tester;

@@ -56,5 +56,51 @@ pub async fn spawn(customize: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// The stacks an API test runs on: SQLite + the embedded store always, MariaDB + Vault
+/// (OpenBao) whenever both are reachable (always in CI).
+#[derive(Clone, Debug)]
+pub enum Stack {
+    SqliteLocal,
+    MariaDbVault { mysql_url: String, vault_address: String, vault_token: String },
+}
+
+pub fn stacks() -> Vec<Stack> {
+    let mut stacks = vec![Stack::SqliteLocal];
+    if let (Some(mysql_url), Some((vault_address, vault_token))) =
+        (mtls_test_support::mysql_url(), mtls_test_support::vault())
+    {
+        stacks.push(Stack::MariaDbVault { mysql_url, vault_address, vault_token });
+    }
+    stacks
+}
+
+impl Stack {
+    pub fn apply(&self, config: &mut Config) {
+        if let Stack::MariaDbVault { mysql_url, vault_address, vault_token } = self {
+            config.database.url = Some(mtls_gateway::config::Secret::new(mysql_url.clone()));
+            config.secrets.backend = mtls_gateway::config::SecretsBackend::Vault;
+            config.secrets.vault.address = vault_address.clone();
+            config.secrets.vault.token = Some(mtls_gateway::config::Secret::new(vault_token.clone()));
+        }
+    }
+
+    pub fn vault(&self) -> Option<(&str, &str)> {
+        match self {
+            Stack::SqliteLocal => None,
+            Stack::MariaDbVault { vault_address, vault_token, .. } => Some((vault_address, vault_token)),
+        }
+    }
+}
+
+/// Starts the gateway on `stack`.
+pub async fn spawn_on(stack: &Stack, customize: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(|config| {
+        stack.apply(config);
+        customize(config);
+    })
+    .await
 }

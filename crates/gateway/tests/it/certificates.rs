@@ -1,0 +1,312 @@
+//! The certificate API (SPEC 4.1, 4.3, 4.5) on every stack: SQLite + the embedded store, and
+//! MariaDB + Vault (OpenBao) when they are reachable.
+
+use std::io::Read;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mtls_auth::Privilege;
+use mtls_test_support::{P12Fixtures, p12_fixtures, random_account};
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use crate::support::{Stack, TestApp, client, spawn_on, stacks};
+
+struct Api<'a> {
+    app: &'a TestApp,
+    account: String,
+    token: String,
+}
+
+impl<'a> Api<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let account = random_account();
+        let token = app.token(&[&account], &[Privilege::ReadInternal, Privilege::WriteInternal]);
+        Self { app, account, token }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.app.url(&format!("/mtls/account/{}/certificates{path}", self.account))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.bearer_auth(&self.token).send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn create(&self, items: Value) -> (StatusCode, Value) {
+        self.send(client().post(self.url("")).json(&items)).await
+    }
+
+    async fn list(&self, include_deleted: bool) -> Vec<Value> {
+        let url = if include_deleted { self.url("?include_deleted=true") } else { self.url("") };
+        let (status, body) = self.send(client().get(url)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.as_array().unwrap().clone()
+    }
+}
+
+fn item(fixtures: &P12Fixtures, file: &str, name: &str) -> Value {
+    let case = fixtures.case(file);
+    json!({ "name": name, "p12": STANDARD.encode(fixtures.bytes(file)), "password": case.password })
+}
+
+/// The same file as a JSON array of signed byte values, as Java clients send it.
+fn signed_bytes_item(fixtures: &P12Fixtures, file: &str, name: &str) -> Value {
+    let case = fixtures.case(file);
+    let bytes: Vec<i64> = fixtures.bytes(file).iter().map(|byte| i64::from(*byte as i8)).collect();
+    json!({ "name": name, "p12": bytes, "password": case.password })
+}
+
+fn multipart(fixtures: &P12Fixtures, file: &str, certificate: Value) -> Form {
+    Form::new()
+        .part("file", Part::bytes(fixtures.bytes(file)).file_name("c.p12"))
+        .text("certificate", certificate.to_string())
+}
+
+async fn vault_json(stack: &Stack, path: &str) -> (StatusCode, Value) {
+    let (address, token) = stack.vault().unwrap();
+    let response = client().get(format!("{address}/v1/{path}")).header("X-Vault-Token", token).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn create_read_rotate_delete_on_every_stack() {
+    let Some(fixtures) = p12_fixtures() else { return };
+    for stack in stacks() {
+        let app = spawn_on(&stack, |_| {}).await;
+        let api = Api::new(&app);
+
+        // JSON create: base64 and signed byte arrays, several items at once.
+        let (status, body) = api
+            .create(json!([
+                item(&fixtures, "openssl-default-rsa2048.p12", "brand-a-idp"),
+                signed_bytes_item(&fixtures, "openssl-legacy-p256.p12", "brand-a-webhooks"),
+            ]))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{stack:?}: {body}");
+        assert_eq!(body["failedSaveToVaultCertificates"], json!([]));
+        let saved = body["successfulySavedCertificates"].as_array().unwrap();
+        assert_eq!(saved.len(), 2);
+        let first = &saved[0];
+        assert!(first["id"].as_i64().unwrap() > 0);
+        assert_eq!(first["name"], "brand-a-idp");
+        assert_eq!(first["displayName"], "brand-a-idp");
+        assert_eq!(first["siteId"], api.account.as_str());
+        assert_eq!(first["status"], "Available");
+        assert_eq!(first["deleted"], false);
+        assert_eq!(first["version"], 1);
+        assert_eq!(first["keyType"], "RSA-2048");
+        assert!(first["expirationDate"].as_str().unwrap().ends_with('Z'));
+        assert!(first.get("p12").is_none() && first.get("password").is_none());
+        let id = first["id"].as_i64().unwrap();
+
+        // Multipart create, under both spellings of the path.
+        for (path, name) in [("/by-file", "mp-1"), ("/byFile", "mp-2")] {
+            let case = fixtures.case("openssl-default-ed25519.p12");
+            let form = multipart(&fixtures, &case.file, json!({"name": name, "password": case.password}));
+            let (status, body) = api.send(client().post(api.url(path)).multipart(form)).await;
+            assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
+        }
+        assert_eq!(api.list(false).await.len(), 4);
+
+        // A name in use is a conflict; names are per account.
+        let (status, body) = api.create(json!([item(&fixtures, "openssl-default-p384.p12", "brand-a-idp")])).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("name_conflict")));
+
+        // Get, and rotation: same id, version + 1, the new certificate's facts.
+        let (status, before) = api.send(client().get(api.url(&format!("/{id}")))).await;
+        assert_eq!(status, StatusCode::OK);
+        let mut replacement = item(&fixtures, "openssl-default-p384.p12", "brand-a-idp-renamed");
+        replacement["id"] = json!(id.to_string());
+        let (status, body) = api.send(client().put(api.url("")).json(&json!([replacement]))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let rotated = &body["successfulySavedCertificates"][0];
+        assert_eq!(rotated["id"], id);
+        assert_eq!(rotated["version"], 2);
+        assert_eq!(rotated["keyType"], "ECDSA-P384");
+        assert_eq!(rotated["name"], "brand-a-idp-renamed");
+        assert_ne!(rotated["fingerprintSha256"], before["fingerprintSha256"]);
+        let case = fixtures.case("openssl-default-rsa4096.p12");
+        let form = multipart(&fixtures, &case.file, json!({"id": id, "name": "brand-a-idp", "password": case.password}));
+        let (status, body) = api.send(client().put(api.url("/by-file")).multipart(form)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["successfulySavedCertificates"][0]["version"], 3);
+        if let Some(_) = stack.vault() {
+            let path = format!("secret/metadata/mtls/accounts/{}/certificates/{id}", api.account);
+            let (status, metadata) = vault_json(&stack, &path).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(metadata["data"]["current_version"], 3, "each replacement is a new KV version");
+        }
+
+        // Updating an unknown id is a 404, and nothing changes.
+        let mut unknown = item(&fixtures, "openssl-default-p384.p12", "whatever");
+        unknown["id"] = json!(123_456_789);
+        let (status, _) = api.send(client().put(api.url("")).json(&json!([unknown]))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // Collect: a ZIP, AES-256 encrypted with the upload password, holding the stored file.
+        let response = client()
+            .get(app.url(&format!("/api/account/{}/certificate/{id}", api.account)))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/zip");
+        let archive = response.bytes().await.unwrap().to_vec();
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+        assert!(zip.by_name_decrypt(&format!("{id}.p12"), b"wrong").is_err());
+        let mut content = Vec::new();
+        zip.by_name_decrypt(&format!("{id}.p12"), case.password.as_bytes())
+            .unwrap()
+            .read_to_end(&mut content)
+            .unwrap();
+        assert_eq!(content, fixtures.bytes(&case.file));
+
+        // Soft delete: 200 with deleted: true, then 404, still listed with include_deleted.
+        let (status, body) = api.send(client().delete(api.url(&format!("/{id}")))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["deleted"], true);
+        assert_eq!(body["status"], "UnAvailable");
+        let (status, _) = api.send(client().get(api.url(&format!("/{id}")))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = api.send(client().delete(api.url(&format!("/{id}")))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(api.list(false).await.len(), 3);
+        let all = api.list(true).await;
+        assert_eq!(all.len(), 4);
+        assert!(all.iter().any(|entity| entity["id"] == id && entity["deleted"] == true));
+        // The name is free again.
+        let (status, _) = api.create(json!([item(&fixtures, "openssl-default-p256.p12", "brand-a-idp")])).await;
+        assert_eq!(status, StatusCode::CREATED);
+        if stack.vault().is_some() {
+            let path = format!("secret/metadata/mtls/accounts/{}/certificates/{id}", api.account);
+            let (status, _) = vault_json(&stack, &path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "delete destroys every version and the metadata");
+            let (status, _) = vault_json(&stack, &path.replace("/metadata/", "/data/")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+        }
+        let response = client()
+            .get(app.url(&format!("/api/account/{}/certificate/{id}", api.account)))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        app.running.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_validated_whole_before_anything_is_stored() {
+    let Some(fixtures) = p12_fixtures() else { return };
+    for stack in stacks() {
+        let app = spawn_on(&stack, |_| {}).await;
+        let api = Api::new(&app);
+        let mut wrong = item(&fixtures, "openssl-default-p256.p12", "two");
+        wrong["password"] = json!("not the password");
+        let (status, body) = api
+            .create(json!([
+                item(&fixtures, "openssl-default-rsa2048.p12", "one"),
+                wrong,
+                {"name": "", "p12": "AAAA"},
+                {"name": "four", "p12": [1, 2, 300]},
+                item(&fixtures, "pyca-expired.p12", "five"),
+            ]))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let items = body["error"]["items"].as_array().unwrap();
+        let codes: Vec<(i64, &str)> =
+            items.iter().map(|item| (item["index"].as_i64().unwrap(), item["code"].as_str().unwrap())).collect();
+        let mut expected = vec![(1, "p12_wrong_password"), (2, "invalid_name"), (3, "invalid_p12_encoding")];
+        if fixtures.cases.iter().any(|case| case.file == "pyca-expired.p12") {
+            expected.push((4, "certificate_expired"));
+        }
+        assert_eq!(codes, expected);
+        assert_eq!(body["error"]["code"], "p12_wrong_password");
+        assert!(!body.to_string().contains("not the password"));
+        assert!(api.list(true).await.is_empty(), "nothing is stored when one item is bad");
+
+        // Duplicate names inside one request: a conflict, nothing stored.
+        let (status, _) = api
+            .create(json!([
+                item(&fixtures, "openssl-default-rsa2048.p12", "same"),
+                item(&fixtures, "openssl-default-p256.p12", "same"),
+            ]))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(api.list(true).await.is_empty());
+
+        for (body, code) in [
+            (json!({"not": "an array"}), "invalid_json"),
+            (json!([]), "empty_request"),
+            (json!([{"name": "x"}]), "missing_p12"),
+        ] {
+            let (status, answer) = api.create(body).await;
+            assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)));
+        }
+        let (status, body) = api.send(client().put(api.url("")).json(&json!([item(&fixtures, "openssl-default-rsa2048.p12", "x")]))).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("missing_id")));
+        let form = Form::new().text("certificate", json!({"name": "x"}).to_string());
+        let (status, body) = api.send(client().post(api.url("/by-file")).multipart(form)).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("missing_file")));
+        app.running.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn another_account_cannot_reach_a_certificate() {
+    let Some(fixtures) = p12_fixtures() else { return };
+    for stack in stacks() {
+        let app = spawn_on(&stack, |_| {}).await;
+        let owner = Api::new(&app);
+        let (_, body) = owner.create(json!([item(&fixtures, "openssl-default-p256.p12", "mine")])).await;
+        let id = body["successfulySavedCertificates"][0]["id"].as_i64().unwrap();
+        let intruder = Api::new(&app);
+
+        // With its own account in the path: the id is simply not found there.
+        let mut replacement = item(&fixtures, "openssl-default-rsa2048.p12", "stolen");
+        replacement["id"] = json!(id);
+        let calls = [
+            client().get(intruder.url(&format!("/{id}"))),
+            client().delete(intruder.url(&format!("/{id}"))),
+            client().put(intruder.url("")).json(&json!([replacement.clone()])),
+            client().get(app.url(&format!("/api/account/{}/certificate/{id}", intruder.account))),
+        ];
+        for call in calls {
+            let (status, body) = intruder.send(call).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+            assert!(!body.to_string().contains("mine"));
+        }
+        // With the owner's account in the path: forbidden, before anything is looked up.
+        let calls = [
+            client().get(owner.url(&format!("/{id}"))),
+            client().get(owner.url("")),
+            client().delete(owner.url(&format!("/{id}"))),
+            client().put(owner.url("")).json(&json!([replacement])),
+            client().get(app.url(&format!("/api/account/{}/certificate/{id}", owner.account))),
+        ];
+        for call in calls {
+            let (status, _) = intruder.send(call).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+        // Read-only callers cannot write or collect.
+        let reader = app.token(&[&owner.account], &[Privilege::ReadInternal]);
+        for call in [
+            client().delete(owner.url(&format!("/{id}"))),
+            client().get(app.url(&format!("/api/account/{}/certificate/{id}", owner.account))),
+            client().post(owner.url("")).json(&json!([item(&fixtures, "openssl-default-p256.p12", "r")])),
+        ] {
+            let response = call.bearer_auth(&reader).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        }
+        let (status, body) = owner.send(client().get(owner.url(&format!("/{id}")))).await;
+        assert_eq!((status, body["name"].as_str()), (StatusCode::OK, Some("mine")));
+        app.running.stop().await.unwrap();
+    }
+}
