@@ -42,6 +42,9 @@ impl Drop for ItemInput {
     }
 }
 
+/// An item as read from the request, with the file when it came as a multipart part.
+pub type RawItem = (ItemInput, Option<Zeroizing<Vec<u8>>>);
+
 /// An item whose PKCS#12 file passed intake.
 pub struct CheckedItem {
     pub id: Option<i64>,
@@ -100,7 +103,7 @@ fn valid_name(name: &str) -> bool {
 /// Validates every item; either all are usable or the answer lists every bad one.
 pub async fn check_items(
     state: &AppState,
-    inputs: Vec<(ItemInput, Option<Zeroizing<Vec<u8>>>)>,
+    inputs: Vec<RawItem>,
     need_id: bool,
 ) -> Result<Vec<CheckedItem>, ApiError> {
     if inputs.is_empty() {

@@ -40,10 +40,16 @@ impl<S: Send + Sync> FromRequestParts<S> for AccountPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let invalid = || ApiError::bad_request("invalid_account_id", "the account id in the path is not valid");
-        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| invalid())?;
+        let invalid = || {
+            ApiError::bad_request(
+                "invalid_account_id",
+                "the account id in the path is not valid",
+            )
+        };
+        let Path(params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| invalid())?;
         let raw = params.get("account_id").ok_or_else(invalid)?;
         let account = AccountId::parse(raw)
             .map_err(|error| ApiError::bad_request("invalid_account_id", error.to_string()))?;

@@ -89,7 +89,9 @@ pub fn secret_store(config: &Config, store: &Store) -> Result<SecretStore, Confi
             master_key(config)?,
             Arc::new(store.clone()),
         ))),
-        SecretsBackend::Vault => vault_store(config).map(SecretStore::Vault),
+        SecretsBackend::Vault => {
+            vault_store(config).map(|store| SecretStore::Vault(Box::new(store)))
+        }
     }
 }
 

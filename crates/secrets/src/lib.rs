@@ -63,7 +63,7 @@ impl std::error::Error for SecretError {}
 #[derive(Debug)]
 pub enum SecretStore {
     Local(LocalStore),
-    Vault(VaultStore),
+    Vault(Box<VaultStore>),
 }
 
 impl SecretStore {

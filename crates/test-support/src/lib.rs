@@ -188,7 +188,9 @@ fn reachable(address: &str) -> bool {
         .to_socket_addrs()
         .ok()
         .and_then(|mut addresses| addresses.next())
-        .is_some_and(|address| std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok())
+        .is_some_and(|address| {
+            std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
+        })
 }
 
 /// The MariaDB/MySQL URL to test against: `MTLS_TEST_MYSQL_URL`, or the machine's MariaDB on
@@ -200,7 +202,10 @@ pub fn mysql_url() -> Option<String> {
     if reachable("127.0.0.1:3306") {
         return Some("mysql://root@127.0.0.1:3306/test".to_owned());
     }
-    skip("tests against MariaDB", "nothing answers on 127.0.0.1:3306 and MTLS_TEST_MYSQL_URL is not set");
+    skip(
+        "tests against MariaDB",
+        "nothing answers on 127.0.0.1:3306 and MTLS_TEST_MYSQL_URL is not set",
+    );
     None
 }
 
@@ -208,20 +213,34 @@ pub fn mysql_url() -> Option<String> {
 /// or an OpenBao dev server on 127.0.0.1:8200 with the root token `root` (what `scripts/test`
 /// starts) when it answers.
 pub fn vault() -> Option<(String, String)> {
-    let address = std::env::var("MTLS_TEST_VAULT_ADDR").unwrap_or_else(|_| "http://127.0.0.1:8200".to_owned());
+    let address = std::env::var("MTLS_TEST_VAULT_ADDR")
+        .unwrap_or_else(|_| "http://127.0.0.1:8200".to_owned());
     let token = std::env::var("MTLS_TEST_VAULT_TOKEN").unwrap_or_else(|_| "root".to_owned());
-    let host = address.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+    let host = address
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
     if reachable(host) {
         return Some((address, token));
     }
-    skip("tests against Vault (OpenBao)", "no server answers at MTLS_TEST_VAULT_ADDR or 127.0.0.1:8200");
+    skip(
+        "tests against Vault (OpenBao)",
+        "no server answers at MTLS_TEST_VAULT_ADDR or 127.0.0.1:8200",
+    );
     None
 }
 
 /// A random account id, so that tests sharing MariaDB and Vault never meet.
 pub fn random_account() -> String {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("t{:x}{:x}{count}", nanos % 0xffff_ffff_ffff, std::process::id())
+    format!(
+        "t{:x}{:x}{count}",
+        nanos % 0xffff_ffff_ffff,
+        std::process::id()
+    )
 }

@@ -11,7 +11,7 @@ use mtls_secrets::SecretKey;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::certificates::{self, ItemInput, now};
+use crate::certificates::{self, ItemInput, RawItem, now};
 use crate::dto::Certificate;
 use crate::error::ApiError;
 use crate::extract::{AccountPath, Caller, authorize};
@@ -33,9 +33,7 @@ fn flag(value: Option<&String>) -> bool {
     value.is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
 }
 
-fn json_items(
-    body: &Bytes,
-) -> Result<Vec<(ItemInput, Option<zeroize::Zeroizing<Vec<u8>>>)>, ApiError> {
+fn json_items(body: &Bytes) -> Result<Vec<RawItem>, ApiError> {
     let items: Vec<ItemInput> = serde_json::from_slice(body).map_err(|_| {
         ApiError::bad_request(
             "invalid_json",
@@ -45,10 +43,7 @@ fn json_items(
     Ok(items.into_iter().map(|item| (item, None)).collect())
 }
 
-async fn multipart_item(
-    request: Request,
-    state: &AppState,
-) -> Result<Vec<(ItemInput, Option<zeroize::Zeroizing<Vec<u8>>>)>, ApiError> {
+async fn multipart_item(request: Request, state: &AppState) -> Result<Vec<RawItem>, ApiError> {
     let mut parts = multipart::read(request, state, "invalid_certificate_part").await?;
     let file = parts.take("file").ok_or_else(|| {
         ApiError::bad_request("missing_file", "the multipart part 'file' is missing")

@@ -22,19 +22,32 @@ struct Api<'a> {
 impl<'a> Api<'a> {
     fn new(app: &'a TestApp) -> Self {
         let account = random_account();
-        let token = app.token(&[&account], &[Privilege::ReadInternal, Privilege::WriteInternal]);
-        Self { app, account, token }
+        let token = app.token(
+            &[&account],
+            &[Privilege::ReadInternal, Privilege::WriteInternal],
+        );
+        Self {
+            app,
+            account,
+            token,
+        }
     }
 
     fn url(&self, path: &str) -> String {
-        self.app.url(&format!("/mtls/account/{}/certificates{path}", self.account))
+        self.app.url(&format!(
+            "/mtls/account/{}/certificates{path}",
+            self.account
+        ))
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let response = request.bearer_auth(&self.token).send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn create(&self, items: Value) -> (StatusCode, Value) {
@@ -42,7 +55,11 @@ impl<'a> Api<'a> {
     }
 
     async fn list(&self, include_deleted: bool) -> Vec<Value> {
-        let url = if include_deleted { self.url("?include_deleted=true") } else { self.url("") };
+        let url = if include_deleted {
+            self.url("?include_deleted=true")
+        } else {
+            self.url("")
+        };
         let (status, body) = self.send(client().get(url)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body.as_array().unwrap().clone()
@@ -57,7 +74,11 @@ fn item(fixtures: &P12Fixtures, file: &str, name: &str) -> Value {
 /// The same file as a JSON array of signed byte values, as Java clients send it.
 fn signed_bytes_item(fixtures: &P12Fixtures, file: &str, name: &str) -> Value {
     let case = fixtures.case(file);
-    let bytes: Vec<i64> = fixtures.bytes(file).iter().map(|byte| i64::from(*byte as i8)).collect();
+    let bytes: Vec<i64> = fixtures
+        .bytes(file)
+        .iter()
+        .map(|byte| i64::from(*byte as i8))
+        .collect();
     json!({ "name": name, "p12": bytes, "password": case.password })
 }
 
@@ -69,14 +90,21 @@ fn multipart(fixtures: &P12Fixtures, file: &str, certificate: Value) -> Form {
 
 async fn vault_json(stack: &Stack, path: &str) -> (StatusCode, Value) {
     let (address, token) = stack.vault().unwrap();
-    let response = client().get(format!("{address}/v1/{path}")).header("X-Vault-Token", token).send().await.unwrap();
+    let response = client()
+        .get(format!("{address}/v1/{path}"))
+        .header("X-Vault-Token", token)
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn create_read_rotate_delete_on_every_stack() {
-    let Some(fixtures) = p12_fixtures() else { return };
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
     for stack in stacks() {
         let app = spawn_on(&stack, |_| {}).await;
         let api = Api::new(&app);
@@ -108,22 +136,37 @@ async fn create_read_rotate_delete_on_every_stack() {
         // Multipart create, under both spellings of the path.
         for (path, name) in [("/by-file", "mp-1"), ("/byFile", "mp-2")] {
             let case = fixtures.case("openssl-default-ed25519.p12");
-            let form = multipart(&fixtures, &case.file, json!({"name": name, "password": case.password}));
+            let form = multipart(
+                &fixtures,
+                &case.file,
+                json!({"name": name, "password": case.password}),
+            );
             let (status, body) = api.send(client().post(api.url(path)).multipart(form)).await;
             assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
         }
         assert_eq!(api.list(false).await.len(), 4);
 
         // A name in use is a conflict; names are per account.
-        let (status, body) = api.create(json!([item(&fixtures, "openssl-default-p384.p12", "brand-a-idp")])).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("name_conflict")));
+        let (status, body) = api
+            .create(json!([item(
+                &fixtures,
+                "openssl-default-p384.p12",
+                "brand-a-idp"
+            )]))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("name_conflict"))
+        );
 
         // Get, and rotation: same id, version + 1, the new certificate's facts.
         let (status, before) = api.send(client().get(api.url(&format!("/{id}")))).await;
         assert_eq!(status, StatusCode::OK);
         let mut replacement = item(&fixtures, "openssl-default-p384.p12", "brand-a-idp-renamed");
         replacement["id"] = json!(id.to_string());
-        let (status, body) = api.send(client().put(api.url("")).json(&json!([replacement]))).await;
+        let (status, body) = api
+            .send(client().put(api.url("")).json(&json!([replacement])))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let rotated = &body["successfulySavedCertificates"][0];
         assert_eq!(rotated["id"], id);
@@ -132,21 +175,35 @@ async fn create_read_rotate_delete_on_every_stack() {
         assert_eq!(rotated["name"], "brand-a-idp-renamed");
         assert_ne!(rotated["fingerprintSha256"], before["fingerprintSha256"]);
         let case = fixtures.case("openssl-default-rsa4096.p12");
-        let form = multipart(&fixtures, &case.file, json!({"id": id, "name": "brand-a-idp", "password": case.password}));
-        let (status, body) = api.send(client().put(api.url("/by-file")).multipart(form)).await;
+        let form = multipart(
+            &fixtures,
+            &case.file,
+            json!({"id": id, "name": "brand-a-idp", "password": case.password}),
+        );
+        let (status, body) = api
+            .send(client().put(api.url("/by-file")).multipart(form))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["successfulySavedCertificates"][0]["version"], 3);
-        if let Some(_) = stack.vault() {
-            let path = format!("secret/metadata/mtls/accounts/{}/certificates/{id}", api.account);
+        if stack.vault().is_some() {
+            let path = format!(
+                "secret/metadata/mtls/accounts/{}/certificates/{id}",
+                api.account
+            );
             let (status, metadata) = vault_json(&stack, &path).await;
             assert_eq!(status, StatusCode::OK);
-            assert_eq!(metadata["data"]["current_version"], 3, "each replacement is a new KV version");
+            assert_eq!(
+                metadata["data"]["current_version"], 3,
+                "each replacement is a new KV version"
+            );
         }
 
         // Updating an unknown id is a 404, and nothing changes.
         let mut unknown = item(&fixtures, "openssl-default-p384.p12", "whatever");
         unknown["id"] = json!(123_456_789);
-        let (status, _) = api.send(client().put(api.url("")).json(&json!([unknown]))).await;
+        let (status, _) = api
+            .send(client().put(api.url("")).json(&json!([unknown])))
+            .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         // Collect: a ZIP, AES-256 encrypted with the upload password, holding the stored file.
@@ -180,14 +237,30 @@ async fn create_read_rotate_delete_on_every_stack() {
         assert_eq!(api.list(false).await.len(), 3);
         let all = api.list(true).await;
         assert_eq!(all.len(), 4);
-        assert!(all.iter().any(|entity| entity["id"] == id && entity["deleted"] == true));
+        assert!(
+            all.iter()
+                .any(|entity| entity["id"] == id && entity["deleted"] == true)
+        );
         // The name is free again.
-        let (status, _) = api.create(json!([item(&fixtures, "openssl-default-p256.p12", "brand-a-idp")])).await;
+        let (status, _) = api
+            .create(json!([item(
+                &fixtures,
+                "openssl-default-p256.p12",
+                "brand-a-idp"
+            )]))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
         if stack.vault().is_some() {
-            let path = format!("secret/metadata/mtls/accounts/{}/certificates/{id}", api.account);
+            let path = format!(
+                "secret/metadata/mtls/accounts/{}/certificates/{id}",
+                api.account
+            );
             let (status, _) = vault_json(&stack, &path).await;
-            assert_eq!(status, StatusCode::NOT_FOUND, "delete destroys every version and the metadata");
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "delete destroys every version and the metadata"
+            );
             let (status, _) = vault_json(&stack, &path.replace("/metadata/", "/data/")).await;
             assert_eq!(status, StatusCode::NOT_FOUND);
         }
@@ -204,7 +277,9 @@ async fn create_read_rotate_delete_on_every_stack() {
 
 #[tokio::test]
 async fn a_request_is_validated_whole_before_anything_is_stored() {
-    let Some(fixtures) = p12_fixtures() else { return };
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
     for stack in stacks() {
         let app = spawn_on(&stack, |_| {}).await;
         let api = Api::new(&app);
@@ -221,16 +296,34 @@ async fn a_request_is_validated_whole_before_anything_is_stored() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         let items = body["error"]["items"].as_array().unwrap();
-        let codes: Vec<(i64, &str)> =
-            items.iter().map(|item| (item["index"].as_i64().unwrap(), item["code"].as_str().unwrap())).collect();
-        let mut expected = vec![(1, "p12_wrong_password"), (2, "invalid_name"), (3, "invalid_p12_encoding")];
-        if fixtures.cases.iter().any(|case| case.file == "pyca-expired.p12") {
+        let codes: Vec<(i64, &str)> = items
+            .iter()
+            .map(|item| {
+                (
+                    item["index"].as_i64().unwrap(),
+                    item["code"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let mut expected = vec![
+            (1, "p12_wrong_password"),
+            (2, "invalid_name"),
+            (3, "invalid_p12_encoding"),
+        ];
+        if fixtures
+            .cases
+            .iter()
+            .any(|case| case.file == "pyca-expired.p12")
+        {
             expected.push((4, "certificate_expired"));
         }
         assert_eq!(codes, expected);
         assert_eq!(body["error"]["code"], "p12_wrong_password");
         assert!(!body.to_string().contains("not the password"));
-        assert!(api.list(true).await.is_empty(), "nothing is stored when one item is bad");
+        assert!(
+            api.list(true).await.is_empty(),
+            "nothing is stored when one item is bad"
+        );
 
         // Duplicate names inside one request: a conflict, nothing stored.
         let (status, _) = api
@@ -248,25 +341,48 @@ async fn a_request_is_validated_whole_before_anything_is_stored() {
             (json!([{"name": "x"}]), "missing_p12"),
         ] {
             let (status, answer) = api.create(body).await;
-            assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)));
+            assert_eq!(
+                (status, answer["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code))
+            );
         }
-        let (status, body) = api.send(client().put(api.url("")).json(&json!([item(&fixtures, "openssl-default-rsa2048.p12", "x")]))).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("missing_id")));
+        let (status, body) = api
+            .send(client().put(api.url("")).json(&json!([item(
+                &fixtures,
+                "openssl-default-rsa2048.p12",
+                "x"
+            )])))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("missing_id"))
+        );
         let form = Form::new().text("certificate", json!({"name": "x"}).to_string());
-        let (status, body) = api.send(client().post(api.url("/by-file")).multipart(form)).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("missing_file")));
+        let (status, body) = api
+            .send(client().post(api.url("/by-file")).multipart(form))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("missing_file"))
+        );
         app.running.stop().await.unwrap();
     }
 }
 
 #[tokio::test]
 async fn another_account_cannot_reach_a_certificate() {
-    let Some(fixtures) = p12_fixtures() else { return };
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
     for stack in stacks() {
         let app = spawn_on(&stack, |_| {}).await;
         let owner = Api::new(&app);
-        let (_, body) = owner.create(json!([item(&fixtures, "openssl-default-p256.p12", "mine")])).await;
-        let id = body["successfulySavedCertificates"][0]["id"].as_i64().unwrap();
+        let (_, body) = owner
+            .create(json!([item(&fixtures, "openssl-default-p256.p12", "mine")]))
+            .await;
+        let id = body["successfulySavedCertificates"][0]["id"]
+            .as_i64()
+            .unwrap();
         let intruder = Api::new(&app);
 
         // With its own account in the path: the id is simply not found there.
@@ -275,8 +391,13 @@ async fn another_account_cannot_reach_a_certificate() {
         let calls = [
             client().get(intruder.url(&format!("/{id}"))),
             client().delete(intruder.url(&format!("/{id}"))),
-            client().put(intruder.url("")).json(&json!([replacement.clone()])),
-            client().get(app.url(&format!("/api/account/{}/certificate/{id}", intruder.account))),
+            client()
+                .put(intruder.url(""))
+                .json(&json!([replacement.clone()])),
+            client().get(app.url(&format!(
+                "/api/account/{}/certificate/{id}",
+                intruder.account
+            ))),
         ];
         for call in calls {
             let (status, body) = intruder.send(call).await;
@@ -300,13 +421,20 @@ async fn another_account_cannot_reach_a_certificate() {
         for call in [
             client().delete(owner.url(&format!("/{id}"))),
             client().get(app.url(&format!("/api/account/{}/certificate/{id}", owner.account))),
-            client().post(owner.url("")).json(&json!([item(&fixtures, "openssl-default-p256.p12", "r")])),
+            client().post(owner.url("")).json(&json!([item(
+                &fixtures,
+                "openssl-default-p256.p12",
+                "r"
+            )])),
         ] {
             let response = call.bearer_auth(&reader).send().await.unwrap();
             assert_eq!(response.status(), StatusCode::FORBIDDEN);
         }
         let (status, body) = owner.send(client().get(owner.url(&format!("/{id}")))).await;
-        assert_eq!((status, body["name"].as_str()), (StatusCode::OK, Some("mine")));
+        assert_eq!(
+            (status, body["name"].as_str()),
+            (StatusCode::OK, Some("mine"))
+        );
         app.running.stop().await.unwrap();
     }
 }

@@ -11,5 +11,6 @@
 mod auth;
 mod certificates;
 mod cli;
+mod storage;
 mod support;
 mod tester;

@@ -65,7 +65,11 @@ pub fn client() -> reqwest::Client {
 #[derive(Clone, Debug)]
 pub enum Stack {
     SqliteLocal,
-    MariaDbVault { mysql_url: String, vault_address: String, vault_token: String },
+    MariaDbVault {
+        mysql_url: String,
+        vault_address: String,
+        vault_token: String,
+    },
 }
 
 pub fn stacks() -> Vec<Stack> {
@@ -73,25 +77,39 @@ pub fn stacks() -> Vec<Stack> {
     if let (Some(mysql_url), Some((vault_address, vault_token))) =
         (mtls_test_support::mysql_url(), mtls_test_support::vault())
     {
-        stacks.push(Stack::MariaDbVault { mysql_url, vault_address, vault_token });
+        stacks.push(Stack::MariaDbVault {
+            mysql_url,
+            vault_address,
+            vault_token,
+        });
     }
     stacks
 }
 
 impl Stack {
     pub fn apply(&self, config: &mut Config) {
-        if let Stack::MariaDbVault { mysql_url, vault_address, vault_token } = self {
+        if let Stack::MariaDbVault {
+            mysql_url,
+            vault_address,
+            vault_token,
+        } = self
+        {
             config.database.url = Some(mtls_gateway::config::Secret::new(mysql_url.clone()));
             config.secrets.backend = mtls_gateway::config::SecretsBackend::Vault;
             config.secrets.vault.address = vault_address.clone();
-            config.secrets.vault.token = Some(mtls_gateway::config::Secret::new(vault_token.clone()));
+            config.secrets.vault.token =
+                Some(mtls_gateway::config::Secret::new(vault_token.clone()));
         }
     }
 
     pub fn vault(&self) -> Option<(&str, &str)> {
         match self {
             Stack::SqliteLocal => None,
-            Stack::MariaDbVault { vault_address, vault_token, .. } => Some((vault_address, vault_token)),
+            Stack::MariaDbVault {
+                vault_address,
+                vault_token,
+                ..
+            } => Some((vault_address, vault_token)),
         }
     }
 }
@@ -103,4 +121,52 @@ pub async fn spawn_on(stack: &Stack, customize: impl FnOnce(&mut Config)) -> Tes
         customize(config);
     })
     .await
+}
+
+/// A TCP relay to a real dependency that a test can switch off (connections refused, open
+/// ones cut) and on again: an outage of the real MariaDB or OpenBao, seen from the gateway.
+pub struct Switch {
+    pub address: std::net::SocketAddr,
+    on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Switch {
+    pub async fn to(upstream: &str) -> Switch {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let upstream = upstream.to_owned();
+        let (flag, cuts) = (on.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Switch { address, on, cut }
+    }
+
+    pub fn off(&self) {
+        self.on.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+
+    pub fn on(&self) {
+        self.on.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -1,0 +1,493 @@
+//! What happens around the certificate API: secret-store outages and their repair, start-up
+//! reconciliation, a database that is down at start, and what lies at rest in the database.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mtls_auth::Privilege;
+use mtls_gateway::config::{Secret, SecretsBackend};
+use mtls_test_support::{P12Fixtures, mysql_url, p12_fixtures, random_account, vault};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Switch, TestApp, client, spawn};
+
+fn item(fixtures: &P12Fixtures, file: &str, name: &str, password: Option<&str>) -> Value {
+    let case = fixtures.case(file);
+    json!({ "name": name, "p12": STANDARD.encode(fixtures.bytes(file)), "password": password.unwrap_or(&case.password) })
+}
+
+async fn call(token: &str, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.bearer_auth(token).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn ready(app: &TestApp) -> (StatusCode, Value) {
+    let response = client().get(app.url("/readyz")).send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_secret_store_outage_leaves_unavailable_rows_that_an_update_repairs() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some((address, token)) = vault() else {
+        return;
+    };
+    let switch = Switch::to(&host_port(&address)).await;
+    let app = spawn(|config| {
+        config.secrets.backend = SecretsBackend::Vault;
+        config.secrets.vault.address = format!("http://{}", switch.address);
+        config.secrets.vault.token = Some(Secret::new(token.clone()));
+    })
+    .await;
+    let account = random_account();
+    let bearer = app.token(
+        &[&account],
+        &[Privilege::ReadInternal, Privilege::WriteInternal],
+    );
+    let url = app.url(&format!("/mtls/account/{account}/certificates"));
+
+    switch.off();
+    let (status, body) = call(
+        &bearer,
+        client().post(&url).json(&json!([item(
+            &fixtures,
+            "openssl-default-p256.p12",
+            "a",
+            None
+        )])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["successfulySavedCertificates"], json!([]));
+    let failed = &body["failedSaveToVaultCertificates"][0];
+    assert_eq!(failed["status"], "UnAvailable");
+    let id = failed["id"].as_i64().unwrap();
+    let (status, readiness) = ready(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        readiness["checks"]["secretStore"]
+            .as_str()
+            .unwrap()
+            .starts_with("unavailable"),
+        "{readiness}"
+    );
+    assert_eq!(readiness["checks"]["database"], "ok");
+    let (_, entity) = call(&bearer, client().get(format!("{url}/{id}"))).await;
+    assert_eq!(entity["status"], "UnAvailable");
+
+    switch.on();
+    let mut repair = item(&fixtures, "openssl-default-p256.p12", "a", None);
+    repair["id"] = json!(id);
+    let (status, body) = call(&bearer, client().put(&url).json(&json!([repair]))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let repaired = &body["successfulySavedCertificates"][0];
+    assert_eq!(
+        (repaired["id"].as_i64(), repaired["status"].as_str()),
+        (Some(id), Some("Available"))
+    );
+    assert_eq!(ready(&app).await.0, StatusCode::OK);
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn rows_whose_secret_is_gone_are_reported_at_start() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let app = spawn(|_| {}).await;
+    let account = random_account();
+    let bearer = app.token(
+        &[&account],
+        &[Privilege::ReadInternal, Privilege::WriteInternal],
+    );
+    let url = app.url(&format!("/mtls/account/{account}/certificates"));
+    let (_, body) = call(
+        &bearer,
+        client().post(&url).json(&json!([item(
+            &fixtures,
+            "openssl-default-p256.p12",
+            "a",
+            None
+        )])),
+    )
+    .await;
+    let id = body["successfulySavedCertificates"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let config = app.config.clone();
+    app.running.stop().await.unwrap();
+
+    // Someone removes the sealed secret behind the gateway's back.
+    let store = mtls_store::Store::connect(&mtls_gateway::backends::store_options(&config))
+        .await
+        .unwrap();
+    use mtls_secrets::SealedBlobs;
+    store
+        .delete_blob(mtls_secrets::SecretKey {
+            account: &account,
+            certificate_id: id,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+
+    let mut restart = config.clone();
+    restart.server.listen = "127.0.0.1:0".parse().unwrap();
+    let running = mtls_gateway::server::start(&restart).await.unwrap();
+    let app = TestApp {
+        base: format!("http://{}", running.address),
+        running,
+        config: restart,
+    };
+    let (status, readiness) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        readiness["certificatesWithoutSecret"],
+        json!([{ "siteId": account, "id": id }])
+    );
+    let url = app.url(&format!("/mtls/account/{account}/certificates/{id}"));
+    let (_, entity) = call(&bearer, client().get(url)).await;
+    assert_eq!(entity["status"], "UnAvailable");
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_database_down_at_start_is_retried_and_named() {
+    let Some(mysql) = mysql_url() else { return };
+    let upstream = mysql
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let switch = Switch::to(&upstream).await;
+    switch.off();
+    let relayed = mysql.replace(&upstream, &switch.address.to_string());
+    let app = spawn(|config| config.database.url = Some(Secret::new(relayed.clone()))).await;
+    let account = random_account();
+    let bearer = app.token(&[&account], &[Privilege::ReadInternal]);
+    let (status, readiness) = ready(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        readiness["checks"]["database"]
+            .as_str()
+            .unwrap()
+            .starts_with("unavailable"),
+        "{readiness}"
+    );
+    assert!(
+        !readiness.to_string().contains("root@"),
+        "readiness must not echo the database URL"
+    );
+    let (status, body) = call(
+        &bearer,
+        client().get(app.url(&format!("/mtls/account/{account}/certificates"))),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("dependency_unavailable")
+        )
+    );
+
+    switch.on();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready(&app).await.0 != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not recover: {}",
+            ready(&app).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body) = call(
+        &bearer,
+        client().get(app.url(&format!("/mtls/account/{account}/certificates"))),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_master_key_others_can_read_stops_the_start() {
+    let dir = mtls_test_support::temp_dir("master-key");
+    let mut config = mtls_gateway::config::Config {
+        data_dir: dir.clone(),
+        ..Default::default()
+    };
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let key = dir.join("master.key");
+    std::fs::write(&key, "00".repeat(32)).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let error = mtls_gateway::server::start(&config).await.unwrap_err();
+    assert!(error.to_string().contains("chmod 600"), "{error}");
+}
+
+/// Windows of `bytes` that must not appear anywhere at rest.
+fn probes(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let step = (bytes.len() / 4).max(1);
+    bytes
+        .windows(24.min(bytes.len()))
+        .step_by(step)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    STANDARD.decode(body).unwrap()
+}
+
+#[tokio::test]
+async fn no_password_or_key_lies_in_clear_in_the_database() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let password = "a-distinctive-upload-password-1f9c";
+    // A file whose key is not encrypted inside the PKCS#12: stored in clear, it would show.
+    let dir = mtls_test_support::temp_dir("at-rest");
+    let source = fixtures.path("openssl-noenc-nomac.p12");
+    let p12 = dir.join("with-password.p12");
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(&source)
+        .args(["-passin", "pass:x", "-nodes", "-out"])
+        .arg(dir.join("all.pem"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(dir.join("all.pem"))
+        .args([
+            "-keypbe",
+            "NONE",
+            "-certpbe",
+            "NONE",
+            "-passout",
+            &format!("pass:{password}"),
+            "-out",
+        ])
+        .arg(&p12)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let p12_bytes = std::fs::read(&p12).unwrap();
+    let key_der = pem_der(&std::fs::read_to_string(fixtures.path("ed25519.key")).unwrap());
+    assert!(
+        contains(&p12_bytes, &key_der[key_der.len() - 24..]),
+        "the probe key is in clear in the upload"
+    );
+    let mut needles = probes(&p12_bytes);
+    needles.push(key_der[key_der.len() - 24..].to_vec());
+    needles.push(password.as_bytes().to_vec());
+
+    let mut stacks: Vec<Option<String>> = vec![None];
+    if let Some(url) = mysql_url() {
+        stacks.push(Some(url));
+    }
+    for database in stacks {
+        let app = spawn(|config| config.database.url = database.clone().map(Secret::new)).await;
+        let account = random_account();
+        let bearer = app.token(
+            &[&account],
+            &[Privilege::WriteInternal, Privilege::ReadInternal],
+        );
+        let body = json!([{ "name": "at-rest", "p12": STANDARD.encode(&p12_bytes), "password": password }]);
+        let (status, answer) = call(
+            &bearer,
+            client()
+                .post(app.url(&format!("/mtls/account/{account}/certificates")))
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        let config = app.config.clone();
+        app.running.stop().await.unwrap();
+        let at_rest: Vec<u8> = match &database {
+            None => {
+                let mut bytes = Vec::new();
+                for entry in std::fs::read_dir(&config.data_dir).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("mtls-gateway.db")
+                    {
+                        bytes.extend(std::fs::read(path).unwrap());
+                    }
+                }
+                assert!(bytes.len() > 4096, "the SQLite files were read");
+                bytes
+            }
+            Some(_) => {
+                let query = format!(
+                    "SELECT * FROM certificates WHERE account_id='{account}'; \
+                     SELECT account_id, certificate_id, key_id, nonce, ciphertext FROM sealed_secrets WHERE account_id='{account}'"
+                );
+                let output = std::process::Command::new("mariadb")
+                    .args([
+                        "-uroot",
+                        "-h127.0.0.1",
+                        "--batch",
+                        "--raw",
+                        "test",
+                        "-e",
+                        &query,
+                    ])
+                    .output()
+                    .unwrap();
+                assert!(output.status.success());
+                assert!(contains(&output.stdout, b"at-rest"), "the rows were read");
+                output.stdout
+            }
+        };
+        for needle in &needles {
+            assert!(
+                !contains(&at_rest, needle),
+                "{database:?}: secret bytes found at rest"
+            );
+        }
+    }
+}
+
+/// AppRole login against a real OpenBao, with a token so short-lived that the gateway must
+/// renew it (or log in again) between calls.
+#[tokio::test]
+async fn approle_tokens_are_renewed_before_they_expire() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some((address, root)) = vault() else {
+        return;
+    };
+    let vault_call = |method: reqwest::Method, path: &str, body: Value| {
+        client()
+            .request(method, format!("{address}/v1/{path}"))
+            .header("X-Vault-Token", &root)
+            .json(&body)
+    };
+    // Enabling twice answers 400 ("path is already in use"): fine.
+    let _ = vault_call(
+        reqwest::Method::POST,
+        "sys/auth/approle",
+        json!({"type": "approle"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let policy = r#"path "secret/data/mtls/*" { capabilities = ["create", "read", "update", "delete"] }
+path "secret/metadata/mtls/*" { capabilities = ["read", "delete", "list"] }"#;
+    let response = vault_call(
+        reqwest::Method::POST,
+        "sys/policies/acl/mtls-gateway-test",
+        json!({"policy": policy}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert!(response.status().is_success());
+    let role = "auth/approle/role/mtls-gateway-test";
+    let response = vault_call(
+        reqwest::Method::POST,
+        role,
+        json!({"token_policies": "mtls-gateway-test", "token_ttl": "3s", "token_max_ttl": "60s"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert!(response.status().is_success());
+    let role_id: Value = vault_call(
+        reqwest::Method::GET,
+        &format!("{role}/role-id"),
+        Value::Null,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let secret_id: Value = vault_call(
+        reqwest::Method::POST,
+        &format!("{role}/secret-id"),
+        json!({}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+
+    let app = spawn(|config| {
+        config.secrets.backend = SecretsBackend::Vault;
+        config.secrets.vault.address = address.clone();
+        config.secrets.vault.role_id =
+            Some(role_id["data"]["role_id"].as_str().unwrap().to_owned());
+        config.secrets.vault.secret_id = Some(Secret::new(
+            secret_id["data"]["secret_id"].as_str().unwrap(),
+        ));
+    })
+    .await;
+    assert_eq!(ready(&app).await.0, StatusCode::OK);
+    let account = random_account();
+    let bearer = app.token(
+        &[&account],
+        &[Privilege::ReadInternal, Privilege::WriteInternal],
+    );
+    let (status, body) = call(
+        &bearer,
+        client()
+            .post(app.url(&format!("/mtls/account/{account}/certificates")))
+            .json(&json!([item(
+                &fixtures,
+                "openssl-default-p256.p12",
+                "a",
+                None
+            )])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["successfulySavedCertificates"][0]["id"]
+        .as_i64()
+        .unwrap();
+    // Every second for longer than two token lifetimes: each collect reads Vault.
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let response = client()
+            .get(app.url(&format!("/api/account/{account}/certificate/{id}")))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    app.running.stop().await.unwrap();
+}
