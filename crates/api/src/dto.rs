@@ -200,3 +200,35 @@ pub struct SaveResult {
     #[serde(rename = "failedSaveToVaultCertificates")]
     pub failed: Vec<Certificate>,
 }
+
+/// The mapping entity of SPEC 5.1 (ids as JSON strings where the contract says so).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mapping {
+    pub id: i64,
+    pub name: String,
+    pub certification_id: String,
+    pub service_id: String,
+    pub url: String,
+    pub site_id: String,
+    pub enable: bool,
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_ca_pem: Option<String>,
+}
+
+impl From<&mtls_store::MappingRow> for Mapping {
+    fn from(row: &mtls_store::MappingRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name.clone(),
+            certification_id: row.certificate_id.to_string(),
+            service_id: row.service_id.clone(),
+            url: row.url.clone(),
+            site_id: row.account_id.clone(),
+            enable: row.enabled,
+            deleted: row.deleted,
+            upstream_ca_pem: row.upstream_ca.clone(),
+        }
+    }
+}

@@ -6,13 +6,16 @@ mod certificates;
 pub mod dto;
 pub mod error;
 mod extract;
+mod mappings;
 mod multipart;
 mod request_id;
 mod routes;
+pub mod routing;
+pub mod services;
 mod state;
 
 pub use backends::{BackendSlot, Backends, Readiness};
-pub use state::{AppState, Limits};
+pub use state::{AppState, Limits, Settings};
 
 use axum::Router;
 use axum::middleware;

@@ -8,6 +8,7 @@ use mtls_pki::IntakePolicy;
 use tokio::sync::Semaphore;
 
 use crate::backends::BackendSlot;
+use crate::services::Services;
 
 /// Request size limits.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +28,18 @@ impl Default for Limits {
     }
 }
 
+/// What the operator configures for the API.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub intake: IntakePolicy,
+    pub limits: Limits,
+    /// PKCS#12 files checked at once.
+    pub intake_concurrency: usize,
+    pub services: Services,
+    /// Whether mappings may target plain `http` URLs (the egress policy's `allow_http`).
+    pub allow_http: bool,
+}
+
 /// Shared application state; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -43,28 +56,36 @@ pub(crate) struct Inner {
     pub clock: fn() -> SystemTime,
     /// The database and secret store, once connected.
     pub backends: BackendSlot,
+    /// The routing table snapshot the runtime reads.
+    pub routing: mtls_runtime::RoutingTable,
+    pub services: Services,
+    /// Whether mappings may target plain `http` URLs (the egress policy's `allow_http`).
+    pub allow_http: bool,
 }
 
 impl AppState {
+    /// The routing table snapshot.
+    pub fn routing(&self) -> &mtls_runtime::RoutingTable {
+        &self.inner.routing
+    }
+
     /// The slot the start-up task fills with the database and the secret store.
     pub fn backends(&self) -> &BackendSlot {
         &self.inner.backends
     }
 
-    pub fn new(
-        authenticator: Authenticator,
-        intake: IntakePolicy,
-        limits: Limits,
-        intake_concurrency: usize,
-    ) -> Self {
+    pub fn new(authenticator: Authenticator, settings: Settings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 authenticator,
-                intake,
-                limits,
-                intake_permits: Semaphore::new(intake_concurrency.max(1)),
+                intake: settings.intake,
+                limits: settings.limits,
+                intake_permits: Semaphore::new(settings.intake_concurrency.max(1)),
                 clock: SystemTime::now,
                 backends: BackendSlot::default(),
+                routing: mtls_runtime::RoutingTable::default(),
+                services: settings.services,
+                allow_http: settings.allow_http,
             }),
         }
     }

@@ -183,11 +183,39 @@ async fn reconcile(store: &Store, secrets: &SecretStore, state: &AppState) {
         .update(|readiness| readiness.missing_secrets = missing);
 }
 
+/// Installs the connected dependencies, builds the routing table, and starts the task that
+/// rebuilds it whenever another node moved the global revision.
+async fn install(config: &Config, state: &AppState, backends: Backends) {
+    if let Err(error) = mtls_api::routing::refresh(state, &backends).await {
+        tracing::warn!(status = %error.status(), "the routing table could not be built yet; the sync task retries");
+    }
+    state.backends().set(backends);
+    let interval = Duration::from_secs_f64(config.runtime.sync_interval_seconds.max(0.05));
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(backends) = state.backends().get() else {
+                continue;
+            };
+            match mtls_api::routing::sync(&state, &backends).await {
+                Ok(true) => tracing::debug!("routing table synchronized with the database"),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(status = %error.status(), "routing table sync failed; serving the last snapshot")
+                }
+            }
+        }
+    });
+}
+
 /// Connects now if possible; otherwise keeps trying in the background with backoff (0.5 s
 /// doubling to 30 s) while `/readyz` names the missing dependency.
 pub async fn connect(config: &Config, state: &AppState) {
     match connect_once(config, state).await {
-        Ok(backends) => state.backends().set(backends),
+        Ok(backends) => install(config, state, backends).await,
         Err(error) => {
             tracing::warn!(%error, "dependencies not reachable at start; retrying in the background");
             let config = config.clone();
@@ -199,7 +227,7 @@ pub async fn connect(config: &Config, state: &AppState) {
                     match connect_once(&config, &state).await {
                         Ok(backends) => {
                             tracing::info!("dependencies reachable; serving");
-                            state.backends().set(backends);
+                            install(&config, &state, backends).await;
                             return;
                         }
                         Err(error) => {

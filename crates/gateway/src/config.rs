@@ -67,6 +67,10 @@ pub struct Config {
     pub log: LogConfig,
     pub database: DatabaseConfig,
     pub secrets: SecretsConfig,
+    pub runtime: RuntimeConfig,
+    pub egress: EgressConfig,
+    /// Services beyond the built-in four (SPEC 2): `NAME = "id"`.
+    pub services: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -79,6 +83,9 @@ impl Default for Config {
             log: LogConfig::default(),
             database: DatabaseConfig::default(),
             secrets: SecretsConfig::default(),
+            runtime: RuntimeConfig::default(),
+            egress: EgressConfig::default(),
+            services: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -194,6 +201,28 @@ impl Default for LogConfig {
             level: "info".to_owned(),
         }
     }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// How often the routing table checks the database for changes made by other nodes.
+    pub sync_interval_seconds: f64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            sync_interval_seconds: 2.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Allow plain `http` targets (mappings and, later, forwards). Off: only `https`.
+    pub allow_http: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

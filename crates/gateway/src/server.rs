@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use mtls_api::{AppState, Limits};
+use mtls_api::services::Services;
+use mtls_api::{AppState, Limits, Settings};
 use mtls_auth::{Authenticator, BearerConfig, BearerVerifier};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -78,12 +79,14 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         p12_max_bytes: config.intake.max_file_bytes,
         ..Limits::default()
     };
-    Ok(AppState::new(
-        Authenticator::new(verifier),
-        config.intake.policy(),
+    let settings = Settings {
+        intake: config.intake.policy(),
         limits,
-        config.intake.concurrency,
-    ))
+        intake_concurrency: config.intake.concurrency,
+        services: Services::new(config.services.clone()),
+        allow_http: config.egress.allow_http,
+    };
+    Ok(AppState::new(Authenticator::new(verifier), settings))
 }
 
 /// Binds the listener and serves in the background until [`Running::stop`] or a signal.

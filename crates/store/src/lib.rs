@@ -7,6 +7,7 @@
 //! 2^53 (exact in JSON numbers for JavaScript clients, and still not guessable).
 
 mod certificates;
+mod mappings;
 mod sealed;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use certificates::{CertificateRow, NewCertificate, Replacement, SecretState};
+pub use mappings::{GLOBAL, MappingFields, MappingRow, MappingWrite, RouteRow};
 
 /// Which database the URL chose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

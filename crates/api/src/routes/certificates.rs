@@ -11,11 +11,15 @@ use mtls_secrets::SecretKey;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::backends::Backends;
 use crate::certificates::{self, ItemInput, RawItem, now};
 use crate::dto::Certificate;
+use crate::dto::Mapping;
 use crate::error::ApiError;
 use crate::extract::{AccountPath, Caller, authorize};
+use crate::mappings::{self, MappingInput};
 use crate::multipart;
+use crate::routing;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -63,6 +67,13 @@ async fn multipart_item(request: Request, state: &AppState) -> Result<Vec<RawIte
     Ok(vec![(item, Some(file))])
 }
 
+/// After a certificate change: revisions bumped (other nodes resync) and this node's routing
+/// table rebuilt before the answer leaves.
+async fn changed(state: &AppState, backends: &Backends, account: &str) -> Result<(), ApiError> {
+    backends.store.bump_revisions(account).await?;
+    routing::refresh(state, backends).await
+}
+
 fn saved(status: StatusCode, (result, all_failed): (crate::dto::SaveResult, bool)) -> Response {
     let status = if all_failed {
         StatusCode::SERVICE_UNAVAILABLE
@@ -81,10 +92,9 @@ pub async fn create_json(
     authorize(&caller, &account, Privilege::WriteInternal)?;
     let items = certificates::check_items(&state, json_items(&body)?, false).await?;
     let backends = state.inner.backends.require()?;
-    Ok(saved(
-        StatusCode::CREATED,
-        certificates::create(&backends, account.as_str(), items).await?,
-    ))
+    let result = certificates::create(&backends, account.as_str(), items).await?;
+    changed(&state, &backends, account.as_str()).await?;
+    Ok(saved(StatusCode::CREATED, result))
 }
 
 pub async fn create_multipart(
@@ -97,10 +107,9 @@ pub async fn create_multipart(
     let items =
         certificates::check_items(&state, multipart_item(request, &state).await?, false).await?;
     let backends = state.inner.backends.require()?;
-    Ok(saved(
-        StatusCode::CREATED,
-        certificates::create(&backends, account.as_str(), items).await?,
-    ))
+    let result = certificates::create(&backends, account.as_str(), items).await?;
+    changed(&state, &backends, account.as_str()).await?;
+    Ok(saved(StatusCode::CREATED, result))
 }
 
 pub async fn update_json(
@@ -112,10 +121,9 @@ pub async fn update_json(
     authorize(&caller, &account, Privilege::WriteInternal)?;
     let items = certificates::check_items(&state, json_items(&body)?, true).await?;
     let backends = state.inner.backends.require()?;
-    Ok(saved(
-        StatusCode::OK,
-        certificates::replace(&backends, account.as_str(), items).await?,
-    ))
+    let result = certificates::replace(&backends, account.as_str(), items).await?;
+    changed(&state, &backends, account.as_str()).await?;
+    Ok(saved(StatusCode::OK, result))
 }
 
 pub async fn update_multipart(
@@ -128,10 +136,9 @@ pub async fn update_multipart(
     let items =
         certificates::check_items(&state, multipart_item(request, &state).await?, true).await?;
     let backends = state.inner.backends.require()?;
-    Ok(saved(
-        StatusCode::OK,
-        certificates::replace(&backends, account.as_str(), items).await?,
-    ))
+    let result = certificates::replace(&backends, account.as_str(), items).await?;
+    changed(&state, &backends, account.as_str()).await?;
+    Ok(saved(StatusCode::OK, result))
 }
 
 pub async fn list(
@@ -186,12 +193,35 @@ pub async fn delete(
 ) -> Result<Json<Certificate>, ApiError> {
     authorize(&caller, &account, Privilege::WriteInternal)?;
     let id = certificate_id(&id)?;
-    // `force` matters once mappings exist (SPEC 4.3); accepted now so clients can send it.
-    let _force = flag(query.force.as_ref());
+    let force = flag(query.force.as_ref());
     let backends = state.inner.backends.require()?;
     match backends.store.certificate(account.as_str(), id).await? {
         Some(row) if !row.deleted => {}
         _ => return Err(ApiError::not_found("certificate")),
+    }
+    let in_use = backends
+        .store
+        .mappings_of_certificate(account.as_str(), id)
+        .await?;
+    if !in_use.is_empty() {
+        if !force {
+            let names: Vec<String> = in_use
+                .iter()
+                .map(|row| format!("{} ({})", row.name, row.id))
+                .collect();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "certificate_in_use",
+                format!(
+                    "enabled mappings use this certificate: {}; delete them, or add force=true to disable them",
+                    names.join(", ")
+                ),
+            ));
+        }
+        backends
+            .store
+            .disable_mappings_of_certificate(account.as_str(), id, now())
+            .await?;
     }
     backends
         .secrets
@@ -204,10 +234,106 @@ pub async fn delete(
         .store
         .mark_deleted(account.as_str(), id, now())
         .await?;
+    changed(&state, &backends, account.as_str()).await?;
     let row = backends
         .store
         .certificate(account.as_str(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("certificate"))?;
     Ok(Json(Certificate::from_row(&row, now())))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivateQuery {
+    #[serde(default)]
+    is_validate_url_enabled: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivateBody {
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// SPEC 4.4: a mapping for the certificate from `{serviceName, url}`, named
+/// `<serviceName>-<uuid>`.
+pub async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    Path((_, id)): Path<(String, String)>,
+    Query(query): Query<ActivateQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&caller, &account, Privilege::WriteInternal)?;
+    let id = certificate_id(&id)?;
+    if flag(query.is_validate_url_enabled.as_ref()) {
+        return Err(ApiError::bad_request(
+            "url_validation_unavailable",
+            "isValidateUrlEnabled=true needs the forward client, which this gateway version does not have yet",
+        ));
+    }
+    let input: ActivateBody = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_json",
+            "the body must be {\"serviceName\": ..., \"url\": ...}",
+        )
+    })?;
+    let service_name = input.service_name.unwrap_or_default();
+    let service_id = state
+        .inner
+        .services
+        .id(&service_name)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "unknown_service",
+                format!("\"{service_name}\" is not a known service"),
+            )
+        })?
+        .to_owned();
+    let backends = state.inner.backends.require()?;
+    match backends.store.certificate(account.as_str(), id).await? {
+        Some(row) if !row.deleted => {}
+        _ => return Err(ApiError::not_found("certificate")),
+    }
+    let mapping = MappingInput {
+        name: Some(format!("{service_name}-{}", uuid::Uuid::new_v4())),
+        certification_id: Some(serde_json::Value::from(id)),
+        service_id: Some(serde_json::Value::from(service_id)),
+        url: input.url,
+        site_id: None,
+        enable: Some(true),
+        upstream_ca_pem: None,
+    };
+    let mut fields =
+        mappings::check_all(&state, &backends, account.as_str(), vec![mapping], None).await?;
+    let fields = fields
+        .pop()
+        .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
+    let mapping_id = mtls_store::new_id()?;
+    match backends
+        .store
+        .insert_mappings(account.as_str(), &[(mapping_id, fields)], now())
+        .await
+    {
+        Ok(_) => {}
+        Err(mtls_store::StoreError::Conflict) => {
+            return Err(mappings::conflict(
+                "mapping_conflict",
+                "a mapping for this service and URL already exists".to_owned(),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    }
+    routing::refresh(&state, &backends).await?;
+    let row = backends
+        .store
+        .mapping(account.as_str(), mapping_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("mapping"))?;
+    Ok((StatusCode::CREATED, Json(Mapping::from(&row))).into_response())
 }

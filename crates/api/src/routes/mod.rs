@@ -1,8 +1,10 @@
 //! The route table: one file per resource.
 
 mod certificates;
+mod checks;
 mod collect;
 mod health;
+mod mappings;
 mod tester;
 
 use axum::Router;
@@ -53,6 +55,30 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/api/account/{account_id}/certificate/{id}",
             get(collect::collect),
+        )
+        .route(
+            &format!("{certificates}/activate/{{id}}"),
+            post(certificates::activate),
+        )
+        .route(
+            "/api/account/{account_id}/configuration/ac-common/mtls",
+            get(mappings::list)
+                .post(mappings::create)
+                .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
+        )
+        .route(
+            "/api/account/{account_id}/configuration/ac-common/mtls/{id}",
+            get(mappings::get)
+                .put(mappings::update)
+                .delete(mappings::delete),
+        )
+        .route(
+            "/mtls/mapping",
+            post(checks::global).layer(DefaultBodyLimit::max(1024 * 1024)),
+        )
+        .route(
+            "/api/account/{account_id}/checks/serviceUrlMappings",
+            post(checks::account).layer(DefaultBodyLimit::max(1024 * 1024)),
         )
         .with_state(state)
 }

@@ -1,0 +1,194 @@
+//! Mapping validation (SPEC 5.2): every rule checked for every item before anything is stored.
+
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::backends::Backends;
+use crate::certificates::parse_id;
+use crate::error::{ApiError, ItemError};
+use mtls_store::MappingFields;
+
+/// A mapping object as it arrives.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingInput {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub certification_id: Option<Value>,
+    #[serde(default)]
+    pub service_id: Option<Value>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub site_id: Option<Value>,
+    #[serde(default)]
+    pub enable: Option<bool>,
+    #[serde(default)]
+    pub upstream_ca_pem: Option<String>,
+}
+
+/// The duplicate-triplet key: (serviceId, normalized URL) hashed to fit an index.
+pub fn url_key(service_id: &str, url: &str) -> String {
+    let digest = Sha256::digest(format!("{service_id}\n{url}").as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn text_id(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.trim().to_owned()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// Validates one item; `Err((code, message))` names the first rule it breaks.
+async fn check(
+    state: &AppState,
+    backends: &Backends,
+    account: &str,
+    input: MappingInput,
+) -> Result<Result<MappingFields, (&'static str, String)>, ApiError> {
+    let name = input.name.unwrap_or_default();
+    let count = name.chars().count();
+    if !(1..=128).contains(&count) || name.chars().any(char::is_control) {
+        return Ok(Err((
+            "invalid_name",
+            "the name must be 1 to 128 printable characters".to_owned(),
+        )));
+    }
+    if let Some(site) = &input.site_id
+        && text_id(site).as_deref() != Some(account)
+    {
+        return Ok(Err((
+            "site_id_mismatch",
+            "siteId must equal the account in the path".to_owned(),
+        )));
+    }
+    let Some(service_id) = input.service_id.as_ref().and_then(text_id) else {
+        return Ok(Err(("unknown_service", "serviceId is missing".to_owned())));
+    };
+    if state.inner.services.name(&service_id).is_none() {
+        return Ok(Err((
+            "unknown_service",
+            format!("serviceId \"{service_id}\" is not a known service"),
+        )));
+    }
+    let Some(certificate_id) = input.certification_id.as_ref().and_then(parse_id) else {
+        return Ok(Err((
+            "unknown_certificate",
+            "certificationId must name a certificate of this account".to_owned(),
+        )));
+    };
+    match backends.store.certificate(account, certificate_id).await? {
+        Some(row) if !row.deleted => {}
+        _ => {
+            return Ok(Err((
+                "unknown_certificate",
+                "certificationId must name a certificate of this account that is not deleted"
+                    .to_owned(),
+            )));
+        }
+    }
+    let raw_url = input.url.unwrap_or_default();
+    let url = match mtls_runtime::normalize(&raw_url) {
+        Ok((mtls_runtime::Scheme::Http, _)) if !state.inner.allow_http => {
+            return Ok(Err((
+                "invalid_url",
+                "plain http targets are not allowed (egress.allow_http)".to_owned(),
+            )));
+        }
+        Ok((_, url)) => url.into_owned(),
+        Err(error) => return Ok(Err(("invalid_url", error.to_string()))),
+    };
+    if let Some(pem) = &input.upstream_ca_pem
+        && !valid_ca_bundle(pem)
+    {
+        return Ok(Err((
+            "invalid_upstream_ca",
+            "upstreamCaPem must be a PEM bundle of certificates".to_owned(),
+        )));
+    }
+    Ok(Ok(MappingFields {
+        name,
+        certificate_id,
+        url_key: url_key(&service_id, &url),
+        service_id,
+        url,
+        enabled: input.enable.unwrap_or(true),
+        upstream_ca: input.upstream_ca_pem,
+    }))
+}
+
+fn valid_ca_bundle(pem: &str) -> bool {
+    let blocks = pem.matches("-----BEGIN CERTIFICATE-----").count();
+    blocks > 0
+        && blocks == pem.matches("-----END CERTIFICATE-----").count()
+        && pem.len() <= 256 * 1024
+}
+
+/// Validates every item; either all are usable or the 400 lists every bad one. Then the
+/// duplicate rules: 409 for a name or a triplet used twice, in the request or in the account.
+pub async fn check_all(
+    state: &AppState,
+    backends: &Backends,
+    account: &str,
+    inputs: Vec<MappingInput>,
+    except: Option<i64>,
+) -> Result<Vec<MappingFields>, ApiError> {
+    let mut errors = Vec::new();
+    let mut checked = Vec::new();
+    for (index, input) in inputs.into_iter().enumerate() {
+        match check(state, backends, account, input).await? {
+            Ok(fields) => checked.push(fields),
+            Err((code, message)) => errors.push(ItemError {
+                index,
+                code,
+                message,
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::items(errors));
+    }
+    let existing = backends.store.mappings(account, false).await?;
+    let live: Vec<_> = existing
+        .iter()
+        .filter(|row| Some(row.id) != except)
+        .collect();
+    for (index, fields) in checked.iter().enumerate() {
+        let earlier = checked.iter().take(index);
+        if live.iter().any(|row| row.name == fields.name)
+            || earlier.clone().any(|other| other.name == fields.name)
+        {
+            return Err(conflict(
+                "name_conflict",
+                format!("the mapping name \"{}\" is already used", fields.name),
+            ));
+        }
+        let same_triplet =
+            |service: &str, url: &str| service == fields.service_id && url == fields.url;
+        if live
+            .iter()
+            .any(|row| same_triplet(&row.service_id, &row.url))
+            || earlier
+                .clone()
+                .any(|other| same_triplet(&other.service_id, &other.url))
+        {
+            return Err(conflict(
+                "mapping_conflict",
+                format!(
+                    "a mapping for service {} and {} already exists",
+                    fields.service_id, fields.url
+                ),
+            ));
+        }
+    }
+    Ok(checked)
+}
+
+pub fn conflict(code: &'static str, message: String) -> ApiError {
+    ApiError::new(axum::http::StatusCode::CONFLICT, code, message)
+}

@@ -1,0 +1,142 @@
+//! The runtime mapping checks (SPEC 6.1), answered from the routing table snapshot alone: no
+//! database call per request.
+//!
+//! * `POST /mtls/mapping?v=1|2` with `[{serviceName, accountId, url}]`: v1 answers one object
+//!   keyed `CertificateMappingParamters{serviceName='..', accountId='..', url='..'}` (the
+//!   contract's spelling), v2 echoes each object with `doExist`.
+//! * `POST /api/account/{accountId}/checks/serviceUrlMappings` with `[{serviceName, url}]`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use mtls_auth::{AccountId, Privilege};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::AppState;
+use crate::certificates::now;
+use crate::error::ApiError;
+use crate::extract::{AccountPath, Caller, authorize};
+
+/// Most triplets one check may carry.
+const MAX_TRIPLETS: usize = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CheckQuery {
+    #[serde(default)]
+    v: Option<String>,
+}
+
+fn items(body: &Bytes) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let items: Vec<Map<String, Value>> = serde_json::from_slice(body).map_err(|_| {
+        ApiError::bad_request("invalid_json", "the body must be a JSON array of objects")
+    })?;
+    if items.len() > MAX_TRIPLETS {
+        return Err(ApiError::bad_request(
+            "too_many_items",
+            format!("at most {MAX_TRIPLETS} triplets per request"),
+        ));
+    }
+    Ok(items)
+}
+
+fn text<'a>(item: &'a Map<String, Value>, key: &str) -> &'a str {
+    item.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+pub async fn global(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<CheckQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let version = match query.v.as_deref() {
+        None | Some("1") => 1,
+        Some("2") => 2,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "unsupported_version",
+                "v must be 1 or 2",
+            ));
+        }
+    };
+    let items = items(&body)?;
+    // Every account named must be valid and covered, before anything is looked up.
+    for item in &items {
+        let account = AccountId::parse(text(item, "accountId"))
+            .map_err(|error| ApiError::bad_request("invalid_account_id", error.to_string()))?;
+        authorize(&caller, &account, Privilege::ReadInternal)?;
+    }
+    let now = now();
+    let answer = state.inner.routing.with(|table| {
+        let exists = |item: &Map<String, Value>| {
+            table.exists(
+                text(item, "accountId"),
+                text(item, "serviceName"),
+                text(item, "url"),
+                now,
+            )
+        };
+        if version == 1 {
+            let mut object = Map::with_capacity(items.len());
+            for item in &items {
+                let key = format!(
+                    "CertificateMappingParamters{{serviceName='{}', accountId='{}', url='{}'}}",
+                    text(item, "serviceName"),
+                    text(item, "accountId"),
+                    text(item, "url")
+                );
+                object.insert(key, Value::Bool(exists(item)));
+            }
+            Value::Object(object)
+        } else {
+            Value::Array(
+                items
+                    .iter()
+                    .map(|item| {
+                        let mut echoed = item.clone();
+                        echoed.insert("doExist".to_owned(), Value::Bool(exists(item)));
+                        Value::Object(echoed)
+                    })
+                    .collect(),
+            )
+        }
+    });
+    Ok(Json(answer))
+}
+
+pub async fn account(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&caller, &account, Privilege::ReadInternal)?;
+    let items = items(&body)?;
+    let now = now();
+    let answer = state.inner.routing.with(|table| {
+        items
+            .iter()
+            .map(|item| {
+                let exists = table.exists(
+                    account.as_str(),
+                    text(item, "serviceName"),
+                    text(item, "url"),
+                    now,
+                );
+                let mut object = Map::with_capacity(3);
+                object.insert(
+                    "serviceName".to_owned(),
+                    item.get("serviceName").cloned().unwrap_or(Value::Null),
+                );
+                object.insert(
+                    "url".to_owned(),
+                    item.get("url").cloned().unwrap_or(Value::Null),
+                );
+                object.insert("exist".to_owned(), Value::Bool(exists));
+                Value::Object(object)
+            })
+            .collect::<Vec<_>>()
+    });
+    Ok(Json(Value::Array(answer)))
+}

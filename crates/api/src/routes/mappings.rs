@@ -1,0 +1,263 @@
+//! `/api/account/{accountId}/configuration/ac-common/mtls?v=3.0` (SPEC 5.2): bulk atomic
+//! create, list, get, update, soft delete; the account's revision in `ETag` and `ac-revision`;
+//! `If-Match` answered with 412 when stale.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mtls_auth::Privilege;
+use mtls_store::MappingWrite;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::certificates::now;
+use crate::dto::Mapping;
+use crate::error::ApiError;
+use crate::extract::{AccountPath, Caller, authorize};
+use crate::mappings::{self, MappingInput};
+use crate::routing;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct MappingQuery {
+    #[serde(default)]
+    v: Option<String>,
+    #[serde(default)]
+    include_deleted: Option<String>,
+}
+
+fn version(query: &MappingQuery) -> Result<(), ApiError> {
+    if query.v.as_deref() == Some("3.0") {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "unsupported_version",
+            "the query parameter v=3.0 is required",
+        ))
+    }
+}
+
+/// `body` with the revision headers.
+fn with_revision(status: StatusCode, revision: i64, body: impl IntoResponse) -> Response {
+    let mut response = (status, body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+        .headers_mut()
+        .insert("ac-revision", HeaderValue::from(revision));
+    response
+}
+
+/// `If-Match`: `"5"`, `W/"5"` or `5`; `*` or absent: no condition. Anything else never matches.
+fn if_match(headers: &HeaderMap) -> Option<i64> {
+    let value = headers
+        .get(header::IF_MATCH)?
+        .to_str()
+        .unwrap_or("invalid")
+        .trim();
+    if value == "*" {
+        return None;
+    }
+    Some(
+        value
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .parse()
+            .unwrap_or(-1),
+    )
+}
+
+fn mapping_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found("mapping"))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    Query(query): Query<MappingQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&caller, &account, Privilege::WriteInternal)?;
+    version(&query)?;
+    let inputs: Vec<MappingInput> = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_json",
+            "the body must be a JSON array of mapping objects",
+        )
+    })?;
+    if inputs.is_empty() || inputs.len() > 1000 {
+        return Err(ApiError::bad_request(
+            "invalid_item_count",
+            "send 1 to 1000 mappings",
+        ));
+    }
+    let backends = state.inner.backends.require()?;
+    let fields = mappings::check_all(&state, &backends, account.as_str(), inputs, None).await?;
+    let mut rows = Vec::with_capacity(fields.len());
+    for field in fields {
+        rows.push((mtls_store::new_id()?, field));
+    }
+    let revision = match backends
+        .store
+        .insert_mappings(account.as_str(), &rows, now())
+        .await
+    {
+        Ok(revision) => revision,
+        Err(mtls_store::StoreError::Conflict) => {
+            return Err(mappings::conflict(
+                "mapping_conflict",
+                "a mapping with this name or triplet already exists".to_owned(),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    routing::refresh(&state, &backends).await?;
+    let mut created = Vec::with_capacity(rows.len());
+    for (id, _) in &rows {
+        if let Some(row) = backends.store.mapping(account.as_str(), *id).await? {
+            created.push(Mapping::from(&row));
+        }
+    }
+    Ok(with_revision(StatusCode::CREATED, revision, Json(created)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    Query(query): Query<MappingQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&caller, &account, Privilege::ReadInternal)?;
+    version(&query)?;
+    let backends = state.inner.backends.require()?;
+    let include_deleted = query
+        .include_deleted
+        .as_deref()
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let revision = backends.store.revision(account.as_str()).await?;
+    let rows = backends
+        .store
+        .mappings(account.as_str(), include_deleted)
+        .await?;
+    let body: Vec<Mapping> = rows.iter().map(Mapping::from).collect();
+    Ok(with_revision(StatusCode::OK, revision, Json(body)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    Path((_, id)): Path<(String, String)>,
+    Query(query): Query<MappingQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&caller, &account, Privilege::ReadInternal)?;
+    version(&query)?;
+    let id = mapping_id(&id)?;
+    let backends = state.inner.backends.require()?;
+    let revision = backends.store.revision(account.as_str()).await?;
+    match backends.store.mapping(account.as_str(), id).await? {
+        Some(row) if !row.deleted => Ok(with_revision(
+            StatusCode::OK,
+            revision,
+            Json(Mapping::from(&row)),
+        )),
+        _ => Err(ApiError::not_found("mapping")),
+    }
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    Path((_, id)): Path<(String, String)>,
+    Query(query): Query<MappingQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&caller, &account, Privilege::WriteInternal)?;
+    version(&query)?;
+    let id = mapping_id(&id)?;
+    let input: MappingInput = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::bad_request("invalid_json", "the body must be one mapping object")
+    })?;
+    let backends = state.inner.backends.require()?;
+    match backends.store.mapping(account.as_str(), id).await? {
+        Some(row) if !row.deleted => {}
+        _ => return Err(ApiError::not_found("mapping")),
+    }
+    let mut fields =
+        mappings::check_all(&state, &backends, account.as_str(), vec![input], Some(id)).await?;
+    let fields = fields
+        .pop()
+        .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
+    let write = backends
+        .store
+        .update_mapping(account.as_str(), id, &fields, if_match(&headers), now())
+        .await;
+    let revision = finish(write)?;
+    routing::refresh(&state, &backends).await?;
+    let row = backends
+        .store
+        .mapping(account.as_str(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("mapping"))?;
+    Ok(with_revision(
+        StatusCode::OK,
+        revision,
+        Json(Mapping::from(&row)),
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    Path((_, id)): Path<(String, String)>,
+    Query(query): Query<MappingQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&caller, &account, Privilege::WriteInternal)?;
+    version(&query)?;
+    let id = mapping_id(&id)?;
+    let backends = state.inner.backends.require()?;
+    let revision = finish(
+        backends
+            .store
+            .delete_mapping(account.as_str(), id, if_match(&headers), now())
+            .await,
+    )?;
+    routing::refresh(&state, &backends).await?;
+    let row = backends
+        .store
+        .mapping(account.as_str(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("mapping"))?;
+    Ok(with_revision(
+        StatusCode::OK,
+        revision,
+        Json(Mapping::from(&row)),
+    ))
+}
+
+fn finish(write: Result<MappingWrite<()>, mtls_store::StoreError>) -> Result<i64, ApiError> {
+    match write {
+        Ok(MappingWrite::Done { revision, .. }) => Ok(revision),
+        Ok(MappingWrite::NotFound) => Err(ApiError::not_found("mapping")),
+        Ok(MappingWrite::StaleRevision { current }) => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "revision_mismatch",
+            format!("If-Match names a stale revision; the current revision is {current}"),
+        )),
+        Err(mtls_store::StoreError::Conflict) => Err(mappings::conflict(
+            "mapping_conflict",
+            "a mapping with this name or triplet already exists".to_owned(),
+        )),
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,9 @@
+//! The runtime's hot path: target URL normalization (SPEC 5.3) and the routing table snapshot
+//! that the mapping checks (SPEC 6.1), and next the forward path, read without locks and
+//! without touching the database.
+
+pub mod table;
+pub mod url;
+
+pub use table::{Entry, Route, RoutingTable, Table};
+pub use url::{Scheme, UrlError, normalize};
