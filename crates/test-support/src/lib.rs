@@ -244,3 +244,36 @@ pub fn random_account() -> String {
         std::process::id()
     )
 }
+
+/// A PKCS#12 file (password `short`) whose self-signed P-256 certificate is valid from a minute
+/// ago until `seconds` from now, written by pyca/cryptography at call time.
+pub fn short_lived_p12(seconds: u64) -> Option<Vec<u8>> {
+    let script = format!(
+        r#"
+import datetime, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
+from cryptography.hazmat.primitives.serialization.pkcs12 import serialize_key_and_certificates
+now = datetime.datetime.now(datetime.timezone.utc)
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "short-lived")])
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(seconds={seconds})).sign(key, hashes.SHA256()))
+sys.stdout.buffer.write(serialize_key_and_certificates(b"short", key, cert, None, BestAvailableEncryption(b"short")))
+"#
+    );
+    match Command::new(python()).args(["-c", &script]).output() {
+        Ok(output) if output.status.success() => Some(output.stdout),
+        _ => {
+            skip(
+                "tests with short-lived certificates",
+                "the Python package 'cryptography' is not installed",
+            );
+            None
+        }
+    }
+}

@@ -11,6 +11,7 @@
 mod auth;
 mod certificates;
 mod cli;
+mod mappings;
 mod storage;
 mod support;
 mod tester;

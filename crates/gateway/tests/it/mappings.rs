@@ -1,0 +1,640 @@
+//! Mappings (SPEC 5) and the runtime checks (SPEC 6.1), on every stack.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mtls_auth::Privilege;
+use mtls_test_support::{P12Fixtures, p12_fixtures, random_account, short_lived_p12};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, client, spawn_on, stacks};
+
+struct Account<'a> {
+    app: &'a TestApp,
+    id: String,
+    token: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    revision: Option<i64>,
+}
+
+impl Answer {
+    fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+}
+
+impl<'a> Account<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let id = random_account();
+        let token = app.token(&[&id], &[Privilege::ReadInternal, Privilege::WriteInternal]);
+        Self { app, id, token }
+    }
+
+    fn mappings_url(&self, suffix: &str) -> String {
+        self.app.url(&format!(
+            "/api/account/{}/configuration/ac-common/mtls{suffix}",
+            self.id
+        ))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.bearer_auth(&self.token).send().await.unwrap();
+        let status = response.status();
+        let revision = response
+            .headers()
+            .get("ac-revision")
+            .map(|value| value.to_str().unwrap().parse().unwrap());
+        if let (Some(revision), Some(etag)) = (revision, response.headers().get("etag")) {
+            assert_eq!(etag.to_str().unwrap(), format!("\"{revision}\""));
+        }
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer {
+            status,
+            body,
+            revision,
+        }
+    }
+
+    async fn certificate(&self, fixtures: &P12Fixtures, file: &str, name: &str) -> i64 {
+        let case = fixtures.case(file);
+        let item = json!([{ "name": name, "p12": STANDARD.encode(fixtures.bytes(file)), "password": case.password }]);
+        let url = self
+            .app
+            .url(&format!("/mtls/account/{}/certificates", self.id));
+        let answer = self.send(client().post(url).json(&item)).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["successfulySavedCertificates"][0]["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    async fn create(&self, mappings: Value) -> Answer {
+        self.send(client().post(self.mappings_url("?v=3.0")).json(&mappings))
+            .await
+    }
+
+    async fn exists(&self, service: &str, url: &str) -> bool {
+        let check = self.app.url(&format!(
+            "/api/account/{}/checks/serviceUrlMappings",
+            self.id
+        ));
+        let answer = self
+            .send(
+                client()
+                    .post(check)
+                    .json(&json!([{ "serviceName": service, "url": url }])),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.body[0]["serviceName"], service);
+        assert_eq!(answer.body[0]["url"], url);
+        answer.body[0]["exist"].as_bool().unwrap()
+    }
+}
+
+fn mapping(name: &str, certificate: i64, service: &str, url: &str, site: &str) -> Value {
+    json!({ "name": name, "certificationId": certificate.to_string(), "serviceId": service, "url": url, "siteId": site, "enable": true })
+}
+
+#[tokio::test]
+async fn mapping_api_rules_on_every_stack() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    for stack in stacks() {
+        let app = spawn_on(&stack, |_| {}).await;
+        let account = Account::new(&app);
+        let certificate = account
+            .certificate(&fixtures, "openssl-default-p256.p12", "c1")
+            .await;
+        let site = account.id.clone();
+
+        // Create: 201, ids, strings where the contract says so, revision headers.
+        let answer = account
+            .create(json!([
+                mapping("idp", certificate, "1", "HTTPS://IdP.Example:443", &site),
+                { "name": "hooks", "certificationId": certificate, "serviceId": 2, "url": "https://hooks.example/in?b=2&a=1", "siteId": site },
+            ]))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        let first = &answer.body[0];
+        assert!(first["id"].as_i64().unwrap() > 0);
+        assert_eq!(first["certificationId"], certificate.to_string());
+        assert_eq!(first["serviceId"], "1");
+        assert_eq!(first["url"], "https://idp.example/", "stored normalized");
+        assert_eq!(first["siteId"], site.as_str());
+        assert_eq!(
+            (first["enable"].as_bool(), first["deleted"].as_bool()),
+            (Some(true), Some(false))
+        );
+        assert_eq!(answer.body[1]["enable"], true, "enable defaults to true");
+        let revision = answer.revision.unwrap();
+        let id = first["id"].as_i64().unwrap();
+
+        // Visible to the runtime at once, under the same normalization.
+        assert!(account.exists("IDP", "https://idp.example").await);
+        assert!(account.exists("IDP", "https://IDP.example:443/").await);
+        assert!(!account.exists("IDP", "https://idp.example/other").await);
+        assert!(!account.exists("WEBHOOKS", "https://idp.example/").await);
+        assert!(
+            !account
+                .exists("NO_SUCH_SERVICE", "https://idp.example/")
+                .await
+        );
+        assert!(
+            account
+                .exists("WEBHOOKS", "https://hooks.example/in?b=2&a=1")
+                .await
+        );
+        assert!(
+            !account
+                .exists("WEBHOOKS", "https://hooks.example/in?a=1&b=2")
+                .await,
+            "query order matters"
+        );
+
+        // v is required.
+        let answer = account.send(client().get(account.mappings_url(""))).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, Some("unsupported_version"))
+        );
+
+        // List and get carry the revision.
+        let answer = account
+            .send(client().get(account.mappings_url("?v=3.0")))
+            .await;
+        assert_eq!(
+            (answer.status, answer.revision),
+            (StatusCode::OK, Some(revision))
+        );
+        assert_eq!(answer.body.as_array().unwrap().len(), 2);
+        let answer = account
+            .send(client().get(account.mappings_url(&format!("/{id}?v=3.0"))))
+            .await;
+        assert_eq!(
+            (answer.status, answer.body["name"].as_str()),
+            (StatusCode::OK, Some("idp"))
+        );
+        let answer = account
+            .send(client().get(account.mappings_url("/99999?v=3.0")))
+            .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND);
+
+        // Every validation rule, all reported at once, and nothing stored (atomic).
+        let other = Account::new(&app);
+        let foreign_certificate = other
+            .certificate(&fixtures, "openssl-default-p256.p12", "theirs")
+            .await;
+        let answer = account
+            .create(json!([
+                mapping("ok-but-rolled-back", certificate, "1", "https://new.example/", &site),
+                mapping("", certificate, "1", "https://a.example/", &site),
+                mapping("wrong-site", certificate, "1", "https://b.example/", "someone-else"),
+                mapping("foreign", foreign_certificate, "1", "https://c.example/", &site),
+                mapping("bad-service", certificate, "42", "https://d.example/", &site),
+                mapping("plain-http", certificate, "1", "http://e.example/", &site),
+                mapping("fragment", certificate, "1", "https://f.example/#x", &site),
+                mapping("userinfo", certificate, "1", "https://u:p@g.example/", &site),
+                { "name": "bad-ca", "certificationId": certificate, "serviceId": "1", "url": "https://h.example/", "upstreamCaPem": "nope" },
+            ]))
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+        let codes: Vec<(i64, &str)> = answer.body["error"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                (
+                    item["index"].as_i64().unwrap(),
+                    item["code"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                (1, "invalid_name"),
+                (2, "site_id_mismatch"),
+                (3, "unknown_certificate"),
+                (4, "unknown_service"),
+                (5, "invalid_url"),
+                (6, "invalid_url"),
+                (7, "invalid_url"),
+                (8, "invalid_upstream_ca"),
+            ]
+        );
+        assert!(
+            !account.exists("IDP", "https://new.example/").await,
+            "the valid item was not stored"
+        );
+        let answer = account
+            .send(client().get(account.mappings_url("?v=3.0")))
+            .await;
+        assert_eq!(
+            (answer.body.as_array().unwrap().len(), answer.revision),
+            (2, Some(revision))
+        );
+
+        // Duplicates: the same name, or the same triplet after normalization.
+        let answer = account
+            .create(json!([mapping(
+                "idp",
+                certificate,
+                "2",
+                "https://x.example/",
+                &site
+            )]))
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::CONFLICT, Some("name_conflict"))
+        );
+        let answer = account
+            .create(json!([mapping(
+                "idp-2",
+                certificate,
+                "1",
+                "https://IDP.example",
+                &site
+            )]))
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::CONFLICT, Some("mapping_conflict"))
+        );
+        let answer = account
+            .create(json!([
+                mapping("dup-a", certificate, "3", "https://same.example/", &site),
+                mapping(
+                    "dup-b",
+                    certificate,
+                    "3",
+                    "https://same.example:443/",
+                    &site
+                ),
+            ]))
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::CONFLICT, Some("mapping_conflict"))
+        );
+        // The same triplet in another account is fine.
+        let answer = other
+            .create(json!([mapping(
+                "idp",
+                foreign_certificate,
+                "1",
+                "https://idp.example/",
+                &other.id
+            )]))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED);
+
+        // Update: If-Match with a stale revision is 412; the current one works; disabling hides it.
+        let mut disabled = mapping("idp", certificate, "1", "https://idp.example/", &site);
+        disabled["enable"] = json!(false);
+        let stale = account
+            .send(
+                client()
+                    .put(account.mappings_url(&format!("/{id}?v=3.0")))
+                    .header("If-Match", format!("\"{}\"", revision - 1))
+                    .json(&disabled),
+            )
+            .await;
+        assert_eq!(
+            (stale.status, stale.code()),
+            (StatusCode::PRECONDITION_FAILED, Some("revision_mismatch"))
+        );
+        assert!(account.exists("IDP", "https://idp.example/").await);
+        let updated = account
+            .send(
+                client()
+                    .put(account.mappings_url(&format!("/{id}?v=3.0")))
+                    .header("If-Match", format!("\"{revision}\""))
+                    .json(&disabled),
+            )
+            .await;
+        assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+        assert_eq!(updated.body["enable"], false);
+        assert!(updated.revision.unwrap() > revision);
+        assert!(
+            !account.exists("IDP", "https://idp.example/").await,
+            "a disabled mapping does not exist"
+        );
+        disabled["enable"] = json!(true);
+        let answer = account
+            .send(
+                client()
+                    .put(account.mappings_url(&format!("/{id}?v=3.0")))
+                    .json(&disabled),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(account.exists("IDP", "https://idp.example/").await);
+
+        // Delete: stale If-Match 412, then 200 with deleted: true; the check answers false.
+        let stale = account
+            .send(
+                client()
+                    .delete(account.mappings_url(&format!("/{id}?v=3.0")))
+                    .header("If-Match", "\"1\""),
+            )
+            .await;
+        assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+        let answer = account
+            .send(client().delete(account.mappings_url(&format!("/{id}?v=3.0"))))
+            .await;
+        assert_eq!(
+            (answer.status, answer.body["deleted"].as_bool()),
+            (StatusCode::OK, Some(true))
+        );
+        assert!(
+            !account.exists("IDP", "https://idp.example/").await,
+            "a deleted mapping does not exist"
+        );
+        let answer = account
+            .send(client().get(account.mappings_url(&format!("/{id}?v=3.0"))))
+            .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND);
+        let answer = account
+            .send(client().get(account.mappings_url("?v=3.0&include_deleted=true")))
+            .await;
+        assert_eq!(answer.body.as_array().unwrap().len(), 2);
+        let answer = account
+            .send(client().delete(account.mappings_url(&format!("/{id}?v=3.0"))))
+            .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND);
+
+        // Another account's mappings: 403 on its path, 404 for its ids on ours.
+        let theirs = other
+            .send(client().get(other.mappings_url("?v=3.0")))
+            .await
+            .body[0]["id"]
+            .as_i64()
+            .unwrap();
+        let answer = account
+            .send(client().get(other.mappings_url("?v=3.0")))
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        let answer = account
+            .send(client().get(account.mappings_url(&format!("/{theirs}?v=3.0"))))
+            .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND);
+        app.running.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_global_check_v1_v2_and_account_coverage() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    for stack in stacks() {
+        let app = spawn_on(&stack, |_| {}).await;
+        let account = Account::new(&app);
+        let certificate = account
+            .certificate(&fixtures, "openssl-default-p256.p12", "c")
+            .await;
+        let answer = account
+            .create(json!([mapping(
+                "m",
+                certificate,
+                "1",
+                "https://idp.example/token",
+                &account.id
+            )]))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED);
+        let body = json!([
+            { "serviceName": "IDP", "accountId": account.id, "url": "https://idp.example/token" },
+            { "serviceName": "IDP", "accountId": account.id, "url": "https://idp.example/other" },
+        ]);
+        let reader = app.token(&[&account.id], &[Privilege::ReadInternal]);
+
+        let response = client()
+            .post(app.url("/mtls/mapping"))
+            .bearer_auth(&reader)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.unwrap();
+        let v1: Value = serde_json::from_str(&text).unwrap();
+        let key = format!(
+            "CertificateMappingParamters{{serviceName='IDP', accountId='{}', url='https://idp.example/token'}}",
+            account.id
+        );
+        assert_eq!(v1[&key], true, "{text}");
+        let other = key.replace("/token", "/other");
+        assert_eq!(v1[&other], false);
+        assert_eq!(v1.as_object().unwrap().len(), 2);
+        // Byte for byte, as the contract's clients parse it.
+        assert!(text.contains(&format!("\"{key}\":true")), "{text}");
+
+        let v2: Value = client()
+            .post(app.url("/mtls/mapping?v=2"))
+            .bearer_auth(&reader)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v2[0]["doExist"], true);
+        assert_eq!(v2[1]["doExist"], false);
+        assert_eq!(v2[0]["url"], "https://idp.example/token");
+        assert_eq!(v2[0]["accountId"], account.id.as_str());
+
+        // Every account in the body must be covered; an invalid one is a 400.
+        let stranger = json!([{ "serviceName": "IDP", "accountId": "someone-else", "url": "https://idp.example/token" }]);
+        let response = client()
+            .post(app.url("/mtls/mapping?v=2"))
+            .bearer_auth(&reader)
+            .json(&stranger)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let invalid = json!([{ "serviceName": "IDP", "accountId": "bad id", "url": "x" }]);
+        let response = client()
+            .post(app.url("/mtls/mapping"))
+            .bearer_auth(&reader)
+            .json(&invalid)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let response = client()
+            .post(app.url("/mtls/mapping?v=3"))
+            .bearer_auth(&reader)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let response = client()
+            .post(app.url("/mtls/mapping"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let forwarder = app.token(&[&account.id], &[Privilege::Forward]);
+        let response = client()
+            .post(app.url("/mtls/mapping"))
+            .bearer_auth(&forwarder)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let too_many: Vec<Value> = (0..1001).map(|_| body[0].clone()).collect();
+        let response = client()
+            .post(app.url("/mtls/mapping"))
+            .bearer_auth(&reader)
+            .json(&too_many)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let star = app.token(&["*"], &[Privilege::ReadInternal]);
+        let response = client()
+            .post(app.url("/mtls/mapping?v=2"))
+            .bearer_auth(&star)
+            .json(&stranger)
+            .send()
+            .await
+            .unwrap();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer[0]["doExist"], false);
+        app.running.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn certificates_in_use_activation_and_expiry() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    for stack in stacks() {
+        let app = spawn_on(&stack, |_| {}).await;
+        let account = Account::new(&app);
+        let certificate = account
+            .certificate(&fixtures, "openssl-default-rsa2048.p12", "in-use")
+            .await;
+
+        // Activate: a mapping named <serviceName>-<uuid>.
+        let activate = app.url(&format!(
+            "/mtls/account/{}/certificates/activate/{certificate}",
+            account.id
+        ));
+        let answer = account
+            .send(
+                client()
+                    .post(&activate)
+                    .json(&json!({"serviceName": "WEBHOOKS", "url": "https://hooks.example/a"})),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        assert!(
+            answer.body["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("WEBHOOKS-")
+        );
+        assert_eq!(answer.body["serviceId"], "2");
+        assert!(account.exists("WEBHOOKS", "https://hooks.example/a").await);
+        let answer = account
+            .send(
+                client()
+                    .post(format!("{activate}?isValidateUrlEnabled=true"))
+                    .json(&json!({"serviceName": "IDP", "url": "https://idp.example/"})),
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, Some("url_validation_unavailable"))
+        );
+        let answer = account
+            .send(
+                client()
+                    .post(&activate)
+                    .json(&json!({"serviceName": "NOPE", "url": "https://idp.example/"})),
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, Some("unknown_service"))
+        );
+
+        // Deleting a certificate that an enabled mapping uses: 409, unless forced.
+        let delete = app.url(&format!(
+            "/mtls/account/{}/certificates/{certificate}",
+            account.id
+        ));
+        let answer = account.send(client().delete(&delete)).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::CONFLICT, Some("certificate_in_use"))
+        );
+        assert!(
+            answer.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("WEBHOOKS-")
+        );
+        let answer = account
+            .send(client().delete(format!("{delete}?force=true")))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(
+            !account.exists("WEBHOOKS", "https://hooks.example/a").await,
+            "its certificate is deleted"
+        );
+        let listed = account
+            .send(client().get(account.mappings_url("?v=3.0")))
+            .await;
+        assert_eq!(
+            listed.body[0]["enable"], false,
+            "forced delete disabled the mapping"
+        );
+
+        // A certificate that expires: the triplet stops existing when it does, without any change.
+        if let Some(p12) = short_lived_p12(3) {
+            let url = app.url(&format!("/mtls/account/{}/certificates", account.id));
+            let item =
+                json!([{ "name": "short", "p12": STANDARD.encode(&p12), "password": "short" }]);
+            let answer = account.send(client().post(url).json(&item)).await;
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+            let short = answer.body["successfulySavedCertificates"][0]["id"]
+                .as_i64()
+                .unwrap();
+            let answer = account
+                .create(json!([mapping(
+                    "short",
+                    short,
+                    "3",
+                    "https://faas.example/",
+                    &account.id
+                )]))
+                .await;
+            assert_eq!(answer.status, StatusCode::CREATED);
+            assert!(account.exists("FAAS", "https://faas.example/").await);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert!(
+                !account.exists("FAAS", "https://faas.example/").await,
+                "an expired certificate does not exist"
+            );
+        }
+        app.running.stop().await.unwrap();
+    }
+}
