@@ -638,3 +638,63 @@ async fn certificates_in_use_activation_and_expiry() {
         app.running.stop().await.unwrap();
     }
 }
+
+/// Two gateway nodes sharing MariaDB and Vault: a change through one reaches the other's
+/// routing table through the background sync, within its interval.
+#[tokio::test]
+async fn another_node_sees_a_change_within_the_sync_interval() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(stack) = stacks().into_iter().nth(1) else {
+        return;
+    };
+    let fast =
+        |config: &mut mtls_gateway::config::Config| config.runtime.sync_interval_seconds = 0.2;
+    let first = spawn_on(&stack, fast).await;
+    let second = spawn_on(&stack, |config| {
+        fast(config);
+        // Same token secret, so that one token works on both nodes.
+        config.auth.hs256_secret = Some(mtls_gateway::config::Secret::new(
+            String::from_utf8(
+                mtls_gateway::server::hs256_secret(&first.config)
+                    .unwrap()
+                    .unwrap()
+                    .to_vec(),
+            )
+            .unwrap(),
+        ));
+    })
+    .await;
+    let writer = Account::new(&first);
+    let reader = Account {
+        app: &second,
+        id: writer.id.clone(),
+        token: writer.token.clone(),
+    };
+    let certificate = writer
+        .certificate(&fixtures, "openssl-default-p256.p12", "shared")
+        .await;
+    assert!(!reader.exists("IDP", "https://shared.example/").await);
+    let answer = writer
+        .create(json!([mapping(
+            "shared",
+            certificate,
+            "1",
+            "https://shared.example/",
+            &writer.id
+        )]))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let started = std::time::Instant::now();
+    while !reader.exists("IDP", "https://shared.example/").await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the second node never saw the mapping"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("second node converged in {:?}", started.elapsed());
+    second.running.stop().await.unwrap();
+    first.running.stop().await.unwrap();
+}
