@@ -19,6 +19,7 @@ pub struct ApiError {
     message: String,
     challenge: Option<String>,
     items: Vec<ItemError>,
+    retry_after: Option<u64>,
 }
 
 /// One bad item of a request that carries several (SPEC 4.3: every bad item, with its index).
@@ -37,6 +38,7 @@ impl ApiError {
             message: message.into(),
             challenge: None,
             items: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -87,6 +89,14 @@ impl ApiError {
         }
     }
 
+    /// Adds `Retry-After` (seconds) to the answer.
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..self
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -122,6 +132,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if let Some(challenge) = self
             .challenge
             .and_then(|value| HeaderValue::from_str(&value).ok())

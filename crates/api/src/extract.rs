@@ -7,6 +7,7 @@ use mtls_auth::{AccountId, Credentials, Principal, Privilege};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::ratelimit::Group;
 
 /// The authenticated caller; rejects with 401 before the handler runs.
 #[derive(Debug)]
@@ -57,11 +58,18 @@ impl<S: Send + Sync> FromRequestParts<S> for AccountPath {
     }
 }
 
-/// Checks that `caller` may act on `account` with `privilege` (403 otherwise).
+/// Checks that `caller` may act on `account` with `privilege` (403 otherwise), then takes a
+/// token from the account's bucket of `group` (429 when empty).
 pub fn authorize(
+    state: &AppState,
     caller: &Caller,
     account: &AccountId,
     privilege: Privilege,
+    group: Group,
 ) -> Result<(), ApiError> {
-    Ok(caller.0.authorize(account.as_str(), privilege)?)
+    caller.0.authorize(account.as_str(), privilege)?;
+    state
+        .inner
+        .rate_limiter
+        .check_account(group, account.as_str())
 }

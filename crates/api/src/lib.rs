@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod mappings;
 mod multipart;
+pub mod ratelimit;
 mod request_id;
 mod routes;
 pub mod routing;
@@ -25,5 +26,6 @@ pub fn router(state: AppState) -> Router {
     routes::routes(state.clone())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state, ratelimit::layer))
         .layer(middleware::from_fn(request_id::layer))
 }

@@ -8,6 +8,7 @@ use mtls_pki::IntakePolicy;
 use tokio::sync::Semaphore;
 
 use crate::backends::BackendSlot;
+use crate::ratelimit::{RateLimiter, RateLimits};
 use crate::services::Services;
 
 /// Request size limits.
@@ -38,6 +39,7 @@ pub struct Settings {
     pub services: Services,
     /// Whether mappings may target plain `http` URLs (the egress policy's `allow_http`).
     pub allow_http: bool,
+    pub rate_limits: RateLimits,
 }
 
 /// Shared application state; cheap to clone.
@@ -61,6 +63,7 @@ pub(crate) struct Inner {
     pub services: Services,
     /// Whether mappings may target plain `http` URLs (the egress policy's `allow_http`).
     pub allow_http: bool,
+    pub rate_limiter: RateLimiter,
 }
 
 impl AppState {
@@ -86,6 +89,7 @@ impl AppState {
                 routing: mtls_runtime::RoutingTable::default(),
                 services: settings.services,
                 allow_http: settings.allow_http,
+                rate_limiter: RateLimiter::new(settings.rate_limits),
             }),
         }
     }

@@ -69,6 +69,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub runtime: RuntimeConfig,
     pub egress: EgressConfig,
+    pub rate_limits: RateLimitsConfig,
     /// Services beyond the built-in four (SPEC 2): `NAME = "id"`.
     pub services: std::collections::BTreeMap<String, String>,
 }
@@ -85,6 +86,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             runtime: RuntimeConfig::default(),
             egress: EgressConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
             services: std::collections::BTreeMap::new(),
         }
     }
@@ -95,12 +97,59 @@ impl Default for Config {
 pub struct ServerConfig {
     /// Address and port of the HTTP listener.
     pub listen: SocketAddr,
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Token buckets of one endpoint group; a rate of 0 turns that bucket off.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupLimits {
+    pub per_ip_per_second: f64,
+    pub per_ip_burst: f64,
+    pub per_account_per_second: f64,
+    pub per_account_burst: f64,
+}
+
+impl GroupLimits {
+    fn new(per_ip: (f64, f64), per_account: (f64, f64)) -> Self {
+        Self {
+            per_ip_per_second: per_ip.0,
+            per_ip_burst: per_ip.1,
+            per_account_per_second: per_account.0,
+            per_account_burst: per_account.1,
+        }
+    }
+}
+
+/// Rate limits per endpoint group (SPEC 7.3).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub configuration: GroupLimits,
+    pub checks: GroupLimits,
+    pub forward: GroupLimits,
+    pub tester: GroupLimits,
+}
+
+impl Default for RateLimitsConfig {
+    /// Configuration and tester calls are limited; the runtime groups serve platform services
+    /// at high rates and are unlimited until the operator sets limits.
+    fn default() -> Self {
+        Self {
+            configuration: GroupLimits::new((50.0, 200.0), (20.0, 100.0)),
+            checks: GroupLimits::default(),
+            forward: GroupLimits::default(),
+            tester: GroupLimits::new((5.0, 20.0), (2.0, 10.0)),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use mtls_api::ratelimit::{Group, Limit, RateLimits};
 use mtls_api::services::Services;
 use mtls_api::{AppState, Limits, Settings};
 use mtls_auth::{Authenticator, BearerConfig, BearerVerifier};
@@ -62,6 +63,44 @@ fn read_all(paths: &[std::path::PathBuf], what: &str) -> Result<Vec<Vec<u8>>, Co
         .collect()
 }
 
+fn rate_limits(config: &Config) -> Result<RateLimits, ConfigError> {
+    let mut limits = RateLimits::default();
+    for proxy in &config.server.trusted_proxies {
+        limits.trusted_proxies.push(
+            proxy
+                .parse()
+                .map_err(|error| ConfigError(format!("server.trusted_proxies: {error}")))?,
+        );
+    }
+    let groups = &config.rate_limits;
+    for (group, settings) in [
+        (Group::Configuration, groups.configuration),
+        (Group::Checks, groups.checks),
+        (Group::Forward, groups.forward),
+        (Group::Tester, groups.tester),
+    ] {
+        if settings.per_ip_per_second > 0.0 {
+            limits.per_ip.insert(
+                group,
+                Limit {
+                    per_second: settings.per_ip_per_second,
+                    burst: settings.per_ip_burst.max(1.0),
+                },
+            );
+        }
+        if settings.per_account_per_second > 0.0 {
+            limits.per_account.insert(
+                group,
+                Limit {
+                    per_second: settings.per_account_per_second,
+                    burst: settings.per_account_burst.max(1.0),
+                },
+            );
+        }
+    }
+    Ok(limits)
+}
+
 /// Builds the application state from the configuration.
 pub fn state(config: &Config) -> Result<AppState, ConfigError> {
     data_dir::ensure(&config.data_dir)?;
@@ -85,6 +124,7 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         intake_concurrency: config.intake.concurrency,
         services: Services::new(config.services.clone()),
         allow_http: config.egress.allow_http,
+        rate_limits: rate_limits(config)?,
     };
     Ok(AppState::new(Authenticator::new(verifier), settings))
 }
@@ -110,15 +150,18 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
     let (shutdown, stopped) = oneshot::channel::<()>();
     let app = mtls_api::router(state);
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = stopped => {}
-                    () = signal() => {}
-                }
-                tracing::info!("shutting down");
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = stopped => {}
+                () = signal() => {}
+            }
+            tracing::info!("shutting down");
+        })
+        .await
     });
     Ok(Running {
         address,

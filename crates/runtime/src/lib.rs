@@ -2,8 +2,10 @@
 //! that the mapping checks (SPEC 6.1), and next the forward path, read without locks and
 //! without touching the database.
 
+pub mod cidr;
 pub mod table;
 pub mod url;
 
+pub use cidr::Cidr;
 pub use table::{Entry, Route, RoutingTable, Table};
 pub use url::{Scheme, UrlError, normalize};

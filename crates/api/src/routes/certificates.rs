@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::extract::{AccountPath, Caller, authorize};
 use crate::mappings::{self, MappingInput};
 use crate::multipart;
+use crate::ratelimit::Group;
 use crate::routing;
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,7 +90,13 @@ pub async fn create_json(
     AccountPath(account): AccountPath,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     let items = certificates::check_items(&state, json_items(&body)?, false).await?;
     let backends = state.inner.backends.require()?;
     let result = certificates::create(&backends, account.as_str(), items).await?;
@@ -103,7 +110,13 @@ pub async fn create_multipart(
     AccountPath(account): AccountPath,
     request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     let items =
         certificates::check_items(&state, multipart_item(request, &state).await?, false).await?;
     let backends = state.inner.backends.require()?;
@@ -118,7 +131,13 @@ pub async fn update_json(
     AccountPath(account): AccountPath,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     let items = certificates::check_items(&state, json_items(&body)?, true).await?;
     let backends = state.inner.backends.require()?;
     let result = certificates::replace(&backends, account.as_str(), items).await?;
@@ -132,7 +151,13 @@ pub async fn update_multipart(
     AccountPath(account): AccountPath,
     request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     let items =
         certificates::check_items(&state, multipart_item(request, &state).await?, true).await?;
     let backends = state.inner.backends.require()?;
@@ -147,7 +172,13 @@ pub async fn list(
     AccountPath(account): AccountPath,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<Certificate>>, ApiError> {
-    authorize(&caller, &account, Privilege::ReadInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::ReadInternal,
+        Group::Configuration,
+    )?;
     let backends = state.inner.backends.require()?;
     let rows = backends
         .store
@@ -175,7 +206,13 @@ pub async fn get(
     AccountPath(account): AccountPath,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Certificate>, ApiError> {
-    authorize(&caller, &account, Privilege::ReadInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::ReadInternal,
+        Group::Configuration,
+    )?;
     let id = certificate_id(&id)?;
     let backends = state.inner.backends.require()?;
     match backends.store.certificate(account.as_str(), id).await? {
@@ -191,7 +228,13 @@ pub async fn delete(
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<Certificate>, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     let id = certificate_id(&id)?;
     let force = flag(query.force.as_ref());
     let backends = state.inner.backends.require()?;
@@ -269,7 +312,13 @@ pub async fn activate(
     Query(query): Query<ActivateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     let id = certificate_id(&id)?;
     if flag(query.is_validate_url_enabled.as_ref()) {
         return Err(ApiError::bad_request(

@@ -17,6 +17,7 @@ use crate::AppState;
 use crate::certificates::now;
 use crate::error::ApiError;
 use crate::extract::{AccountPath, Caller, authorize};
+use crate::ratelimit::Group;
 
 /// Most triplets one check may carry.
 const MAX_TRIPLETS: usize = 1000;
@@ -61,11 +62,22 @@ pub async fn global(
         }
     };
     let items = items(&body)?;
-    // Every account named must be valid and covered, before anything is looked up.
+    // Every account named must be valid and covered, before anything is looked up; each
+    // distinct account is charged once.
+    let mut accounts = std::collections::BTreeSet::new();
     for item in &items {
-        let account = AccountId::parse(text(item, "accountId"))
+        accounts.insert(text(item, "accountId"));
+    }
+    for account in accounts {
+        let account = AccountId::parse(account)
             .map_err(|error| ApiError::bad_request("invalid_account_id", error.to_string()))?;
-        authorize(&caller, &account, Privilege::ReadInternal)?;
+        authorize(
+            &state,
+            &caller,
+            &account,
+            Privilege::ReadInternal,
+            Group::Checks,
+        )?;
     }
     let now = now();
     let answer = state.inner.routing.with(|table| {
@@ -111,7 +123,13 @@ pub async fn account(
     AccountPath(account): AccountPath,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&caller, &account, Privilege::ReadInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::ReadInternal,
+        Group::Checks,
+    )?;
     let items = items(&body)?;
     let now = now();
     let answer = state.inner.routing.with(|table| {

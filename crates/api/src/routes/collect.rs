@@ -15,6 +15,7 @@ use zip::write::SimpleFileOptions;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{AccountPath, Caller, authorize};
+use crate::ratelimit::Group;
 
 pub async fn collect(
     State(state): State<AppState>,
@@ -22,7 +23,13 @@ pub async fn collect(
     AccountPath(account): AccountPath,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     let id = id
         .parse::<i64>()
         .ok()

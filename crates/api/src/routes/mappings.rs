@@ -17,6 +17,7 @@ use crate::dto::Mapping;
 use crate::error::ApiError;
 use crate::extract::{AccountPath, Caller, authorize};
 use crate::mappings::{self, MappingInput};
+use crate::ratelimit::Group;
 use crate::routing;
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,7 +84,13 @@ pub async fn create(
     Query(query): Query<MappingQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     version(&query)?;
     let inputs: Vec<MappingInput> = serde_json::from_slice(&body).map_err(|_| {
         ApiError::bad_request(
@@ -133,7 +140,13 @@ pub async fn list(
     AccountPath(account): AccountPath,
     Query(query): Query<MappingQuery>,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::ReadInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::ReadInternal,
+        Group::Configuration,
+    )?;
     version(&query)?;
     let backends = state.inner.backends.require()?;
     let include_deleted = query
@@ -156,7 +169,13 @@ pub async fn get(
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MappingQuery>,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::ReadInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::ReadInternal,
+        Group::Configuration,
+    )?;
     version(&query)?;
     let id = mapping_id(&id)?;
     let backends = state.inner.backends.require()?;
@@ -180,7 +199,13 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     version(&query)?;
     let id = mapping_id(&id)?;
     let input: MappingInput = serde_json::from_slice(&body).map_err(|_| {
@@ -222,7 +247,13 @@ pub async fn delete(
     Query(query): Query<MappingQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &account, Privilege::WriteInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::WriteInternal,
+        Group::Configuration,
+    )?;
     version(&query)?;
     let id = mapping_id(&id)?;
     let backends = state.inner.backends.require()?;

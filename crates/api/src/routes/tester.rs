@@ -11,6 +11,7 @@ use crate::dto::TesterReport;
 use crate::error::ApiError;
 use crate::extract::{AccountPath, Caller, authorize};
 use crate::multipart;
+use crate::ratelimit::Group;
 
 pub async fn test_multipart(
     State(state): State<AppState>,
@@ -18,7 +19,13 @@ pub async fn test_multipart(
     AccountPath(account): AccountPath,
     request: Request,
 ) -> Result<Json<TesterReport>, ApiError> {
-    authorize(&caller, &account, Privilege::ReadInternal)?;
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::ReadInternal,
+        Group::Tester,
+    )?;
     if request.headers().contains_key("lp-forward-url") {
         return Err(ApiError::bad_request(
             "live_test_unavailable",

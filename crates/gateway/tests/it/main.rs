@@ -11,6 +11,7 @@
 mod auth;
 mod certificates;
 mod cli;
+mod limits;
 mod mappings;
 mod storage;
 mod support;

@@ -46,6 +46,13 @@ pub async fn spawn(customize: impl FnOnce(&mut Config)) -> TestApp {
         ..Config::default()
     };
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Suites hammer one gateway from one address; the rate-limit test turns limits back on.
+    config.rate_limits = mtls_gateway::config::RateLimitsConfig {
+        configuration: Default::default(),
+        checks: Default::default(),
+        forward: Default::default(),
+        tester: Default::default(),
+    };
     customize(&mut config);
     let running = server::start(&config).await.unwrap();
     TestApp {
