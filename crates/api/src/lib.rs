@@ -1,6 +1,7 @@
 //! The HTTP API of mtls-gateway: the routes of SPEC, their DTOs, and the one place where
 //! errors become HTTP responses ([`error`]).
 
+mod audit;
 pub mod backends;
 mod certificates;
 pub mod dto;

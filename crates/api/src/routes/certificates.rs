@@ -11,6 +11,7 @@ use mtls_secrets::SecretKey;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::audit;
 use crate::backends::Backends;
 use crate::certificates::{self, ItemInput, RawItem, now};
 use crate::dto::Certificate;
@@ -21,6 +22,7 @@ use crate::mappings::{self, MappingInput};
 use crate::multipart;
 use crate::ratelimit::Group;
 use crate::routing;
+use mtls_auth::AccountId;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -84,6 +86,58 @@ fn saved(status: StatusCode, (result, all_failed): (crate::dto::SaveResult, bool
     (status, Json(result)).into_response()
 }
 
+/// Create (`replace` false) or rotate (`replace` true) the items of one request, and audit it.
+async fn save(
+    state: &AppState,
+    caller: &Caller,
+    account: &AccountId,
+    items: Result<Vec<RawItem>, ApiError>,
+    replace: bool,
+) -> Result<Response, ApiError> {
+    let mut ids = Vec::new();
+    let result = async {
+        let items = certificates::check_items(state, items?, replace).await?;
+        let backends = state.inner.backends.require()?;
+        let outcome = if replace {
+            certificates::replace(&backends, account.as_str(), items).await?
+        } else {
+            certificates::create(&backends, account.as_str(), items).await?
+        };
+        ids = outcome
+            .0
+            .saved
+            .iter()
+            .chain(&outcome.0.failed)
+            .map(|entity| entity.id)
+            .collect();
+        changed(state, &backends, account.as_str()).await?;
+        Ok(saved(
+            if replace {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            outcome,
+        ))
+    }
+    .await;
+    let action = if replace {
+        "certificate.update"
+    } else {
+        "certificate.create"
+    };
+    audit::record(
+        state,
+        caller,
+        account.as_str(),
+        action,
+        ids,
+        audit::outcome(&result),
+    )
+    .await;
+    result
+}
+
 pub async fn create_json(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,11 +151,7 @@ pub async fn create_json(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    let items = certificates::check_items(&state, json_items(&body)?, false).await?;
-    let backends = state.inner.backends.require()?;
-    let result = certificates::create(&backends, account.as_str(), items).await?;
-    changed(&state, &backends, account.as_str()).await?;
-    Ok(saved(StatusCode::CREATED, result))
+    save(&state, &caller, &account, json_items(&body), false).await
 }
 
 pub async fn create_multipart(
@@ -117,12 +167,8 @@ pub async fn create_multipart(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    let items =
-        certificates::check_items(&state, multipart_item(request, &state).await?, false).await?;
-    let backends = state.inner.backends.require()?;
-    let result = certificates::create(&backends, account.as_str(), items).await?;
-    changed(&state, &backends, account.as_str()).await?;
-    Ok(saved(StatusCode::CREATED, result))
+    let items = multipart_item(request, &state).await;
+    save(&state, &caller, &account, items, false).await
 }
 
 pub async fn update_json(
@@ -138,11 +184,7 @@ pub async fn update_json(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    let items = certificates::check_items(&state, json_items(&body)?, true).await?;
-    let backends = state.inner.backends.require()?;
-    let result = certificates::replace(&backends, account.as_str(), items).await?;
-    changed(&state, &backends, account.as_str()).await?;
-    Ok(saved(StatusCode::OK, result))
+    save(&state, &caller, &account, json_items(&body), true).await
 }
 
 pub async fn update_multipart(
@@ -158,12 +200,8 @@ pub async fn update_multipart(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    let items =
-        certificates::check_items(&state, multipart_item(request, &state).await?, true).await?;
-    let backends = state.inner.backends.require()?;
-    let result = certificates::replace(&backends, account.as_str(), items).await?;
-    changed(&state, &backends, account.as_str()).await?;
-    Ok(saved(StatusCode::OK, result))
+    let items = multipart_item(request, &state).await;
+    save(&state, &caller, &account, items, true).await
 }
 
 pub async fn list(
@@ -235,55 +273,69 @@ pub async fn delete(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    let id = certificate_id(&id)?;
-    let force = flag(query.force.as_ref());
-    let backends = state.inner.backends.require()?;
-    match backends.store.certificate(account.as_str(), id).await? {
-        Some(row) if !row.deleted => {}
-        _ => return Err(ApiError::not_found("certificate")),
-    }
-    let in_use = backends
-        .store
-        .mappings_of_certificate(account.as_str(), id)
-        .await?;
-    if !in_use.is_empty() {
-        if !force {
-            let names: Vec<String> = in_use
-                .iter()
-                .map(|row| format!("{} ({})", row.name, row.id))
-                .collect();
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "certificate_in_use",
-                format!(
-                    "enabled mappings use this certificate: {}; delete them, or add force=true to disable them",
-                    names.join(", ")
-                ),
-            ));
+    let ids: Vec<i64> = id.parse().into_iter().collect();
+    let result: Result<Json<Certificate>, ApiError> = async {
+        let id = certificate_id(&id)?;
+        let force = flag(query.force.as_ref());
+        let backends = state.inner.backends.require()?;
+        match backends.store.certificate(account.as_str(), id).await? {
+            Some(row) if !row.deleted => {}
+            _ => return Err(ApiError::not_found("certificate")),
+        }
+        let in_use = backends
+            .store
+            .mappings_of_certificate(account.as_str(), id)
+            .await?;
+        if !in_use.is_empty() {
+            if !force {
+                let names: Vec<String> = in_use
+                    .iter()
+                    .map(|row| format!("{} ({})", row.name, row.id))
+                    .collect();
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "certificate_in_use",
+                    format!(
+                        "enabled mappings use this certificate: {}; delete them, or add force=true to disable them",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            backends
+                .store
+                .disable_mappings_of_certificate(account.as_str(), id, now())
+                .await?;
         }
         backends
-            .store
-            .disable_mappings_of_certificate(account.as_str(), id, now())
+            .secrets
+            .destroy(SecretKey {
+                account: account.as_str(),
+                certificate_id: id,
+            })
             .await?;
+        backends
+            .store
+            .mark_deleted(account.as_str(), id, now())
+            .await?;
+        changed(&state, &backends, account.as_str()).await?;
+        let row = backends
+            .store
+            .certificate(account.as_str(), id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("certificate"))?;
+        Ok(Json(Certificate::from_row(&row, now())))
     }
-    backends
-        .secrets
-        .destroy(SecretKey {
-            account: account.as_str(),
-            certificate_id: id,
-        })
-        .await?;
-    backends
-        .store
-        .mark_deleted(account.as_str(), id, now())
-        .await?;
-    changed(&state, &backends, account.as_str()).await?;
-    let row = backends
-        .store
-        .certificate(account.as_str(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("certificate"))?;
-    Ok(Json(Certificate::from_row(&row, now())))
+    .await;
+    audit::record(
+        &state,
+        &caller,
+        account.as_str(),
+        "certificate.delete",
+        ids,
+        audit::outcome(&result),
+    )
+    .await;
+    result
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -319,70 +371,84 @@ pub async fn activate(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    let id = certificate_id(&id)?;
-    if flag(query.is_validate_url_enabled.as_ref()) {
-        return Err(ApiError::bad_request(
-            "url_validation_unavailable",
-            "isValidateUrlEnabled=true needs the forward client, which this gateway version does not have yet",
-        ));
-    }
-    let input: ActivateBody = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_json",
-            "the body must be {\"serviceName\": ..., \"url\": ...}",
-        )
-    })?;
-    let service_name = input.service_name.unwrap_or_default();
-    let service_id = state
-        .inner
-        .services
-        .id(&service_name)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "unknown_service",
-                format!("\"{service_name}\" is not a known service"),
-            )
-        })?
-        .to_owned();
-    let backends = state.inner.backends.require()?;
-    match backends.store.certificate(account.as_str(), id).await? {
-        Some(row) if !row.deleted => {}
-        _ => return Err(ApiError::not_found("certificate")),
-    }
-    let mapping = MappingInput {
-        name: Some(format!("{service_name}-{}", uuid::Uuid::new_v4())),
-        certification_id: Some(serde_json::Value::from(id)),
-        service_id: Some(serde_json::Value::from(service_id)),
-        url: input.url,
-        site_id: None,
-        enable: Some(true),
-        upstream_ca_pem: None,
-    };
-    let mut fields =
-        mappings::check_all(&state, &backends, account.as_str(), vec![mapping], None).await?;
-    let fields = fields
-        .pop()
-        .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
-    let mapping_id = mtls_store::new_id()?;
-    match backends
-        .store
-        .insert_mappings(account.as_str(), &[(mapping_id, fields)], now())
-        .await
-    {
-        Ok(_) => {}
-        Err(mtls_store::StoreError::Conflict) => {
-            return Err(mappings::conflict(
-                "mapping_conflict",
-                "a mapping for this service and URL already exists".to_owned(),
+    let ids: Vec<i64> = id.parse().into_iter().collect();
+    let result: Result<Response, ApiError> = async {
+        let id = certificate_id(&id)?;
+        if flag(query.is_validate_url_enabled.as_ref()) {
+            return Err(ApiError::bad_request(
+                "url_validation_unavailable",
+                "isValidateUrlEnabled=true needs the forward client, which this gateway version does not have yet",
             ));
         }
-        Err(other) => return Err(other.into()),
+        let input: ActivateBody = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_json",
+                "the body must be {\"serviceName\": ..., \"url\": ...}",
+            )
+        })?;
+        let service_name = input.service_name.unwrap_or_default();
+        let service_id = state
+            .inner
+            .services
+            .id(&service_name)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "unknown_service",
+                    format!("\"{service_name}\" is not a known service"),
+                )
+            })?
+            .to_owned();
+        let backends = state.inner.backends.require()?;
+        match backends.store.certificate(account.as_str(), id).await? {
+            Some(row) if !row.deleted => {}
+            _ => return Err(ApiError::not_found("certificate")),
+        }
+        let mapping = MappingInput {
+            name: Some(format!("{service_name}-{}", uuid::Uuid::new_v4())),
+            certification_id: Some(serde_json::Value::from(id)),
+            service_id: Some(serde_json::Value::from(service_id)),
+            url: input.url,
+            site_id: None,
+            enable: Some(true),
+            upstream_ca_pem: None,
+        };
+        let mut fields =
+            mappings::check_all(&state, &backends, account.as_str(), vec![mapping], None).await?;
+        let fields = fields
+            .pop()
+            .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
+        let mapping_id = mtls_store::new_id()?;
+        match backends
+            .store
+            .insert_mappings(account.as_str(), &[(mapping_id, fields)], now())
+            .await
+        {
+            Ok(_) => {}
+            Err(mtls_store::StoreError::Conflict) => {
+                return Err(mappings::conflict(
+                    "mapping_conflict",
+                    "a mapping for this service and URL already exists".to_owned(),
+                ));
+            }
+            Err(other) => return Err(other.into()),
+        }
+        routing::refresh(&state, &backends).await?;
+        let row = backends
+            .store
+            .mapping(account.as_str(), mapping_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("mapping"))?;
+        Ok((StatusCode::CREATED, Json(Mapping::from(&row))).into_response())
     }
-    routing::refresh(&state, &backends).await?;
-    let row = backends
-        .store
-        .mapping(account.as_str(), mapping_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("mapping"))?;
-    Ok((StatusCode::CREATED, Json(Mapping::from(&row))).into_response())
+    .await;
+    audit::record(
+        &state,
+        &caller,
+        account.as_str(),
+        "certificate.activate",
+        ids,
+        audit::outcome(&result),
+    )
+    .await;
+    result
 }

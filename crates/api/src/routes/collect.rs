@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use zip::write::SimpleFileOptions;
 
 use crate::AppState;
+use crate::audit;
 use crate::error::ApiError;
 use crate::extract::{AccountPath, Caller, authorize};
 use crate::ratelimit::Group;
@@ -30,52 +31,67 @@ pub async fn collect(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    let id = id
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::not_found("certificate"))?;
-    let backends = state.inner.backends.require()?;
-    match backends.store.certificate(account.as_str(), id).await? {
-        Some(row) if !row.deleted => {}
-        _ => return Err(ApiError::not_found("certificate")),
-    }
-    let material = backends
-        .secrets
-        .get(SecretKey {
-            account: account.as_str(),
-            certificate_id: id,
+    let ids: Vec<i64> = id.parse().into_iter().collect();
+    let result: Result<Response, ApiError> = async {
+        let id = id
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ApiError::not_found("certificate"))?;
+        let backends = state.inner.backends.require()?;
+        match backends.store.certificate(account.as_str(), id).await? {
+            Some(row) if !row.deleted => {}
+            _ => return Err(ApiError::not_found("certificate")),
+        }
+        let material = backends
+            .secrets
+            .get(SecretKey {
+                account: account.as_str(),
+                certificate_id: id,
+            })
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "secret_missing",
+                    "the secret store holds no file for this certificate; upload it again with PUT",
+                )
+            })?;
+        let archive = tokio::task::spawn_blocking(move || {
+            zip_encrypted(&material.p12, &material.password, id)
         })
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "secret_missing",
-                "the secret store holds no file for this certificate; upload it again with PUT",
-            )
-        })?;
-    let archive =
-        tokio::task::spawn_blocking(move || zip_encrypted(&material.p12, &material.password, id))
-            .await
-            .map_err(|error| ApiError::internal(&error))?
-            .map_err(|error| ApiError::internal(&error))?;
-    tracing::info!(
-        account = account.as_str(),
-        certificate_id = id,
-        "certificate collected"
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"certificate-{id}.zip\""),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        archive.to_vec(),
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+        .map_err(|error| ApiError::internal(&error))?;
+        tracing::info!(
+            account = account.as_str(),
+            certificate_id = id,
+            "certificate collected"
+        );
+        Ok((
+            [
+                (header::CONTENT_TYPE, "application/zip".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"certificate-{id}.zip\""),
+                ),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+            archive.to_vec(),
+        )
+            .into_response())
+    }
+    .await;
+    audit::record(
+        &state,
+        &caller,
+        account.as_str(),
+        "certificate.collect",
+        ids,
+        audit::outcome(&result),
     )
-        .into_response())
+    .await;
+    result
 }
 
 /// A ZIP holding `<id>.p12`, AES-256 encrypted with `password`.

@@ -12,6 +12,7 @@ use mtls_store::MappingWrite;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::audit;
 use crate::certificates::now;
 use crate::dto::Mapping;
 use crate::error::ApiError;
@@ -91,47 +92,62 @@ pub async fn create(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    version(&query)?;
-    let inputs: Vec<MappingInput> = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_json",
-            "the body must be a JSON array of mapping objects",
-        )
-    })?;
-    if inputs.is_empty() || inputs.len() > 1000 {
-        return Err(ApiError::bad_request(
-            "invalid_item_count",
-            "send 1 to 1000 mappings",
-        ));
-    }
-    let backends = state.inner.backends.require()?;
-    let fields = mappings::check_all(&state, &backends, account.as_str(), inputs, None).await?;
-    let mut rows = Vec::with_capacity(fields.len());
-    for field in fields {
-        rows.push((mtls_store::new_id()?, field));
-    }
-    let revision = match backends
-        .store
-        .insert_mappings(account.as_str(), &rows, now())
-        .await
-    {
-        Ok(revision) => revision,
-        Err(mtls_store::StoreError::Conflict) => {
-            return Err(mappings::conflict(
-                "mapping_conflict",
-                "a mapping with this name or triplet already exists".to_owned(),
+    let mut ids: Vec<i64> = Vec::new();
+    let result: Result<Response, ApiError> = async {
+        version(&query)?;
+        let inputs: Vec<MappingInput> = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_json",
+                "the body must be a JSON array of mapping objects",
+            )
+        })?;
+        if inputs.is_empty() || inputs.len() > 1000 {
+            return Err(ApiError::bad_request(
+                "invalid_item_count",
+                "send 1 to 1000 mappings",
             ));
         }
-        Err(other) => return Err(other.into()),
-    };
-    routing::refresh(&state, &backends).await?;
-    let mut created = Vec::with_capacity(rows.len());
-    for (id, _) in &rows {
-        if let Some(row) = backends.store.mapping(account.as_str(), *id).await? {
-            created.push(Mapping::from(&row));
+        let backends = state.inner.backends.require()?;
+        let fields = mappings::check_all(&state, &backends, account.as_str(), inputs, None).await?;
+        let mut rows = Vec::with_capacity(fields.len());
+        for field in fields {
+            rows.push((mtls_store::new_id()?, field));
         }
+        ids = rows.iter().map(|(id, _)| *id).collect();
+        let revision = match backends
+            .store
+            .insert_mappings(account.as_str(), &rows, now())
+            .await
+        {
+            Ok(revision) => revision,
+            Err(mtls_store::StoreError::Conflict) => {
+                return Err(mappings::conflict(
+                    "mapping_conflict",
+                    "a mapping with this name or triplet already exists".to_owned(),
+                ));
+            }
+            Err(other) => return Err(other.into()),
+        };
+        routing::refresh(&state, &backends).await?;
+        let mut created = Vec::with_capacity(rows.len());
+        for (id, _) in &rows {
+            if let Some(row) = backends.store.mapping(account.as_str(), *id).await? {
+                created.push(Mapping::from(&row));
+            }
+        }
+        Ok(with_revision(StatusCode::CREATED, revision, Json(created)))
     }
-    Ok(with_revision(StatusCode::CREATED, revision, Json(created)))
+    .await;
+    audit::record(
+        &state,
+        &caller,
+        account.as_str(),
+        "mapping.create",
+        ids,
+        audit::outcome(&result),
+    )
+    .await;
+    result
 }
 
 pub async fn list(
@@ -206,37 +222,51 @@ pub async fn update(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    version(&query)?;
-    let id = mapping_id(&id)?;
-    let input: MappingInput = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::bad_request("invalid_json", "the body must be one mapping object")
-    })?;
-    let backends = state.inner.backends.require()?;
-    match backends.store.mapping(account.as_str(), id).await? {
-        Some(row) if !row.deleted => {}
-        _ => return Err(ApiError::not_found("mapping")),
+    let ids: Vec<i64> = id.parse().into_iter().collect();
+    let result: Result<Response, ApiError> = async {
+        version(&query)?;
+        let id = mapping_id(&id)?;
+        let input: MappingInput = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request("invalid_json", "the body must be one mapping object")
+        })?;
+        let backends = state.inner.backends.require()?;
+        match backends.store.mapping(account.as_str(), id).await? {
+            Some(row) if !row.deleted => {}
+            _ => return Err(ApiError::not_found("mapping")),
+        }
+        let mut fields =
+            mappings::check_all(&state, &backends, account.as_str(), vec![input], Some(id)).await?;
+        let fields = fields
+            .pop()
+            .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
+        let write = backends
+            .store
+            .update_mapping(account.as_str(), id, &fields, if_match(&headers), now())
+            .await;
+        let revision = finish(write)?;
+        routing::refresh(&state, &backends).await?;
+        let row = backends
+            .store
+            .mapping(account.as_str(), id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("mapping"))?;
+        Ok(with_revision(
+            StatusCode::OK,
+            revision,
+            Json(Mapping::from(&row)),
+        ))
     }
-    let mut fields =
-        mappings::check_all(&state, &backends, account.as_str(), vec![input], Some(id)).await?;
-    let fields = fields
-        .pop()
-        .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
-    let write = backends
-        .store
-        .update_mapping(account.as_str(), id, &fields, if_match(&headers), now())
-        .await;
-    let revision = finish(write)?;
-    routing::refresh(&state, &backends).await?;
-    let row = backends
-        .store
-        .mapping(account.as_str(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("mapping"))?;
-    Ok(with_revision(
-        StatusCode::OK,
-        revision,
-        Json(Mapping::from(&row)),
-    ))
+    .await;
+    audit::record(
+        &state,
+        &caller,
+        account.as_str(),
+        "mapping.update",
+        ids,
+        audit::outcome(&result),
+    )
+    .await;
+    result
 }
 
 pub async fn delete(
@@ -254,26 +284,40 @@ pub async fn delete(
         Privilege::WriteInternal,
         Group::Configuration,
     )?;
-    version(&query)?;
-    let id = mapping_id(&id)?;
-    let backends = state.inner.backends.require()?;
-    let revision = finish(
-        backends
+    let ids: Vec<i64> = id.parse().into_iter().collect();
+    let result: Result<Response, ApiError> = async {
+        version(&query)?;
+        let id = mapping_id(&id)?;
+        let backends = state.inner.backends.require()?;
+        let revision = finish(
+            backends
+                .store
+                .delete_mapping(account.as_str(), id, if_match(&headers), now())
+                .await,
+        )?;
+        routing::refresh(&state, &backends).await?;
+        let row = backends
             .store
-            .delete_mapping(account.as_str(), id, if_match(&headers), now())
-            .await,
-    )?;
-    routing::refresh(&state, &backends).await?;
-    let row = backends
-        .store
-        .mapping(account.as_str(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("mapping"))?;
-    Ok(with_revision(
-        StatusCode::OK,
-        revision,
-        Json(Mapping::from(&row)),
-    ))
+            .mapping(account.as_str(), id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("mapping"))?;
+        Ok(with_revision(
+            StatusCode::OK,
+            revision,
+            Json(Mapping::from(&row)),
+        ))
+    }
+    .await;
+    audit::record(
+        &state,
+        &caller,
+        account.as_str(),
+        "mapping.delete",
+        ids,
+        audit::outcome(&result),
+    )
+    .await;
+    result
 }
 
 fn finish(write: Result<MappingWrite<()>, mtls_store::StoreError>) -> Result<i64, ApiError> {

@@ -1,5 +1,6 @@
 //! The route table: one file per resource.
 
+mod audit;
 mod certificates;
 mod checks;
 mod collect;
@@ -60,6 +61,7 @@ pub fn routes(state: AppState) -> Router {
             &format!("{certificates}/activate/{{id}}"),
             post(certificates::activate),
         )
+        .route("/mtls/account/{account_id}/audit", get(audit::list))
         .route(
             "/api/account/{account_id}/configuration/ac-common/mtls",
             get(mappings::list)

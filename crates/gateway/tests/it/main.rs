@@ -8,6 +8,7 @@
     clippy::print_stdout
 )]
 
+mod audit;
 mod auth;
 mod certificates;
 mod cli;
