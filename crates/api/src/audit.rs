@@ -13,6 +13,7 @@ use crate::request_id;
 pub fn actor(caller: &Caller) -> String {
     let scheme = match caller.0.scheme {
         Scheme::Bearer => "bearer",
+        Scheme::OAuth => "oauth",
     };
     format!("{scheme}:{}", caller.0.subject)
 }

@@ -3,6 +3,7 @@
 use axum::extract::{FromRequestParts, Path};
 use axum::http::header;
 use axum::http::request::Parts;
+use mtls_auth::oauth::SignedRequest;
 use mtls_auth::{AccountId, Credentials, Principal, Privilege};
 
 use crate::AppState;
@@ -12,6 +13,11 @@ use crate::ratelimit::Group;
 /// The authenticated caller; rejects with 401 before the handler runs.
 #[derive(Debug)]
 pub struct Caller(pub Principal);
+
+/// The body of an OAuth-signed `application/x-www-form-urlencoded` request, kept by
+/// [`form_body_layer`] because its parameters are part of the signature.
+#[derive(Clone, Debug)]
+pub struct FormBody(pub axum::body::Bytes);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -25,12 +31,93 @@ impl FromRequestParts<AppState> for Caller {
                 ))
             })?),
         };
-        let principal = state
-            .inner
-            .authenticator
-            .authenticate(&Credentials { authorization })?;
-        Ok(Caller(principal))
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("localhost");
+        let origin = match &state.inner.public_base_url {
+            Some(base) => base.clone(),
+            None => format!("http://{host}"),
+        };
+        let form_body = parts
+            .extensions
+            .get::<FormBody>()
+            .map(|body| body.0.clone());
+        let request = SignedRequest {
+            method: parts.method.as_str(),
+            origin: &origin,
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            form_body: form_body.as_deref(),
+        };
+        let now = crate::certificates::now();
+        let verified = state.inner.authenticator.authenticate(
+            &Credentials {
+                authorization,
+                request,
+            },
+            &state.inner.app_keys,
+            now,
+        )?;
+        if let Some(nonce) = verified.nonce {
+            // The nonce store is shared by every node: a replay to another node is refused too.
+            let backends = state.inner.backends.require()?;
+            let expires_at = nonce.timestamp + state.inner.authenticator.oauth_window() + 1;
+            if !backends
+                .store
+                .record_nonce(&nonce.consumer_key, &nonce.nonce, expires_at)
+                .await?
+            {
+                return Err(mtls_auth::AuthError::Invalid("oauth_nonce already used").into());
+            }
+        }
+        Ok(Caller(verified.principal))
     }
+}
+
+/// Most bytes of a form body kept for signature checking.
+const FORM_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Keeps the body of OAuth-signed form requests (see [`FormBody`]) and hands it on unchanged.
+pub async fn form_body_layer(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let signed = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .trim_start()
+                .get(..5)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("oauth"))
+        });
+    let form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !(signed && form) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, FORM_BODY_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(_) => return ApiError::too_large("the form body is larger than 1 MiB").into_response(),
+    };
+    parts.extensions.insert(FormBody(bytes.clone()));
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// The `{accountId}` path segment, validated.

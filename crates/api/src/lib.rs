@@ -1,12 +1,13 @@
 //! The HTTP API of mtls-gateway: the routes of SPEC, their DTOs, and the one place where
 //! errors become HTTP responses ([`error`]).
 
+pub mod app_keys;
 mod audit;
 pub mod backends;
 mod certificates;
 pub mod dto;
 pub mod error;
-mod extract;
+pub mod extract;
 mod mappings;
 mod multipart;
 pub mod ratelimit;
@@ -17,6 +18,7 @@ pub mod services;
 mod state;
 
 pub use backends::{BackendSlot, Backends, Readiness};
+pub use certificates::now;
 pub use state::{AppState, Limits, Settings};
 
 use axum::Router;
@@ -27,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     routes::routes(state.clone())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(extract::form_body_layer))
         .layer(middleware::from_fn_with_state(state, ratelimit::layer))
         .layer(middleware::from_fn(request_id::layer))
 }

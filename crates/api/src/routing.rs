@@ -36,12 +36,14 @@ pub async fn refresh(state: &AppState, backends: &Backends) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Rebuilds when the global revision differs from the snapshot's.
+/// Rebuilds the routing table and reloads the app keys when the global revision differs
+/// from the snapshot's (a change made on another node, or by the command line).
 pub async fn sync(state: &AppState, backends: &Backends) -> Result<bool, ApiError> {
     let revision = backends.store.revision(GLOBAL).await?;
     if revision == state.inner.routing.snapshot().revision() {
         return Ok(false);
     }
+    state.inner.app_keys.reload(backends).await?;
     refresh(state, backends).await?;
     Ok(true)
 }

@@ -40,6 +40,9 @@ pub struct Settings {
     /// Whether mappings may target plain `http` URLs (the egress policy's `allow_http`).
     pub allow_http: bool,
     pub rate_limits: RateLimits,
+    /// `scheme://host[:port]` clients address the gateway by, for OAuth signatures behind a
+    /// TLS-terminating proxy; absent: `http://` and the `Host` header.
+    pub public_base_url: Option<String>,
 }
 
 /// Shared application state; cheap to clone.
@@ -64,9 +67,16 @@ pub(crate) struct Inner {
     /// Whether mappings may target plain `http` URLs (the egress policy's `allow_http`).
     pub allow_http: bool,
     pub rate_limiter: RateLimiter,
+    pub app_keys: crate::app_keys::AppKeyCache,
+    pub public_base_url: Option<String>,
 }
 
 impl AppState {
+    /// The OAuth app keys in force.
+    pub fn app_keys(&self) -> &crate::app_keys::AppKeyCache {
+        &self.inner.app_keys
+    }
+
     /// The routing table snapshot.
     pub fn routing(&self) -> &mtls_runtime::RoutingTable {
         &self.inner.routing
@@ -90,6 +100,8 @@ impl AppState {
                 services: settings.services,
                 allow_http: settings.allow_http,
                 rate_limiter: RateLimiter::new(settings.rate_limits),
+                app_keys: crate::app_keys::AppKeyCache::default(),
+                public_base_url: settings.public_base_url,
             }),
         }
     }

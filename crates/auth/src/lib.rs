@@ -6,6 +6,7 @@
 
 mod account;
 pub mod bearer;
+pub mod oauth;
 mod principal;
 
 pub use account::{AccountId, InvalidAccountId};
@@ -19,6 +20,15 @@ use std::fmt;
 pub struct Credentials<'a> {
     /// The `Authorization` header, when present and valid UTF-8.
     pub authorization: Option<&'a str>,
+    /// The request as the client signed it (OAuth 1.0a).
+    pub request: oauth::SignedRequest<'a>,
+}
+
+/// A verified caller, and the OAuth nonce to record once (OAuth requests only).
+#[derive(Debug)]
+pub struct Verified {
+    pub principal: Principal,
+    pub nonce: Option<oauth::Nonce>,
 }
 
 /// Why a request carries no acceptable credential: always a 401, whose `WWW-Authenticate`
@@ -65,19 +75,49 @@ impl std::error::Error for AuthError {}
 #[derive(Debug)]
 pub struct Authenticator {
     bearer: BearerVerifier,
+    /// Accepted distance between an OAuth timestamp and now, in seconds.
+    oauth_window: i64,
 }
 
 impl Authenticator {
-    pub fn new(bearer: BearerVerifier) -> Self {
-        Self { bearer }
+    pub fn new(bearer: BearerVerifier, oauth_window: i64) -> Self {
+        Self {
+            bearer,
+            oauth_window,
+        }
     }
 
-    /// Verifies the request's credential and returns who it is.
-    pub fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Principal, AuthError> {
+    /// The accepted distance between an OAuth timestamp and now, in seconds.
+    pub fn oauth_window(&self) -> i64 {
+        self.oauth_window
+    }
+
+    /// Verifies the request's credential and returns who it is. `now` is Unix seconds.
+    pub fn authenticate(
+        &self,
+        credentials: &Credentials<'_>,
+        app_keys: &dyn oauth::AppKeys,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
         let header = credentials.authorization.ok_or(AuthError::Missing)?;
         let (scheme, value) = header.trim().split_once(' ').unwrap_or((header, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
-            self.bearer.verify(value.trim())
+            Ok(Verified {
+                principal: self.bearer.verify(value.trim())?,
+                nonce: None,
+            })
+        } else if scheme.eq_ignore_ascii_case("oauth") {
+            let (principal, nonce) = oauth::verify(
+                header,
+                &credentials.request,
+                app_keys,
+                now,
+                self.oauth_window,
+            )?;
+            Ok(Verified {
+                principal,
+                nonce: Some(nonce),
+            })
         } else {
             Err(AuthError::UnsupportedScheme)
         }

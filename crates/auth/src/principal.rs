@@ -103,6 +103,7 @@ impl AccountScope {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
     Bearer,
+    OAuth,
 }
 
 /// An authenticated caller.

@@ -135,30 +135,50 @@ fn the_issuer_mints_what_the_verifier_accepts() {
     assert!(TokenIssuer::hs256(b"short").is_err());
 }
 
+struct NoKeys;
+
+impl mtls_auth::oauth::AppKeys for NoKeys {
+    fn app_key(&self, _: &str) -> Option<std::sync::Arc<mtls_auth::oauth::AppKey>> {
+        None
+    }
+}
+
+fn credentials(authorization: Option<&str>) -> Credentials<'_> {
+    Credentials {
+        authorization,
+        request: mtls_auth::oauth::SignedRequest {
+            method: "GET",
+            origin: "http://x",
+            path: "/",
+            query: "",
+            form_body: None,
+        },
+    }
+}
+
 #[test]
 fn the_authenticator_separates_missing_foreign_and_bearer_credentials() {
-    let authenticator = Authenticator::new(hs256_verifier());
+    let authenticator = Authenticator::new(hs256_verifier(), 300);
     let token = format!(
         "Bearer {}",
         hs(&claims(&["1"], &["MTLS_READ_INTERNAL"], 600))
     );
     assert!(
         authenticator
-            .authenticate(&Credentials {
-                authorization: Some(&token)
-            })
+            .authenticate(&credentials(Some(&token)), &NoKeys, 0)
+            .map(|verified| verified.principal)
             .is_ok()
     );
     assert_eq!(
-        authenticator.authenticate(&Credentials {
-            authorization: None
-        }),
+        authenticator
+            .authenticate(&credentials(None), &NoKeys, 0)
+            .map(|verified| verified.principal),
         Err(AuthError::Missing)
     );
     assert_eq!(
-        authenticator.authenticate(&Credentials {
-            authorization: Some("Basic dXNlcjpwYXNz")
-        }),
+        authenticator
+            .authenticate(&credentials(Some("Basic dXNlcjpwYXNz")), &NoKeys, 0)
+            .map(|verified| verified.principal),
         Err(AuthError::UnsupportedScheme)
     );
     assert!(

@@ -186,6 +186,9 @@ async fn reconcile(store: &Store, secrets: &SecretStore, state: &AppState) {
 /// Installs the connected dependencies, builds the routing table, and starts the task that
 /// rebuilds it whenever another node moved the global revision.
 async fn install(config: &Config, state: &AppState, backends: Backends) {
+    if let Err(error) = state.app_keys().reload(&backends).await {
+        tracing::warn!(status = %error.status(), "app keys could not be loaded yet; the sync task retries");
+    }
     if let Err(error) = mtls_api::routing::refresh(state, &backends).await {
         tracing::warn!(status = %error.status(), "the routing table could not be built yet; the sync task retries");
     }
@@ -200,6 +203,9 @@ async fn install(config: &Config, state: &AppState, backends: Backends) {
             let Some(backends) = state.backends().get() else {
                 continue;
             };
+            if let Err(error) = backends.store.purge_nonces(mtls_api::now()).await {
+                tracing::debug!(%error, "nonce purge failed");
+            }
             match mtls_api::routing::sync(&state, &backends).await {
                 Ok(true) => tracing::debug!("routing table synchronized with the database"),
                 Ok(false) => {}

@@ -171,6 +171,11 @@ pub struct AuthConfig {
     pub issuer: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway_seconds: u64,
+    /// OAuth 1.0a: accepted distance between `oauth_timestamp` and now.
+    pub oauth_timestamp_window_seconds: i64,
+    /// OAuth 1.0a: `https://gateway.example` as clients address the gateway, when a proxy in
+    /// front changes the scheme, host or port they signed. Absent: `http://` + `Host`.
+    pub public_base_url: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -183,6 +188,8 @@ impl Default for AuthConfig {
             audience: Vec::new(),
             issuer: Vec::new(),
             leeway_seconds: 30,
+            oauth_timestamp_window_seconds: 300,
+            public_base_url: None,
         }
     }
 }

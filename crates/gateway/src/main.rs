@@ -30,6 +30,9 @@ enum Command {
     /// Bearer tokens signed with the gateway's HS256 secret.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// OAuth 1.0a app keys.
+    #[command(subcommand)]
+    AppKey(cli::app_key::AppKeyCommand),
     /// PKCS#12 files.
     #[command(subcommand)]
     P12(cli::p12::P12Command),
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve => cli::serve::run(&config),
         Command::Migrate => cli::migrate::run(&config),
+        Command::AppKey(command) => cli::app_key::run(&config, command),
         Command::Token(command) => cli::token::run(&config, command),
         Command::P12(command) => cli::p12::run(&config, command),
     }

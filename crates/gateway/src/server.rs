@@ -125,8 +125,12 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         services: Services::new(config.services.clone()),
         allow_http: config.egress.allow_http,
         rate_limits: rate_limits(config)?,
+        public_base_url: config.auth.public_base_url.clone(),
     };
-    Ok(AppState::new(Authenticator::new(verifier), settings))
+    Ok(AppState::new(
+        Authenticator::new(verifier, config.auth.oauth_timestamp_window_seconds.max(1)),
+        settings,
+    ))
 }
 
 /// Binds the listener and serves in the background until [`Running::stop`] or a signal.

@@ -32,7 +32,10 @@ impl fmt::Debug for SecretMaterial {
     }
 }
 
-/// Which secret: the certificate id within its account.
+/// The namespace of OAuth app-key secrets (not a valid account id, so never a tenant's).
+pub const APP_KEYS: &str = "~app-keys";
+
+/// Which secret: the certificate id within its account (or an app key's id in [`APP_KEYS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SecretKey<'a> {
     pub account: &'a str,

@@ -121,6 +121,15 @@ impl VaultStore {
     }
 
     fn path(&self, kind: &str, key: SecretKey<'_>) -> String {
+        if key.account == crate::APP_KEYS {
+            return format!(
+                "{}/v1/{}/{kind}/{}/app-keys/{}",
+                self.options.address.trim_end_matches('/'),
+                self.options.mount,
+                self.options.prefix,
+                key.certificate_id
+            );
+        }
         format!(
             "{}/v1/{}/{kind}/{}/accounts/{}/certificates/{}",
             self.options.address.trim_end_matches('/'),

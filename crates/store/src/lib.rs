@@ -6,6 +6,7 @@
 //! Times are Unix seconds; booleans are 0/1 integers; ids are random positive integers below
 //! 2^53 (exact in JSON numbers for JavaScript clients, and still not guessable).
 
+mod app_keys;
 mod audit;
 mod certificates;
 mod mappings;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use app_keys::AppKeyRow;
 pub use audit::AuditEntry;
 pub use certificates::{CertificateRow, NewCertificate, Replacement, SecretState};
 pub use mappings::{GLOBAL, MappingFields, MappingRow, MappingWrite, RouteRow};

@@ -1,6 +1,7 @@
 //! The subcommands. They print to stdout by design.
 #![allow(clippy::print_stdout)]
 
+pub mod app_key;
 pub mod migrate;
 pub mod p12;
 pub mod serve;

@@ -14,6 +14,7 @@ mod certificates;
 mod cli;
 mod limits;
 mod mappings;
+mod oauth;
 mod storage;
 mod support;
 mod tester;
