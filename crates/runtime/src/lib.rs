@@ -3,6 +3,7 @@
 //! without touching the database.
 
 pub mod cidr;
+pub mod egress;
 pub mod table;
 pub mod url;
 
