@@ -27,6 +27,7 @@ pub async fn refresh(state: &AppState, backends: &Backends) -> Result<(), ApiErr
                 secret_stored: row.secret_stored,
                 not_before: row.not_before,
                 not_after: row.not_after,
+                upstream_ca: row.upstream_ca.map(std::sync::Arc::from),
             },
         })
     });

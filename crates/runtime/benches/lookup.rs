@@ -64,6 +64,7 @@ fn entries(count: usize) -> Vec<Entry> {
                 secret_stored: true,
                 not_before: 0,
                 not_after: i64::MAX,
+                upstream_ca: None,
             },
         })
         .collect()

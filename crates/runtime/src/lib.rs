@@ -3,7 +3,10 @@
 //! without touching the database.
 
 pub mod cidr;
+pub mod connect;
 pub mod egress;
+pub mod forward;
+pub mod identity;
 pub mod table;
 pub mod url;
 

@@ -11,7 +11,7 @@ use hashbrown::{Equivalent, HashMap};
 use crate::url::normalize;
 
 /// What a lookup finds: the mapping and the state of its certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub mapping_id: i64,
     pub certificate_id: i64,
@@ -21,6 +21,8 @@ pub struct Route {
     /// The leaf's validity, Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
+    /// The mapping's extra trust bundle for the target's server certificate.
+    pub upstream_ca: Option<Arc<str>>,
 }
 
 impl Route {
@@ -75,6 +77,8 @@ impl Equivalent<Key> for Probe<'_> {
 #[derive(Debug, Default)]
 pub struct Table {
     routes: HashMap<Key, Route>,
+    /// The same routes by (account, URL) alone, for forwards without `LP-service-name`.
+    by_url: HashMap<Key, Vec<Route>>,
     /// The global revision this snapshot was built from.
     revision: i64,
 }
@@ -92,7 +96,14 @@ impl Table {
     pub fn new(entries: impl IntoIterator<Item = Entry>, revision: i64) -> Self {
         let entries = entries.into_iter();
         let mut routes = HashMap::with_capacity(entries.size_hint().0);
+        let mut by_url: HashMap<Key, Vec<Route>> = HashMap::new();
         for entry in entries {
+            let any = Key {
+                account: entry.account.as_str().into(),
+                service: "".into(),
+                url: entry.url.as_str().into(),
+            };
+            by_url.entry(any).or_default().push(entry.route.clone());
             let key = Key {
                 account: entry.account.into(),
                 service: entry.service.into(),
@@ -100,7 +111,11 @@ impl Table {
             };
             routes.insert(key, entry.route);
         }
-        Self { routes, revision }
+        Self {
+            routes,
+            by_url,
+            revision,
+        }
     }
 
     pub fn revision(&self) -> i64 {
@@ -122,6 +137,17 @@ impl Table {
             service,
             url: normalized_url,
         })
+    }
+
+    /// Every route of (account, normalized URL), whatever the service.
+    pub fn routes_for_url(&self, account: &str, normalized_url: &str) -> &[Route] {
+        self.by_url
+            .get(&Probe {
+                account,
+                service: "",
+                url: normalized_url,
+            })
+            .map_or(&[], Vec::as_slice)
     }
 
     /// SPEC 6.1: an enabled, live mapping matches and its certificate is Available at `now`.
@@ -190,6 +216,7 @@ mod tests {
             secret_stored: stored,
             not_before: 0,
             not_after: 100,
+            upstream_ca: None,
         }
     }
 

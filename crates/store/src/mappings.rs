@@ -65,6 +65,7 @@ pub struct RouteRow {
     pub secret_stored: bool,
     pub not_before: i64,
     pub not_after: i64,
+    pub upstream_ca: Option<String>,
 }
 
 macro_rules! mapping_columns {
@@ -355,7 +356,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT m.account_id AS account_id, m.service_id AS service_id, m.url AS url, m.id AS mapping_id, \
              m.certificate_id AS certificate_id, c.version AS version, c.secret_state AS secret_state, \
-             c.deleted AS certificate_deleted, c.not_before AS not_before, c.not_after AS not_after \
+             c.deleted AS certificate_deleted, c.not_before AS not_before, c.not_after AS not_after, \
+             m.upstream_ca AS upstream_ca \
              FROM mappings m JOIN certificates c ON c.id = m.certificate_id AND c.account_id = m.account_id \
              WHERE m.deleted = 0 AND m.enabled = 1",
         )
@@ -374,6 +376,7 @@ impl Store {
                         && row.try_get::<i64, _>("certificate_deleted")? == 0,
                     not_before: row.try_get("not_before")?,
                     not_after: row.try_get("not_after")?,
+                    upstream_ca: row.try_get("upstream_ca")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
