@@ -20,6 +20,8 @@ pub struct ApiError {
     challenge: Option<String>,
     items: Vec<ItemError>,
     retry_after: Option<u64>,
+    /// A transport failure (SPEC 7.4): the code and message also go into `LP-*` headers.
+    transport: bool,
 }
 
 /// One bad item of a request that carries several (SPEC 4.3: every bad item, with its index).
@@ -39,6 +41,7 @@ impl ApiError {
             challenge: None,
             items: Vec::new(),
             retry_after: None,
+            transport: false,
         }
     }
 
@@ -89,6 +92,14 @@ impl ApiError {
         }
     }
 
+    /// A 424: the target could not be reached or did not complete (SPEC 7.4).
+    pub fn transport(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            transport: true,
+            ..Self::new(StatusCode::FAILED_DEPENDENCY, code, message)
+        }
+    }
+
     /// Adds `Retry-After` (seconds) to the answer.
     pub fn with_retry_after(self, seconds: u64) -> Self {
         Self {
@@ -136,6 +147,22 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.transport {
+            let one_line: String = self
+                .message
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            if let Ok(message) = HeaderValue::from_str(&one_line) {
+                response
+                    .headers_mut()
+                    .insert("lp-message-from-transport", message);
+            }
+            response.headers_mut().insert(
+                "lp-error-from-transport",
+                HeaderValue::from_static(self.code),
+            );
         }
         if let Some(challenge) = self
             .challenge

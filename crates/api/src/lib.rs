@@ -19,7 +19,7 @@ mod state;
 
 pub use backends::{BackendSlot, Backends, Readiness};
 pub use certificates::now;
-pub use state::{AppState, Limits, Settings};
+pub use state::{AppState, ForwardSettings, Limits, Settings};
 
 use axum::Router;
 use axum::middleware;

@@ -30,7 +30,7 @@ impl Default for Limits {
 }
 
 /// What the operator configures for the API.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     pub intake: IntakePolicy,
     pub limits: Limits,
@@ -43,6 +43,27 @@ pub struct Settings {
     /// `scheme://host[:port]` clients address the gateway by, for OAuth signatures behind a
     /// TLS-terminating proxy; absent: `http://` and the `Host` header.
     pub public_base_url: Option<String>,
+    /// The forward path's clients and egress policy.
+    pub forwarder: std::sync::Arc<mtls_runtime::forward::Forwarder>,
+    pub forward: ForwardSettings,
+}
+
+/// Forward settings (SPEC 6.2).
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardSettings {
+    /// Forward calls that match no mapping (over ordinary TLS, without a client certificate).
+    pub allow_unmapped: bool,
+    /// Largest request body relayed (413 past it).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        Self {
+            allow_unmapped: true,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
 }
 
 /// Shared application state; cheap to clone.
@@ -69,6 +90,8 @@ pub(crate) struct Inner {
     pub rate_limiter: RateLimiter,
     pub app_keys: crate::app_keys::AppKeyCache,
     pub public_base_url: Option<String>,
+    pub forwarder: std::sync::Arc<mtls_runtime::forward::Forwarder>,
+    pub forward: ForwardSettings,
 }
 
 impl AppState {
@@ -102,6 +125,8 @@ impl AppState {
                 rate_limiter: RateLimiter::new(settings.rate_limits),
                 app_keys: crate::app_keys::AppKeyCache::default(),
                 public_base_url: settings.public_base_url,
+                forwarder: settings.forwarder,
+                forward: settings.forward,
             }),
         }
     }

@@ -69,6 +69,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub runtime: RuntimeConfig,
     pub egress: EgressConfig,
+    pub tls: TlsConfig,
+    pub forward: ForwardConfig,
     pub rate_limits: RateLimitsConfig,
     /// Services beyond the built-in four (SPEC 2): `NAME = "id"`.
     pub services: std::collections::BTreeMap<String, String>,
@@ -86,6 +88,8 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             runtime: RuntimeConfig::default(),
             egress: EgressConfig::default(),
+            tls: TlsConfig::default(),
+            forward: ForwardConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             services: std::collections::BTreeMap::new(),
         }
@@ -277,8 +281,43 @@ impl Default for RuntimeConfig {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EgressConfig {
-    /// Allow plain `http` targets (mappings and, later, forwards). Off: only `https`.
+    /// Allow plain `http` targets (mappings and forwards). Off: only `https`.
     pub allow_http: bool,
+    /// Networks (CIDR) the forward path may reach although they are private, loopback, ...
+    pub allow_cidrs: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM bundles trusted for upstream server certificates, beside the system roots.
+    pub trust_roots: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// Forward calls that match no mapping (ordinary TLS, no client certificate).
+    pub allow_unmapped: bool,
+    /// Largest request body relayed (413 past it).
+    pub max_body_bytes: usize,
+    pub connect_timeout_seconds: f64,
+    /// Time allowed for the TLS handshake and the target's response headers.
+    pub response_timeout_seconds: f64,
+    /// Idle upstream connections are closed after this long.
+    pub idle_timeout_seconds: f64,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            allow_unmapped: true,
+            max_body_bytes: 10 * 1024 * 1024,
+            connect_timeout_seconds: 5.0,
+            response_timeout_seconds: 30.0,
+            idle_timeout_seconds: 90.0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

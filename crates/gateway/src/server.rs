@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 
 use mtls_api::ratelimit::{Group, Limit, RateLimits};
 use mtls_api::services::Services;
-use mtls_api::{AppState, Limits, Settings};
+use mtls_api::{AppState, ForwardSettings, Limits, Settings};
 use mtls_auth::{Authenticator, BearerConfig, BearerVerifier};
+use mtls_runtime::egress::EgressPolicy;
+use mtls_runtime::forward::{Forwarder, Timeouts};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -61,6 +63,32 @@ fn read_all(paths: &[std::path::PathBuf], what: &str) -> Result<Vec<Vec<u8>>, Co
                 .map_err(|error| ConfigError(format!("{what} {}: {error}", path.display())))
         })
         .collect()
+}
+
+fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
+    let mut allow = Vec::new();
+    for cidr in &config.egress.allow_cidrs {
+        allow.push(
+            cidr.parse()
+                .map_err(|error| ConfigError(format!("egress.allow_cidrs: {error}")))?,
+        );
+    }
+    let pems = read_all(&config.tls.trust_roots, "tls.trust_roots:")?;
+    let roots = mtls_runtime::identity::base_roots(&pems).map_err(ConfigError)?;
+    let seconds = |value: f64| std::time::Duration::from_secs_f64(value.max(0.001));
+    let timeouts = Timeouts {
+        connect: seconds(config.forward.connect_timeout_seconds),
+        response_headers: seconds(config.forward.response_timeout_seconds),
+        idle: seconds(config.forward.idle_timeout_seconds),
+    };
+    Ok(Forwarder::new(
+        EgressPolicy {
+            allow,
+            allow_http: config.egress.allow_http,
+        },
+        roots,
+        timeouts,
+    ))
 }
 
 fn rate_limits(config: &Config) -> Result<RateLimits, ConfigError> {
@@ -126,6 +154,11 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         allow_http: config.egress.allow_http,
         rate_limits: rate_limits(config)?,
         public_base_url: config.auth.public_base_url.clone(),
+        forwarder: std::sync::Arc::new(forwarder(config)?),
+        forward: ForwardSettings {
+            allow_unmapped: config.forward.allow_unmapped,
+            max_body_bytes: config.forward.max_body_bytes,
+        },
     };
     Ok(AppState::new(
         Authenticator::new(verifier, config.auth.oauth_timestamp_window_seconds.max(1)),

@@ -168,10 +168,7 @@ pub fn classify(error: &(dyn StdError + 'static)) -> Failure {
             return tls_failure(tls);
         }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
+            if let Some(tls) = rustls_inside(io) {
                 return tls_failure(tls);
             }
             if io.kind() != std::io::ErrorKind::Other {
@@ -190,8 +187,28 @@ pub fn classify(error: &(dyn StdError + 'static)) -> Failure {
     }
 }
 
+/// The TLS error wrapped in (possibly nested) I/O errors: `io::Error::source` skips the
+/// wrapped error itself, so the chain has to be walked through `get_ref`.
+fn rustls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
+    let mut inner: Option<&(dyn StdError + Send + Sync + 'static)> = io.get_ref();
+    for _ in 0..8 {
+        let error = inner?;
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+    }
+    None
+}
+
 fn io_failure(io: &std::io::Error) -> Failure {
     use std::io::ErrorKind;
+    // HTTP/2 turns the TLS error into text on its way up: read the alert back from it.
+    if io.kind() == ErrorKind::InvalidData {
+        return tls_text_failure(&io.to_string());
+    }
     let (code, message) = match io.kind() {
         ErrorKind::ConnectionRefused => ("connect_failed", "the target refused the connection"),
         ErrorKind::TimedOut => ("connect_timeout", "connecting to the target timed out"),
@@ -205,6 +222,48 @@ fn io_failure(io: &std::io::Error) -> Failure {
         status: 424,
         code,
         message: message.to_owned(),
+    }
+}
+
+/// A TLS failure known only by rustls's message text.
+fn tls_text_failure(text: &str) -> Failure {
+    let certificate_alerts = [
+        "CertificateRequired",
+        "BadCertificate",
+        "UnknownCA",
+        "CertificateUnknown",
+        "CertificateExpired",
+        "CertificateRevoked",
+        "UnsupportedCertificate",
+        "AccessDenied",
+    ];
+    let (code, message) = if let Some(alert) = text.strip_prefix("received fatal alert: ") {
+        if certificate_alerts.contains(&alert) {
+            (
+                "client_certificate_rejected",
+                format!("the target rejected the client certificate (alert {alert})"),
+            )
+        } else {
+            (
+                "tls_handshake_failed",
+                format!("the TLS handshake failed (alert {alert})"),
+            )
+        }
+    } else if text.starts_with("invalid peer certificate") {
+        (
+            "server_certificate_invalid",
+            format!("the target's certificate does not verify: {text}"),
+        )
+    } else {
+        (
+            "tls_handshake_failed",
+            format!("the TLS handshake failed: {text}"),
+        )
+    };
+    Failure {
+        status: 424,
+        code,
+        message,
     }
 }
 

@@ -4,6 +4,7 @@ mod audit;
 mod certificates;
 mod checks;
 mod collect;
+mod forward;
 mod health;
 mod mappings;
 mod tester;
@@ -81,6 +82,17 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/api/account/{account_id}/checks/serviceUrlMappings",
             post(checks::account).layer(DefaultBodyLimit::max(1024 * 1024)),
+        )
+        .route(
+            "/mtls/account/{account_id}",
+            get(forward::forward)
+                .post(forward::forward)
+                .put(forward::forward)
+                .patch(forward::forward)
+                .delete(forward::forward)
+                .head(forward::forward)
+                .options(forward::forward)
+                .layer(DefaultBodyLimit::disable()),
         )
         .with_state(state)
 }

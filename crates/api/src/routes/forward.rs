@@ -1,0 +1,273 @@
+//! Forward (SPEC 6.2): `/mtls/account/{accountId}` with `LP-forward-url`, for GET, POST, PUT,
+//! PATCH, DELETE, HEAD and OPTIONS. The mapping is found in the routing snapshot; the upstream
+//! call presents the mapped certificate through that identity's own client; bodies stream both
+//! ways; redirects are relayed, never followed; transport failures are 424 (SPEC 7.4).
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::Response;
+use http_body_util::BodyExt;
+use mtls_auth::Privilege;
+use mtls_runtime::forward::{ClientKey, ForwardBody, classify};
+use mtls_runtime::identity::ClientIdentity;
+use mtls_runtime::{Route, normalize};
+use mtls_secrets::SecretKey;
+use zeroize::Zeroizing;
+
+use crate::AppState;
+use crate::certificates::now;
+use crate::error::ApiError;
+use crate::extract::{AccountPath, Caller, authorize};
+use crate::ratelimit::Group;
+
+/// Headers that belong to one connection (RFC 9110 section 7.6.1) and never cross the gateway.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// The headers to relay: end-to-end ones, without `Connection`-named ones and `skip`.
+fn relayed(headers: &HeaderMap, skip: impl Fn(&str) -> bool) -> HeaderMap {
+    let named_by_connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let lower = name.as_str();
+        if HOP_BY_HOP.contains(&lower)
+            || named_by_connection.iter().any(|named| named == lower)
+            || skip(lower)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The route for the call: by (account, service, URL), or by (account, URL) when no service is
+/// named, where more than one candidate certificate is ambiguous.
+fn route(
+    state: &AppState,
+    account: &str,
+    service: Option<&str>,
+    url: &str,
+) -> Result<Option<Route>, ApiError> {
+    let now = now();
+    state.inner.routing.with(|table| match service {
+        Some(service) => Ok(table.route(account, service, url).filter(|route| route.available(now)).cloned()),
+        None => {
+            let candidates: Vec<&Route> = table.routes_for_url(account, url).iter().filter(|route| route.available(now)).collect();
+            let first = candidates.first().map(|route| (*route).clone());
+            if candidates.iter().any(|route| Some(route.certificate_id) != first.as_ref().map(|first| first.certificate_id)) {
+                return Err(ApiError::bad_request(
+                    "mapping_ambiguous",
+                    "several certificates are mapped to this URL for different services; send LP-service-name",
+                ));
+            }
+            Ok(first)
+        }
+    })
+}
+
+/// The mapped identity, parsed from the secret store (the cold path of a new identity).
+async fn identity(
+    state: &AppState,
+    account: &str,
+    route: &Route,
+) -> Result<ClientIdentity, ApiError> {
+    let backends = state.inner.backends.require()?;
+    let material = backends
+        .secrets
+        .get(SecretKey {
+            account,
+            certificate_id: route.certificate_id,
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::unavailable(
+                "the mapped certificate's secret is missing from the secret store",
+            )
+        })?;
+    let policy = state.inner.intake;
+    let now = (state.inner.clock)();
+    let inspection = tokio::task::spawn_blocking(move || {
+        mtls_pki::inspect(&material.p12, &material.password, &policy, now)
+    })
+    .await
+    .map_err(|error| ApiError::internal(&error))?
+    .map_err(|error| {
+        ApiError::internal(&format!(
+            "a stored certificate no longer passes intake: {}",
+            error.code()
+        ))
+    })?;
+    Ok(ClientIdentity {
+        chain: inspection.identity.certificate_chain,
+        pkcs8_key: Zeroizing::new(inspection.identity.key.pkcs8_der().to_vec()),
+    })
+}
+
+pub async fn forward(
+    State(state): State<AppState>,
+    caller: Caller,
+    AccountPath(account): AccountPath,
+    request: Request,
+) -> Result<Response, ApiError> {
+    authorize(
+        &state,
+        &caller,
+        &account,
+        Privilege::Forward,
+        Group::Forward,
+    )?;
+    let headers = request.headers();
+    let target = text(headers, "lp-forward-url")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_forward_url",
+                "the LP-forward-url header is required",
+            )
+        })?
+        .to_owned();
+    let (_, normalized) = normalize(&target)
+        .map_err(|error| ApiError::bad_request("invalid_forward_url", error.to_string()))?;
+    let uri: Uri = target.parse().map_err(|_| {
+        ApiError::bad_request("invalid_forward_url", "LP-forward-url is not a valid URL")
+    })?;
+    let service = text(headers, "lp-service-name").map(str::to_owned);
+    let stop = text(headers, "lp-stop-if-certificate-not-found")
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let route = route(&state, account.as_str(), service.as_deref(), &normalized)?;
+    if route.is_none() && (stop || !state.inner.forward.allow_unmapped) {
+        return Err(ApiError::bad_request(
+            "no_certificate_mapping",
+            "no certificate is mapped to this target",
+        ));
+    }
+
+    let forwarder = &state.inner.forwarder;
+    let key = ClientKey {
+        certificate: route
+            .as_ref()
+            .map(|route| (route.certificate_id, route.certificate_version)),
+        upstream_ca: route
+            .as_ref()
+            .and_then(|route| route.upstream_ca.as_deref().map(str::to_owned)),
+    };
+    let client = match forwarder.cached(&key) {
+        Some(client) => client,
+        None => {
+            let identity = match &route {
+                Some(route) => Some(identity(&state, account.as_str(), route).await?),
+                None => None,
+            };
+            forwarder
+                .build(key, identity.as_ref())
+                .map_err(|error| ApiError::internal(&error))?
+        }
+    };
+
+    let (parts, body) = request.into_parts();
+    let mut upstream_headers = relayed(&parts.headers, |name| {
+        name == "authorization"
+            || name == "host"
+            || name.starts_with("lp-")
+            || name == "content-length"
+    });
+    if let Some(value) = parts.headers.get("lp-authorization-override") {
+        upstream_headers.insert(header::AUTHORIZATION, value.clone());
+    }
+    if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
+        upstream_headers.insert(header::CONTENT_LENGTH, length.clone());
+    }
+    let limit = state.inner.forward.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::too_large(format!(
+            "the request body is larger than {limit} bytes"
+        )));
+    }
+    let body: ForwardBody = http_body_util::Limited::new(body, limit)
+        .map_err(|error| error)
+        .boxed_unsync();
+    let mut upstream = axum::http::Request::builder()
+        .method(parts.method.clone())
+        .uri(uri);
+    if let Some(target_headers) = upstream.headers_mut() {
+        *target_headers = upstream_headers;
+    }
+    let upstream = upstream.body(body).map_err(|_| {
+        ApiError::bad_request("invalid_forward_url", "LP-forward-url is not usable")
+    })?;
+
+    let timeout = forwarder.timeouts.response_headers;
+    let response = match tokio::time::timeout(timeout, client.request(upstream)).await {
+        Err(_) => {
+            return Err(ApiError::transport(
+                "response_timeout",
+                "the target did not answer in time",
+            ));
+        }
+        Ok(Err(error)) => {
+            if source_is_length_limit(&error) {
+                return Err(ApiError::too_large(format!(
+                    "the request body is larger than {limit} bytes"
+                )));
+            }
+            let failure = classify(&error);
+            tracing::info!(
+                account = account.as_str(),
+                code = failure.code,
+                "forward failed"
+            );
+            return Err(if failure.status == 403 {
+                ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    failure.code,
+                    failure.message,
+                )
+            } else {
+                ApiError::transport(failure.code, failure.message)
+            });
+        }
+        Ok(Ok(response)) => response,
+    };
+    let (parts, incoming) = response.into_parts();
+    let mut relayed_response = Response::new(Body::new(incoming));
+    *relayed_response.status_mut() = parts.status;
+    *relayed_response.headers_mut() = relayed(&parts.headers, |_| false);
+    Ok(relayed_response)
+}
+
+fn source_is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}

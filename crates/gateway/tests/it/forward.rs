@@ -1,0 +1,361 @@
+//! Forward (SPEC 6.2, 6.3, 7.4) through the real gateway to a real TLS server that requires
+//! client certificates, asserting on the certificate the server saw.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mtls_auth::Privilege;
+use mtls_test_support::{P12Fixtures, p12_fixtures, random_account};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, client, spawn};
+use crate::upstream::{self, Upstream};
+
+struct Tenant<'a> {
+    app: &'a TestApp,
+    account: String,
+    token: String,
+}
+
+impl<'a> Tenant<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let account = random_account();
+        let token = app.token(
+            &[&account],
+            &[
+                Privilege::ReadInternal,
+                Privilege::WriteInternal,
+                Privilege::Forward,
+            ],
+        );
+        Self {
+            app,
+            account,
+            token,
+        }
+    }
+
+    /// Uploads a fixture; returns its id and the fingerprint the server must see.
+    async fn certificate(&self, fixtures: &P12Fixtures, file: &str) -> (i64, String) {
+        let case = fixtures.case(file);
+        let item = json!([{ "name": file, "p12": STANDARD.encode(fixtures.bytes(file)), "password": case.password }]);
+        let response = client()
+            .post(
+                self.app
+                    .url(&format!("/mtls/account/{}/certificates", self.account)),
+            )
+            .bearer_auth(&self.token)
+            .json(&item)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        let saved = &body["successfulySavedCertificates"][0];
+        (
+            saved["id"].as_i64().unwrap(),
+            saved["fingerprintSha256"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn map(&self, certificate: i64, service: &str, url: &str) {
+        let mapping = json!([{ "name": format!("{service}-{url}"), "certificationId": certificate, "serviceId": service, "url": url, "siteId": self.account }]);
+        let response = client()
+            .post(self.app.url(&format!(
+                "/api/account/{}/configuration/ac-common/mtls?v=3.0",
+                self.account
+            )))
+            .bearer_auth(&self.token)
+            .json(&mapping)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    fn forward(&self, method: reqwest::Method, target: &str) -> reqwest::RequestBuilder {
+        client()
+            .request(
+                method,
+                self.app.url(&format!("/mtls/account/{}", self.account)),
+            )
+            .bearer_auth(&self.token)
+            .header("LP-forward-url", target)
+    }
+}
+
+async fn answer(
+    request: reqwest::RequestBuilder,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+async fn setup() -> Option<(P12Fixtures, std::path::PathBuf, Upstream)> {
+    let fixtures = p12_fixtures()?;
+    let pki = upstream::server_pki()?;
+    let server = upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
+    Some((fixtures, pki, server))
+}
+
+fn trusting(server: &Upstream) -> impl FnOnce(&mut mtls_gateway::config::Config) + '_ {
+    move |config| {
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+        config.tls.trust_roots = vec![server.ca_pem.clone()];
+    }
+}
+
+#[tokio::test]
+async fn the_mapped_certificate_is_presented_for_every_key_type() {
+    let Some((fixtures, _pki, server)) = setup().await else {
+        return;
+    };
+    let app = spawn(trusting(&server)).await;
+    let tenant = Tenant::new(&app);
+    for (index, file) in [
+        "openssl-default-p256.p12",
+        "openssl-default-rsa2048.p12",
+        "openssl-default-p384.p12",
+        "openssl-default-ed25519.p12",
+        "openssl-legacy-rsa4096.p12",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (id, fingerprint) = tenant.certificate(&fixtures, file).await;
+        let target = format!("https://localhost:{}/echo/{index}?q=1", server.port);
+        tenant.map(id, "1", &target).await;
+        let (status, _, body) = answer(
+            tenant
+                .forward(reqwest::Method::GET, &target)
+                .header("LP-service-name", "IDP"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{file}: {body}");
+        assert_eq!(
+            body["fingerprint"],
+            fingerprint.as_str(),
+            "{file}: the server saw the mapped certificate"
+        );
+        assert_eq!(body["path"], format!("/echo/{index}?q=1"));
+        assert_eq!(body["version"], "HTTP/2.0", "h2 by ALPN");
+    }
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn headers_bodies_statuses_and_lookups() {
+    let Some((fixtures, _pki, server)) = setup().await else {
+        return;
+    };
+    let app = spawn(trusting(&server)).await;
+    let tenant = Tenant::new(&app);
+    let (p256, p256_fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let (p384, p384_fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p384.p12")
+        .await;
+    let echo = format!("https://localhost:{}/echo?b=2&a=1", server.port);
+    tenant.map(p256, "1", &echo).await;
+
+    // Header relay: no Authorization, Host or LP-* to the target; the override becomes Authorization.
+    let (status, _, body) = answer(
+        tenant
+            .forward(reqwest::Method::POST, &echo)
+            .header("LP-service-name", "IDP")
+            .header("LP-authorization-override", "Bearer for-the-target")
+            .header("X-Custom", "kept")
+            .header("Content-Type", "text/plain")
+            .body("hello upstream"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["body"], "hello upstream");
+    assert_eq!(body["headers"]["authorization"], "Bearer for-the-target");
+    assert_eq!(body["headers"]["x-custom"], "kept");
+    assert_eq!(body["host"], format!("localhost:{}", server.port));
+    let names: Vec<&String> = body["headers"].as_object().unwrap().keys().collect();
+    assert!(
+        !names.iter().any(|name| name.starts_with("lp-")),
+        "{names:?}"
+    );
+
+    // Found by URL alone when LP-service-name is absent.
+    let (status, _, body) = answer(tenant.forward(reqwest::Method::GET, &echo)).await;
+    assert_eq!(
+        (status, body["fingerprint"].as_str()),
+        (StatusCode::OK, Some(p256_fingerprint.as_str()))
+    );
+
+    // A second certificate on the same URL for another service: ambiguous without the header.
+    tenant.map(p384, "2", &echo).await;
+    let (status, _, body) = answer(tenant.forward(reqwest::Method::GET, &echo)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mapping_ambiguous"))
+    );
+    let (_, _, body) = answer(
+        tenant
+            .forward(reqwest::Method::GET, &echo)
+            .header("LP-service-name", "WEBHOOKS"),
+    )
+    .await;
+    assert_eq!(body["fingerprint"], p384_fingerprint.as_str());
+
+    // Statuses and headers relayed, redirects not followed.
+    let created = format!("https://localhost:{}/status/201", server.port);
+    tenant.map(p256, "3", &created).await;
+    let (status, headers, _) = answer(tenant.forward(reqwest::Method::PUT, &created)).await;
+    assert_eq!(
+        (status, headers["x-upstream"].to_str().unwrap()),
+        (StatusCode::CREATED, "yes")
+    );
+    let redirect = format!("https://localhost:{}/redirect", server.port);
+    tenant.map(p256, "0", &redirect).await;
+    let no_redirects = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = no_redirects
+        .get(app.url(&format!("/mtls/account/{}", tenant.account)))
+        .bearer_auth(&tenant.token)
+        .header("LP-forward-url", &redirect)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], "https://elsewhere.example/");
+
+    // Unmapped: out without a client certificate (refused by this server), or stopped.
+    let unmapped = format!("https://localhost:{}/unmapped", server.port);
+    let (status, headers, body) = answer(tenant.forward(reqwest::Method::GET, &unmapped)).await;
+    assert_eq!(status, StatusCode::FAILED_DEPENDENCY, "{body}");
+    assert_eq!(
+        headers["lp-error-from-transport"], "client_certificate_rejected",
+        "{body}"
+    );
+    assert!(headers.contains_key("lp-message-from-transport"));
+    assert_eq!(body["error"]["code"], "client_certificate_rejected");
+    let (status, _, body) = answer(
+        tenant
+            .forward(reqwest::Method::GET, &unmapped)
+            .header("LP-stop-if-certificate-not-found", "true"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("no_certificate_mapping"))
+    );
+
+    // Bad calls.
+    let (status, _, body) = answer(
+        client()
+            .get(app.url(&format!("/mtls/account/{}", tenant.account)))
+            .bearer_auth(&tenant.token),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("missing_forward_url"))
+    );
+    let reader = app.token(&[&tenant.account], &[Privilege::ReadInternal]);
+    let response = client()
+        .get(app.url(&format!("/mtls/account/{}", tenant.account)))
+        .bearer_auth(reader)
+        .header("LP-forward-url", &echo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn transport_failures_egress_and_size() {
+    let Some((fixtures, _pki, server)) = setup().await else {
+        return;
+    };
+    let target = format!("https://localhost:{}/echo", server.port);
+
+    // The target's certificate is not trusted: 424 server_certificate_invalid.
+    let untrusting =
+        spawn(|config| config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()]).await;
+    let tenant = Tenant::new(&untrusting);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    tenant.map(id, "1", &target).await;
+    let (status, headers, body) = answer(tenant.forward(reqwest::Method::GET, &target)).await;
+    assert_eq!(status, StatusCode::FAILED_DEPENDENCY);
+    assert_eq!(
+        headers["lp-error-from-transport"], "server_certificate_invalid",
+        "{body}"
+    );
+    untrusting.running.stop().await.unwrap();
+
+    // Loopback is not allowed by default: 403 egress_denied, nothing sent.
+    let strict = spawn(|config| config.tls.trust_roots = vec![server.ca_pem.clone()]).await;
+    let tenant = Tenant::new(&strict);
+    let (status, _, body) = answer(tenant.forward(reqwest::Method::GET, &target)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("egress_denied"))
+    );
+    let (status, _, _) =
+        answer(tenant.forward(reqwest::Method::GET, "http://localhost:9/plain")).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "plain http is off by default"
+    );
+    strict.running.stop().await.unwrap();
+
+    // Connection refused, unknown host, and the body limit.
+    let app = spawn(|config| {
+        trusting(&server)(config);
+        config.forward.max_body_bytes = 16;
+    })
+    .await;
+    let tenant = Tenant::new(&app);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (status, headers, _) = answer(tenant.forward(
+        reqwest::Method::GET,
+        &format!("https://127.0.0.1:{closed}/"),
+    ))
+    .await;
+    assert_eq!(
+        (status, headers["lp-error-from-transport"].to_str().unwrap()),
+        (StatusCode::FAILED_DEPENDENCY, "connect_failed")
+    );
+    let (status, headers, _) =
+        answer(tenant.forward(reqwest::Method::GET, "https://no-such-host.invalid/")).await;
+    assert_eq!(
+        (status, headers["lp-error-from-transport"].to_str().unwrap()),
+        (StatusCode::FAILED_DEPENDENCY, "dns_failed")
+    );
+    let (status, _, body) = answer(
+        tenant
+            .forward(reqwest::Method::POST, &target)
+            .body(vec![b'x'; 100]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    app.running.stop().await.unwrap();
+}

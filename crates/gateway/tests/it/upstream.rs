@@ -1,0 +1,214 @@
+//! A real TLS server for the forward tests: certificates made by OpenSSL, client certificates
+//! required (or not), and an echo of what it received, the client certificate's fingerprint
+//! included.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mtls_test_support::{openssl, temp_dir};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub struct Upstream {
+    pub port: u16,
+    /// The CA that signed the server's certificate (to trust it on the gateway).
+    pub ca_pem: PathBuf,
+}
+
+/// A server CA and a certificate for localhost / 127.0.0.1, made by OpenSSL.
+pub fn server_pki() -> Option<PathBuf> {
+    let dir = temp_dir("upstream-pki");
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Upstream Test CA",
+            "-addext",
+            "basicConstraints=critical,CA:true",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    )?;
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    )?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "server.ext",
+        ],
+    )?;
+    Some(dir)
+}
+
+/// Starts the server; `client_roots` (PEM) makes it require client certificates from that CA.
+pub async fn start(pki: &Path, client_roots: Option<&Path>) -> Upstream {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki.join("server.key")).unwrap();
+    let builder = rustls::ServerConfig::builder();
+    let mut config = match client_roots {
+        Some(roots_pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_file_iter(roots_pem).unwrap() {
+                roots.add(certificate.unwrap()).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .unwrap();
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain, key)
+                .unwrap()
+        }
+        None => builder
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let (_, connection) = tls.get_ref();
+                let fingerprint = connection
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| {
+                        Sha256::digest(leaf.as_ref())
+                            .iter()
+                            .map(|byte| format!("{byte:02x}"))
+                            .collect::<String>()
+                    });
+                let alpn = connection
+                    .alpn_protocol()
+                    .map(|protocol| String::from_utf8_lossy(protocol).to_string());
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let fingerprint = fingerprint.clone();
+                    let alpn = alpn.clone();
+                    async move { Ok::<_, Infallible>(echo(request, fingerprint, alpn).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Upstream {
+        port,
+        ca_pem: pki.join("ca.pem"),
+    }
+}
+
+async fn echo(
+    request: Request<Incoming>,
+    fingerprint: Option<String>,
+    alpn: Option<String>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap_or("?"))))
+        .collect();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let answer = json!({
+        "fingerprint": fingerprint,
+        "alpn": alpn,
+        "version": format!("{:?}", parts.version),
+        "method": parts.method.as_str(),
+        "path": path,
+        "host": parts.headers.get("host").and_then(|value| value.to_str().ok()).or(parts.uri.authority().map(|a| a.as_str())),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    let mut response = Response::new(Full::new(Bytes::from(answer.to_string())));
+    if path.starts_with("/status/201") {
+        *response.status_mut() = hyper::StatusCode::CREATED;
+        response
+            .headers_mut()
+            .insert("x-upstream", "yes".parse().unwrap());
+    }
+    if path.starts_with("/redirect") {
+        *response.status_mut() = hyper::StatusCode::FOUND;
+        response
+            .headers_mut()
+            .insert("location", "https://elsewhere.example/".parse().unwrap());
+    }
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+}
