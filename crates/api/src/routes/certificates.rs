@@ -374,12 +374,7 @@ pub async fn activate(
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         let id = certificate_id(&id)?;
-        if flag(query.is_validate_url_enabled.as_ref()) {
-            return Err(ApiError::bad_request(
-                "url_validation_unavailable",
-                "isValidateUrlEnabled=true needs the forward client, which this gateway version does not have yet",
-            ));
-        }
+        let validate = flag(query.is_validate_url_enabled.as_ref());
         let input: ActivateBody = serde_json::from_slice(&body).map_err(|_| {
             ApiError::bad_request(
                 "invalid_json",
@@ -399,24 +394,29 @@ pub async fn activate(
             })?
             .to_owned();
         let backends = state.inner.backends.require()?;
-        match backends.store.certificate(account.as_str(), id).await? {
-            Some(row) if !row.deleted => {}
+        let version = match backends.store.certificate(account.as_str(), id).await? {
+            Some(row) if !row.deleted => row.version,
             _ => return Err(ApiError::not_found("certificate")),
-        }
-        let mapping = MappingInput {
-            name: Some(format!("{service_name}-{}", uuid::Uuid::new_v4())),
-            certification_id: Some(serde_json::Value::from(id)),
-            service_id: Some(serde_json::Value::from(service_id)),
-            url: input.url,
-            site_id: None,
-            enable: Some(true),
-            upstream_ca_pem: None,
         };
-        let mut fields =
-            mappings::check_all(&state, &backends, account.as_str(), vec![mapping], None).await?;
+        let mut fields = mappings::check_all(
+            &state,
+            &backends,
+            account.as_str(),
+            vec![activation_mapping(
+                &service_name,
+                id,
+                &service_id,
+                input.url.clone(),
+            )],
+            None,
+        )
+        .await?;
         let fields = fields
             .pop()
             .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
+        if validate {
+            validate_url(&state, account.as_str(), (id, version), &fields.url).await?;
+        }
         let mapping_id = mtls_store::new_id()?;
         match backends
             .store
@@ -451,4 +451,51 @@ pub async fn activate(
     )
     .await;
     result
+}
+
+fn activation_mapping(
+    service_name: &str,
+    certificate: i64,
+    service_id: &str,
+    url: Option<String>,
+) -> MappingInput {
+    MappingInput {
+        name: Some(format!("{service_name}-{}", uuid::Uuid::new_v4())),
+        certification_id: Some(serde_json::Value::from(certificate)),
+        service_id: Some(serde_json::Value::from(service_id)),
+        url,
+        site_id: None,
+        enable: Some(true),
+        upstream_ca_pem: None,
+    }
+}
+
+/// SPEC 4.4: a `GET` to `url` presenting the certificate must complete below 400.
+async fn validate_url(
+    state: &AppState,
+    account: &str,
+    certificate: (i64, i64),
+    url: &str,
+) -> Result<(), ApiError> {
+    let client = super::forward::client_for(state, account, Some(certificate), None).await?;
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_url", "the URL cannot be called"))?;
+    let body: mtls_runtime::forward::ForwardBody =
+        http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+            http_body_util::Empty::new(),
+            |never: std::convert::Infallible| match never {},
+        ));
+    let request = axum::http::Request::get(uri)
+        .body(body)
+        .map_err(|_| ApiError::bad_request("invalid_url", "the URL cannot be called"))?;
+    let response = super::forward::send(state, &client, request).await?;
+    let status = response.status();
+    if status.as_u16() >= 400 {
+        return Err(ApiError::transport(
+            "validation_failed",
+            format!("the target answered {status} to the validation call; nothing was stored"),
+        ));
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
 use mtls_auth::Privilege;
-use mtls_runtime::forward::{ClientKey, ForwardBody, classify};
+use mtls_runtime::forward::{ClientKey, ForwardBody, UpstreamClient, classify};
 use mtls_runtime::identity::ClientIdentity;
 use mtls_runtime::{Route, normalize};
 use mtls_secrets::SecretKey;
@@ -85,18 +85,18 @@ fn route(
     })
 }
 
-/// The mapped identity, parsed from the secret store (the cold path of a new identity).
+/// The identity of a certificate, parsed from the secret store (the cold path).
 async fn identity(
     state: &AppState,
     account: &str,
-    route: &Route,
+    certificate_id: i64,
 ) -> Result<ClientIdentity, ApiError> {
     let backends = state.inner.backends.require()?;
     let material = backends
         .secrets
         .get(SecretKey {
             account,
-            certificate_id: route.certificate_id,
+            certificate_id,
         })
         .await?
         .ok_or_else(|| {
@@ -121,6 +121,65 @@ async fn identity(
         chain: inspection.identity.certificate_chain,
         pkcs8_key: Zeroizing::new(inspection.identity.key.pkcs8_der().to_vec()),
     })
+}
+
+/// The client of an identity: warm from the cache, or built once from the secret store.
+pub(crate) async fn client_for(
+    state: &AppState,
+    account: &str,
+    certificate: Option<(i64, i64)>,
+    upstream_ca: Option<&str>,
+) -> Result<UpstreamClient, ApiError> {
+    let forwarder = &state.inner.forwarder;
+    let key = ClientKey {
+        certificate,
+        upstream_ca: upstream_ca.map(str::to_owned),
+    };
+    if let Some(client) = forwarder.cached(&key) {
+        return Ok(client);
+    }
+    let identity = match certificate {
+        Some((id, _)) => Some(identity(state, account, id).await?),
+        None => None,
+    };
+    forwarder
+        .build(key, identity.as_ref())
+        .map_err(|error| ApiError::internal(&error))
+}
+
+/// Sends `request` with `client` within the response timeout; failures as SPEC 7.4 answers.
+pub(crate) async fn send(
+    state: &AppState,
+    client: &UpstreamClient,
+    request: axum::http::Request<ForwardBody>,
+) -> Result<axum::http::Response<hyper::body::Incoming>, ApiError> {
+    let timeout = state.inner.forwarder.timeouts.response_headers;
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Err(_) => Err(ApiError::transport(
+            "response_timeout",
+            "the target did not answer in time",
+        )),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) => {
+            if source_is_length_limit(&error) {
+                let limit = state.inner.forward.max_body_bytes;
+                return Err(ApiError::too_large(format!(
+                    "the request body is larger than {limit} bytes"
+                )));
+            }
+            let failure = classify(&error);
+            tracing::info!(code = failure.code, "upstream call failed");
+            Err(if failure.status == 403 {
+                ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    failure.code,
+                    failure.message,
+                )
+            } else {
+                ApiError::transport(failure.code, failure.message)
+            })
+        }
+    }
 }
 
 pub async fn forward(
@@ -160,28 +219,17 @@ pub async fn forward(
             "no certificate is mapped to this target",
         ));
     }
-
-    let forwarder = &state.inner.forwarder;
-    let key = ClientKey {
-        certificate: route
+    let client = client_for(
+        &state,
+        account.as_str(),
+        route
             .as_ref()
             .map(|route| (route.certificate_id, route.certificate_version)),
-        upstream_ca: route
+        route
             .as_ref()
-            .and_then(|route| route.upstream_ca.as_deref().map(str::to_owned)),
-    };
-    let client = match forwarder.cached(&key) {
-        Some(client) => client,
-        None => {
-            let identity = match &route {
-                Some(route) => Some(identity(&state, account.as_str(), route).await?),
-                None => None,
-            };
-            forwarder
-                .build(key, identity.as_ref())
-                .map_err(|error| ApiError::internal(&error))?
-        }
-    };
+            .and_then(|route| route.upstream_ca.as_deref()),
+    )
+    .await?;
 
     let (parts, body) = request.into_parts();
     let mut upstream_headers = relayed(&parts.headers, |name| {
@@ -206,9 +254,7 @@ pub async fn forward(
             "the request body is larger than {limit} bytes"
         )));
     }
-    let body: ForwardBody = http_body_util::Limited::new(body, limit)
-        .map_err(|error| error)
-        .boxed_unsync();
+    let body: ForwardBody = http_body_util::Limited::new(body, limit).boxed_unsync();
     let mut upstream = axum::http::Request::builder()
         .method(parts.method.clone())
         .uri(uri);
@@ -218,39 +264,7 @@ pub async fn forward(
     let upstream = upstream.body(body).map_err(|_| {
         ApiError::bad_request("invalid_forward_url", "LP-forward-url is not usable")
     })?;
-
-    let timeout = forwarder.timeouts.response_headers;
-    let response = match tokio::time::timeout(timeout, client.request(upstream)).await {
-        Err(_) => {
-            return Err(ApiError::transport(
-                "response_timeout",
-                "the target did not answer in time",
-            ));
-        }
-        Ok(Err(error)) => {
-            if source_is_length_limit(&error) {
-                return Err(ApiError::too_large(format!(
-                    "the request body is larger than {limit} bytes"
-                )));
-            }
-            let failure = classify(&error);
-            tracing::info!(
-                account = account.as_str(),
-                code = failure.code,
-                "forward failed"
-            );
-            return Err(if failure.status == 403 {
-                ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    failure.code,
-                    failure.message,
-                )
-            } else {
-                ApiError::transport(failure.code, failure.message)
-            });
-        }
-        Ok(Ok(response)) => response,
-    };
+    let response = send(&state, &client, upstream).await?;
     let (parts, incoming) = response.into_parts();
     let mut relayed_response = Response::new(Body::new(incoming));
     *relayed_response.status_mut() = parts.status;

@@ -4,7 +4,7 @@ mod audit;
 mod certificates;
 mod checks;
 mod collect;
-mod forward;
+pub(crate) mod forward;
 mod health;
 mod mappings;
 mod tester;

@@ -359,3 +359,59 @@ async fn transport_failures_egress_and_size() {
     );
     app.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn activation_validates_the_url_with_the_certificate() {
+    let Some((fixtures, _pki, server)) = setup().await else {
+        return;
+    };
+    let app = spawn(trusting(&server)).await;
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let activate = app.url(&format!(
+        "/mtls/account/{}/certificates/activate/{id}?isValidateUrlEnabled=true",
+        tenant.account
+    ));
+    let good = format!("https://localhost:{}/token", server.port);
+    let (status, _, body) = answer(
+        client()
+            .post(&activate)
+            .bearer_auth(&tenant.token)
+            .json(&json!({"serviceName": "IDP", "url": good})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let bad = format!("https://localhost:{}/status/404", server.port);
+    let (status, headers, body) = answer(
+        client()
+            .post(&activate)
+            .bearer_auth(&tenant.token)
+            .json(&json!({"serviceName": "IDP", "url": bad})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FAILED_DEPENDENCY, Some("validation_failed"))
+    );
+    assert_eq!(headers["lp-error-from-transport"], "validation_failed");
+    let listed: Value = client()
+        .get(app.url(&format!(
+            "/api/account/{}/configuration/ac-common/mtls?v=3.0",
+            tenant.account
+        )))
+        .bearer_auth(&tenant.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "only the validated mapping was stored"
+    );
+    app.running.stop().await.unwrap();
+}

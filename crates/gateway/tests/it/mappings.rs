@@ -557,12 +557,16 @@ async fn certificates_in_use_activation_and_expiry() {
             .send(
                 client()
                     .post(format!("{activate}?isValidateUrlEnabled=true"))
-                    .json(&json!({"serviceName": "IDP", "url": "https://idp.example/"})),
+                    .json(&json!({"serviceName": "IDP", "url": "https://no-such-host.invalid/"})),
             )
             .await;
         assert_eq!(
             (answer.status, answer.code()),
-            (StatusCode::BAD_REQUEST, Some("url_validation_unavailable"))
+            (StatusCode::FAILED_DEPENDENCY, Some("dns_failed"))
+        );
+        assert!(
+            !account.exists("IDP", "https://no-such-host.invalid/").await,
+            "nothing stored"
         );
         let answer = account
             .send(

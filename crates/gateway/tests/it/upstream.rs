@@ -201,6 +201,9 @@ async fn echo(
             .headers_mut()
             .insert("x-upstream", "yes".parse().unwrap());
     }
+    if path.starts_with("/status/404") {
+        *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+    }
     if path.starts_with("/redirect") {
         *response.status_mut() = hyper::StatusCode::FOUND;
         response
