@@ -114,6 +114,11 @@ impl Forwarder {
             .pool_idle_timeout(self.timeouts.idle)
             .build(https);
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        // Concurrent first requests of one identity build in parallel; the first one in wins,
+        // so that every request shares one client (one pool) and none is dropped under another.
+        if let Some(existing) = clients.get(&key) {
+            return Ok(existing.clone());
+        }
         if let Some((id, version)) = key.certificate {
             clients.retain(|other, _| {
                 other.certificate.is_none_or(|(other_id, other_version)| {

@@ -324,6 +324,7 @@ async fn transport_failures_egress_and_size() {
     let app = spawn(|config| {
         trusting(&server)(config);
         config.forward.max_body_bytes = 16;
+        config.forward.response_timeout_seconds = 0.5;
     })
     .await;
     let tenant = Tenant::new(&app);
@@ -346,6 +347,17 @@ async fn transport_failures_egress_and_size() {
     assert_eq!(
         (status, headers["lp-error-from-transport"].to_str().unwrap()),
         (StatusCode::FAILED_DEPENDENCY, "dns_failed")
+    );
+    let slow = format!("https://localhost:{}/slow", server.port);
+    let (slow_certificate, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    tenant.map(slow_certificate, "1", &slow).await;
+    let (status, headers, body) = answer(tenant.forward(reqwest::Method::GET, &slow)).await;
+    assert_eq!(status, StatusCode::FAILED_DEPENDENCY, "{body}");
+    assert_eq!(
+        (status, headers["lp-error-from-transport"].to_str().unwrap()),
+        (StatusCode::FAILED_DEPENDENCY, "response_timeout")
     );
     let (status, _, body) = answer(
         tenant
@@ -412,6 +424,145 @@ async fn activation_validates_the_url_with_the_certificate() {
         listed.as_array().unwrap().len(),
         1,
         "only the validated mapping was stored"
+    );
+    app.running.stop().await.unwrap();
+}
+
+/// Two tenants and unmapped calls, interleaved and concurrent, to one upstream: each request
+/// presents exactly its own certificate, or none.
+#[tokio::test]
+async fn identities_never_mix_under_concurrency() {
+    let Some((fixtures, pki, _)) = setup().await else {
+        return;
+    };
+    let server = upstream::start_with(&pki, Some(&fixtures.path("root.pem")), false, true).await;
+    let app = spawn(trusting(&server)).await;
+    let alice = Tenant::new(&app);
+    let bob = Tenant::new(&app);
+    let target = format!("https://localhost:{}/shared", server.port);
+    let (alice_id, alice_fingerprint) = alice
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let (bob_id, bob_fingerprint) = bob
+        .certificate(&fixtures, "openssl-default-rsa2048.p12")
+        .await;
+    alice.map(alice_id, "1", &target).await;
+    bob.map(bob_id, "1", &target).await;
+    let unmapped = format!("https://localhost:{}/shared?unmapped", server.port);
+
+    let mut calls = tokio::task::JoinSet::new();
+    for round in 0..30 {
+        for (who, tenant, url, expected) in [
+            (
+                "alice",
+                &alice,
+                target.clone(),
+                Some(alice_fingerprint.clone()),
+            ),
+            ("bob", &bob, target.clone(), Some(bob_fingerprint.clone())),
+            ("unmapped", &alice, unmapped.clone(), None),
+        ] {
+            let request = tenant
+                .forward(reqwest::Method::GET, &url)
+                .header("LP-service-name", "IDP");
+            calls.spawn(async move {
+                let (status, _, body) = answer(request).await;
+                let fingerprint = if status == StatusCode::OK {
+                    body["fingerprint"].as_str().map(str::to_owned)
+                } else {
+                    Some(body.to_string())
+                };
+                (round, who, status, fingerprint, expected)
+            });
+        }
+    }
+    let mut seen = 0;
+    while let Some(result) = calls.join_next().await {
+        let (round, who, status, fingerprint, expected) = result.unwrap();
+        assert_eq!(status, StatusCode::OK, "{who} #{round}: {fingerprint:?}");
+        assert_eq!(
+            fingerprint, expected,
+            "{who} #{round} presented the wrong certificate"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 90);
+    app.running.stop().await.unwrap();
+}
+
+/// Replacing the certificate under continuous load: no request fails, and the new certificate
+/// is what the server sees afterwards. Also HTTP/1.1 only upstreams.
+#[tokio::test]
+async fn rotation_under_load_fails_nothing() {
+    let Some((fixtures, pki, _)) = setup().await else {
+        return;
+    };
+    let server = upstream::start_with(&pki, Some(&fixtures.path("root.pem")), true, false).await;
+    let app = spawn(trusting(&server)).await;
+    let tenant = Tenant::new(&app);
+    let (id, old_fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let target = format!("https://localhost:{}/rotating", server.port);
+    tenant.map(id, "1", &target).await;
+    let (_, _, first) = answer(tenant.forward(reqwest::Method::GET, &target)).await;
+    assert_eq!(
+        first["version"], "HTTP/1.1",
+        "the upstream offers only HTTP/1.1"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let request = tenant.forward(reqwest::Method::GET, &target);
+        let stop = stop.clone();
+        workers.spawn(async move {
+            let mut outcomes = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, _, body) = answer(request.try_clone().unwrap()).await;
+                outcomes.push((status, body["fingerprint"].as_str().map(str::to_owned)));
+            }
+            outcomes
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let case = fixtures.case("openssl-default-p384.p12");
+    let replacement = json!([{ "id": id, "name": "rotated", "p12": STANDARD.encode(fixtures.bytes(&case.file)), "password": case.password }]);
+    let response = client()
+        .put(app.url(&format!("/mtls/account/{}/certificates", tenant.account)))
+        .bearer_auth(&tenant.token)
+        .json(&replacement)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let new_fingerprint = body["successfulySavedCertificates"][0]["fingerprintSha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    let mut after = 0;
+    while let Some(outcomes) = workers.join_next().await {
+        for (status, fingerprint) in outcomes.unwrap() {
+            assert_eq!(status, StatusCode::OK, "a request failed during rotation");
+            let fingerprint = fingerprint.unwrap();
+            assert!(fingerprint == old_fingerprint || fingerprint == new_fingerprint);
+            total += 1;
+            after += usize::from(fingerprint == new_fingerprint);
+        }
+    }
+    assert!(
+        total > 20 && after > 0,
+        "{total} requests, {after} with the new certificate"
+    );
+    let (_, _, body) = answer(tenant.forward(reqwest::Method::GET, &target)).await;
+    assert_eq!(
+        body["fingerprint"],
+        new_fingerprint.as_str(),
+        "new connections use the new certificate"
     );
     app.running.stop().await.unwrap();
 }

@@ -96,6 +96,16 @@ pub fn server_pki() -> Option<PathBuf> {
 
 /// Starts the server; `client_roots` (PEM) makes it require client certificates from that CA.
 pub async fn start(pki: &Path, client_roots: Option<&Path>) -> Upstream {
+    start_with(pki, client_roots, true, true).await
+}
+
+/// The server with options: `required` client certificates (else optional), `h2` offered.
+pub async fn start_with(
+    pki: &Path,
+    client_roots: Option<&Path>,
+    required: bool,
+    h2: bool,
+) -> Upstream {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.join("server.pem"))
         .unwrap()
@@ -109,9 +119,13 @@ pub async fn start(pki: &Path, client_roots: Option<&Path>) -> Upstream {
             for certificate in CertificateDer::pem_file_iter(roots_pem).unwrap() {
                 roots.add(certificate.unwrap()).unwrap();
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-                .build()
-                .unwrap();
+            let verifier_builder = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
+            let verifier = if required {
+                verifier_builder.build()
+            } else {
+                verifier_builder.allow_unauthenticated().build()
+            }
+            .unwrap();
             builder
                 .with_client_cert_verifier(verifier)
                 .with_single_cert(chain, key)
@@ -122,7 +136,11 @@ pub async fn start(pki: &Path, client_roots: Option<&Path>) -> Upstream {
             .with_single_cert(chain, key)
             .unwrap(),
     };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -169,6 +187,9 @@ async fn echo(
     alpn: Option<String>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
+    if parts.uri.path().starts_with("/slow") {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
     let body = body
         .collect()
         .await
