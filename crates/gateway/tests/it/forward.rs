@@ -566,3 +566,38 @@ async fn rotation_under_load_fails_nothing() {
     );
     app.running.stop().await.unwrap();
 }
+
+/// nginx requiring client certificates (`ssl_verify_client on`) sees the mapped certificate.
+#[tokio::test]
+async fn nginx_verifies_the_presented_certificate() {
+    let Some((fixtures, pki, server)) = setup().await else {
+        return;
+    };
+    let Some(nginx) = upstream::nginx(&pki, &fixtures.path("root.pem")) else {
+        return;
+    };
+    let app = spawn(trusting(&server)).await;
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-rsa2048.p12")
+        .await;
+    let target = format!("https://localhost:{}/hello", nginx.port);
+    tenant.map(id, "1", &target).await;
+    let response = tenant
+        .forward(reqwest::Method::GET, &target)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("CN=client-rsa2048"), "{text}");
+    // Unmapped: nginx answers 400 itself ("No required SSL certificate was sent"), relayed as is.
+    let unmapped = format!("https://localhost:{}/other", nginx.port);
+    let response = tenant
+        .forward(reqwest::Method::GET, &unmapped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    app.running.stop().await.unwrap();
+}

@@ -236,3 +236,91 @@ async fn echo(
         .insert("content-type", "application/json".parse().unwrap());
     response
 }
+
+/// nginx (Debian's) as an upstream that requires client certificates from `client_ca` and
+/// answers with the subject of the certificate it verified. Stopped on drop.
+pub struct Nginx {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn nginx(pki: &Path, client_ca: &Path) -> Option<Nginx> {
+    if std::process::Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        mtls_test_support::skip(
+            "tests against nginx",
+            "nginx is not installed (Debian: apt-get install nginx)",
+        );
+        return None;
+    }
+    let dir = temp_dir("nginx");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = format!(
+        r#"daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {pki}/server.pem;
+        ssl_certificate_key {pki}/server.key;
+        ssl_client_certificate {client_ca};
+        ssl_verify_client on;
+        ssl_verify_depth 3;
+        location / {{
+            default_type text/plain;
+            return 200 "subject=$ssl_client_s_dn\n";
+        }}
+    }}
+}}
+"#,
+        dir = dir.display(),
+        pki = pki.display(),
+        client_ca = client_ca.display(),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = std::process::Command::new("nginx")
+        .args([
+            "-c",
+            &dir.join("nginx.conf").display().to_string(),
+            "-p",
+            &dir.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let nginx = Nginx { port, child };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(nginx);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "nginx did not start: {}",
+        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+    );
+}
