@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The forward path against nginx, side by side on this machine in one run.
+#
+#   bench/forward.sh            (DURATION=10 CONNECTIONS=32 THREADS=2 RUNS=3)
+#
+# One nginx upstream requires client certificates (ssl_verify_client on) and answers a small
+# body. Two paths reach it with the same client certificate, under the same wrk load with
+# keep-alive:
+#   gateway: wrk -> mtls-gateway /mtls/account/bench1 (Bearer token, mapped certificate) -> upstream
+#   nginx:   wrk -> nginx proxy_pass https (proxy_ssl_certificate, proxy_ssl_verify on,
+#            upstream keepalive) -> upstream
+# Runs alternate between the two; medians of RUNS runs are reported, with their ratio, and
+# the first-request latency of a cold identity (secret fetch + PKCS#12 parse + handshake).
+# Needs wrk and nginx (Debian packages), curl, python3, openssl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${DURATION:-10}"; connections="${CONNECTIONS:-32}"; threads="${THREADS:-2}"; runs="${RUNS:-3}"
+for tool in wrk nginx curl openssl python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: apt-get install wrk nginx curl openssl)" >&2; exit 1; }
+done
+cargo build --release --bin mtls-gateway -q
+[ -f target/test-fixtures/p12/rsa2048.key ] || cargo test -q -p mtls-pki --test intake every_source >/dev/null
+fixtures=$(pwd)/target/test-fixtures/p12
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+upstream_port=$(free_port); proxy_port=$(free_port); gateway_port=$(free_port)
+
+# Server PKI for the upstream; the client identity is the fixtures' RSA-2048 leaf with its chain.
+( cd "$work"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=Bench CA" \
+    -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
+  cat "$fixtures/rsa2048.pem" "$fixtures/int.pem" > client-chain.pem )
+
+cat > "$work/nginx.conf" <<NGINX
+daemon off;
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/body; proxy_temp_path $work/proxy; fastcgi_temp_path $work/fastcgi;
+    uwsgi_temp_path $work/uwsgi; scgi_temp_path $work/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$upstream_port ssl;
+        ssl_certificate $work/server.pem;
+        ssl_certificate_key $work/server.key;
+        ssl_client_certificate $fixtures/root.pem;
+        ssl_verify_client on;
+        ssl_verify_depth 3;
+        location / { default_type text/plain; return 200 "ok \$ssl_client_s_dn\n"; }
+    }
+    upstream backend { server 127.0.0.1:$upstream_port; keepalive 64; }
+    server {
+        listen 127.0.0.1:$proxy_port;
+        location / {
+            proxy_pass https://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_certificate $work/client-chain.pem;
+            proxy_ssl_certificate_key $fixtures/rsa2048.key;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $work/ca.pem;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+        }
+    }
+}
+NGINX
+nginx -c "$work/nginx.conf" -p "$work" &
+nginx_pid=$!
+export MTLS_GATEWAY__DATA_DIR="$work/data" MTLS_GATEWAY__SERVER__LISTEN="127.0.0.1:$gateway_port" \
+  MTLS_GATEWAY__LOG__LEVEL=warn MTLS_GATEWAY__EGRESS__ALLOW_CIDRS='["127.0.0.1/32"]' \
+  MTLS_GATEWAY__TLS__TRUST_ROOTS="[\"$work/ca.pem\"]"
+bin=target/release/mtls-gateway
+"$bin" serve >"$work/gateway.log" 2>&1 &
+gateway_pid=$!
+trap 'kill $gateway_pid $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$gateway_port/readyz" >/dev/null && break; sleep 0.1; done
+token=$("$bin" token issue --account bench1 --privileges MTLS_WRITE_INTERNAL,MTLS_FORWARD --ttl 2h)
+target="https://localhost:$upstream_port/"
+p12=$(base64 -w0 "$fixtures/openssl-default-rsa2048.p12")
+certificate=$(curl -fs -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+  -d "[{\"name\":\"bench\",\"p12\":\"$p12\",\"password\":\"fixture-secret\"}]" \
+  "http://127.0.0.1:$gateway_port/mtls/account/bench1/certificates" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["successfulySavedCertificates"][0]["id"])')
+curl -fs -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+  -d "[{\"name\":\"bench\",\"certificationId\":\"$certificate\",\"serviceId\":\"1\",\"url\":\"$target\",\"siteId\":\"bench1\"}]" \
+  "http://127.0.0.1:$gateway_port/api/account/bench1/configuration/ac-common/mtls?v=3.0"
+
+forward() { curl -s -o "$work/out" -w "$1" -H "Authorization: Bearer $token" -H "LP-forward-url: $target" \
+  -H "LP-service-name: IDP" "http://127.0.0.1:$gateway_port/mtls/account/bench1"; }
+cold=$(forward '%{time_total}')
+grep -q "CN=client-rsa2048" "$work/out" || { echo "the upstream did not see the mapped certificate" >&2; cat "$work/out" >&2; exit 1; }
+warm=$(forward '%{time_total}')
+curl -fs "http://127.0.0.1:$proxy_port/" | grep -q "CN=client-rsa2048" || { echo "the nginx peer is not presenting the certificate" >&2; exit 1; }
+echo "first request of a cold identity: $(python3 -c "print(round($cold*1000,1))") ms (warm: $(python3 -c "print(round($warm*1000,1))") ms)"
+
+cat >"$work/gateway.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $token"
+wrk.headers["LP-forward-url"] = "$target"
+wrk.headers["LP-service-name"] = "IDP"
+LUA
+measure() { # name url [script]
+  local out
+  if [ -n "${3:-}" ]; then out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$3" "$2")
+  else out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency "$2"); fi
+  local rps p50 p99 errors
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  echo "$1 $rps $p50 $p99 ${errors:-0}"
+}
+results="$work/results"
+for run in $(seq 1 "$runs"); do
+  measure gateway "http://127.0.0.1:$gateway_port/mtls/account/bench1" "$work/gateway.lua" | tee -a "$results"
+  measure nginx "http://127.0.0.1:$proxy_port/" | tee -a "$results"
+done
+python3 - "$results" <<'PY'
+import statistics, sys
+def ms(text):
+    value = float(text.rstrip("usm")) if text[-2:] in ("us", "ms") else float(text.rstrip("s"))
+    return value / 1000 if text.endswith("us") else value * 1000 if not text.endswith("ms") else value
+rows = [line.split() for line in open(sys.argv[1])]
+summary = {}
+for name in ("gateway", "nginx"):
+    mine = [row for row in rows if row[0] == name]
+    summary[name] = (statistics.median(float(r[1]) for r in mine), statistics.median(ms(r[2]) for r in mine),
+                     statistics.median(ms(r[3]) for r in mine), sum(int(r[4]) for r in mine))
+    rps, p50, p99, errors = summary[name]
+    print(f"{name:8} median of {len(mine)}: {rps:9.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, non-2xx {errors}")
+print(f"ratio gateway/nginx: throughput {summary['gateway'][0] / summary['nginx'][0]:.2f}, "
+      f"p99 {summary['gateway'][2] / summary['nginx'][2]:.2f} (lower is better)")
+PY
+echo "(wrk -t$threads -c$connections -d${duration}s with keep-alive; $(nproc) cores shared by wrk, nginx and the gateway)"
