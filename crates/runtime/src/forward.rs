@@ -176,8 +176,9 @@ pub fn classify(error: &(dyn StdError + 'static)) -> Failure {
             if let Some(tls) = rustls_inside(io) {
                 return tls_failure(tls);
             }
-            if io.kind() != std::io::ErrorKind::Other {
-                return io_failure(io);
+            let innermost = innermost_io(io);
+            if innermost.kind() != std::io::ErrorKind::Other {
+                return io_failure(innermost);
             }
         }
         current = error.source();
@@ -206,6 +207,21 @@ fn rustls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
             .and_then(std::io::Error::get_ref);
     }
     None
+}
+
+/// The deepest I/O error inside nested I/O errors (see [`rustls_inside`]).
+fn innermost_io(io: &std::io::Error) -> &std::io::Error {
+    let mut current = io;
+    for _ in 0..8 {
+        match current
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+        {
+            Some(inner) => current = inner,
+            None => break,
+        }
+    }
+    current
 }
 
 fn io_failure(io: &std::io::Error) -> Failure {

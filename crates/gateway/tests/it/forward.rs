@@ -601,3 +601,62 @@ async fn nginx_verifies_the_presented_certificate() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     app.running.stop().await.unwrap();
 }
+
+/// Targets that misbehave below HTTP: a reset during the handshake, a server that does not
+/// speak TLS, and one that never completes the TCP connection.
+#[tokio::test]
+async fn handshake_level_failures_have_their_codes() {
+    let app = spawn(|config| {
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+        config.forward.connect_timeout_seconds = 0.5;
+    })
+    .await;
+    let tenant = Tenant::new(&app);
+
+    // Accepts, then closes at once.
+    let resetting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reset_port = resetting.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = resetting.accept().await {
+            drop(stream);
+        }
+    });
+    // Answers in plain text.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut stream, _)) = plain.accept().await {
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    // A listener whose accept queue is full: further connections never complete.
+    let full = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let full_port = full.local_addr().unwrap().port();
+    let mut held = Vec::new();
+    for _ in 0..1024 {
+        match std::net::TcpStream::connect_timeout(
+            &full.local_addr().unwrap(),
+            std::time::Duration::from_millis(100),
+        ) {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+
+    for (port, code) in [
+        (reset_port, "connection_reset"),
+        (plain_port, "tls_handshake_failed"),
+        (full_port, "connect_timeout"),
+    ] {
+        let (status, headers, body) =
+            answer(tenant.forward(reqwest::Method::GET, &format!("https://127.0.0.1:{port}/")))
+                .await;
+        assert_eq!(status, StatusCode::FAILED_DEPENDENCY, "{code}: {body}");
+        assert_eq!(headers["lp-error-from-transport"], code, "{body}");
+    }
+    drop(held);
+    app.running.stop().await.unwrap();
+}
