@@ -129,14 +129,24 @@ impl Store {
         Ok(row.try_get("revision")?)
     }
 
-    /// Bumps the account's and the global revision in one transaction (certificate changes
-    /// call this so that other nodes rebuild their routing tables).
-    pub async fn bump_revisions(&self, account: &str) -> Result<i64, StoreError> {
-        let mut transaction = self.pool.begin().await?;
+    /// Bumps the account's and the global revision and commits `transaction`: the end of every
+    /// mapping change.
+    async fn commit_change(
+        &self,
+        mut transaction: Transaction<'_, Any>,
+        account: &str,
+    ) -> Result<i64, StoreError> {
         let revision = self.bump(&mut transaction, account).await?;
         self.bump(&mut transaction, GLOBAL).await?;
         transaction.commit().await?;
         Ok(revision)
+    }
+
+    /// Bumps the account's and the global revision in one transaction (certificate changes
+    /// call this so that other nodes rebuild their routing tables).
+    pub async fn bump_revisions(&self, account: &str) -> Result<i64, StoreError> {
+        let transaction = self.pool.begin().await?;
+        self.commit_change(transaction, account).await
     }
 
     /// Locks (MySQL) and reads the account's revision inside `transaction`.
@@ -189,9 +199,7 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         }
-        let revision = self.bump(&mut transaction, account).await?;
-        self.bump(&mut transaction, GLOBAL).await?;
-        transaction.commit().await?;
+        let revision = self.commit_change(transaction, account).await?;
         Ok(revision)
     }
 
@@ -286,9 +294,7 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(MappingWrite::NotFound);
         }
-        let revision = self.bump(&mut transaction, account).await?;
-        self.bump(&mut transaction, GLOBAL).await?;
-        transaction.commit().await?;
+        let revision = self.commit_change(transaction, account).await?;
         Ok(MappingWrite::Done {
             value: (),
             revision,
@@ -320,9 +326,7 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(MappingWrite::NotFound);
         }
-        let revision = self.bump(&mut transaction, account).await?;
-        self.bump(&mut transaction, GLOBAL).await?;
-        transaction.commit().await?;
+        let revision = self.commit_change(transaction, account).await?;
         Ok(MappingWrite::Done {
             value: (),
             revision,
@@ -345,9 +349,7 @@ impl Store {
         .bind(certificate_id)
         .execute(&mut *transaction)
         .await?;
-        let revision = self.bump(&mut transaction, account).await?;
-        self.bump(&mut transaction, GLOBAL).await?;
-        transaction.commit().await?;
+        let revision = self.commit_change(transaction, account).await?;
         Ok(revision)
     }
 
