@@ -252,6 +252,18 @@ async fn inspect(
     .map_err(|error| ApiError::internal(&error))
 }
 
+/// A live (not deleted) certificate of `account`, or 404: another account's is not found either.
+pub async fn live(
+    backends: &Backends,
+    account: &str,
+    id: i64,
+) -> Result<mtls_store::CertificateRow, ApiError> {
+    match backends.store.certificate(account, id).await? {
+        Some(row) if !row.deleted => Ok(row),
+        _ => Err(ApiError::not_found("certificate")),
+    }
+}
+
 /// Creates every item: secrets first, then all rows in one transaction.
 pub async fn create(
     backends: &Backends,
@@ -334,11 +346,7 @@ pub async fn replace(
         let id = item
             .id
             .ok_or_else(|| ApiError::internal(&"update item without id"))?;
-        let row = backends.store.certificate(account, id).await?;
-        match row {
-            Some(row) if !row.deleted => current.push(row),
-            _ => return Err(ApiError::not_found("certificate")),
-        }
+        current.push(live(backends, account, id).await?);
         if backends
             .store
             .name_taken(account, &item.facts.name, Some(id))

@@ -145,6 +145,20 @@ impl<S: Send + Sync> FromRequestParts<S> for AccountPath {
     }
 }
 
+/// The `{id}` of a path: anything but a positive integer is simply not found (no 400 that
+/// would tell ids and garbage apart).
+pub fn path_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found(what))
+}
+
+/// A boolean query parameter: `true` (any case) or `1`.
+pub fn query_flag(value: Option<&str>) -> bool {
+    value.is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
+}
+
 /// Checks that `caller` may act on `account` with `privilege` (403 otherwise), then takes a
 /// token from the account's bucket of `group` (429 when empty).
 pub fn authorize(

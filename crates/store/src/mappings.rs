@@ -41,9 +41,8 @@ pub struct MappingFields {
 
 /// What a write found.
 #[derive(Debug)]
-pub enum MappingWrite<T> {
+pub enum MappingWrite {
     Done {
-        value: T,
         revision: i64,
     },
     /// `If-Match` named another revision than the current one.
@@ -267,7 +266,7 @@ impl Store {
         fields: &MappingFields,
         if_match: Option<i64>,
         now: i64,
-    ) -> Result<MappingWrite<()>, StoreError> {
+    ) -> Result<MappingWrite, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let current = self.current_revision(&mut transaction, account).await?;
         if if_match.is_some_and(|expected| expected != current) {
@@ -295,10 +294,7 @@ impl Store {
             return Ok(MappingWrite::NotFound);
         }
         let revision = self.commit_change(transaction, account).await?;
-        Ok(MappingWrite::Done {
-            value: (),
-            revision,
-        })
+        Ok(MappingWrite::Done { revision })
     }
 
     /// Soft-deletes a live mapping, honouring `if_match`.
@@ -308,7 +304,7 @@ impl Store {
         id: i64,
         if_match: Option<i64>,
         now: i64,
-    ) -> Result<MappingWrite<()>, StoreError> {
+    ) -> Result<MappingWrite, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let current = self.current_revision(&mut transaction, account).await?;
         if if_match.is_some_and(|expected| expected != current) {
@@ -327,10 +323,7 @@ impl Store {
             return Ok(MappingWrite::NotFound);
         }
         let revision = self.commit_change(transaction, account).await?;
-        Ok(MappingWrite::Done {
-            value: (),
-            revision,
-        })
+        Ok(MappingWrite::Done { revision })
     }
 
     /// Disables every enabled mapping of a certificate (a forced certificate delete).

@@ -17,7 +17,7 @@ use crate::certificates::{self, ItemInput, RawItem, now};
 use crate::dto::Certificate;
 use crate::dto::Mapping;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize};
+use crate::extract::{AccountPath, Caller, authorize, path_id, query_flag};
 use crate::mappings::{self, MappingInput};
 use crate::multipart;
 use crate::ratelimit::Group;
@@ -34,10 +34,6 @@ pub struct ListQuery {
 pub struct DeleteQuery {
     #[serde(default)]
     force: Option<String>,
-}
-
-fn flag(value: Option<&String>) -> bool {
-    value.is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
 }
 
 fn json_items(body: &Bytes) -> Result<Vec<RawItem>, ApiError> {
@@ -220,7 +216,10 @@ pub async fn list(
     let backends = state.inner.backends.require()?;
     let rows = backends
         .store
-        .certificates(account.as_str(), flag(query.include_deleted.as_ref()))
+        .certificates(
+            account.as_str(),
+            query_flag(query.include_deleted.as_deref()),
+        )
         .await?;
     let now = now();
     Ok(Json(
@@ -228,14 +227,6 @@ pub async fn list(
             .map(|row| Certificate::from_row(row, now))
             .collect(),
     ))
-}
-
-/// `{id}` of the path: anything that is not a positive integer is simply not found.
-fn certificate_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::not_found("certificate"))
 }
 
 pub async fn get(
@@ -251,12 +242,10 @@ pub async fn get(
         Privilege::ReadInternal,
         Group::Configuration,
     )?;
-    let id = certificate_id(&id)?;
+    let id = path_id(&id, "certificate")?;
     let backends = state.inner.backends.require()?;
-    match backends.store.certificate(account.as_str(), id).await? {
-        Some(row) if !row.deleted => Ok(Json(Certificate::from_row(&row, now()))),
-        _ => Err(ApiError::not_found("certificate")),
-    }
+    let row = certificates::live(&backends, account.as_str(), id).await?;
+    Ok(Json(Certificate::from_row(&row, now())))
 }
 
 pub async fn delete(
@@ -275,13 +264,10 @@ pub async fn delete(
     )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Json<Certificate>, ApiError> = async {
-        let id = certificate_id(&id)?;
-        let force = flag(query.force.as_ref());
+        let id = path_id(&id, "certificate")?;
+        let force = query_flag(query.force.as_deref());
         let backends = state.inner.backends.require()?;
-        match backends.store.certificate(account.as_str(), id).await? {
-            Some(row) if !row.deleted => {}
-            _ => return Err(ApiError::not_found("certificate")),
-        }
+        certificates::live(&backends, account.as_str(), id).await?;
         let in_use = backends
             .store
             .mappings_of_certificate(account.as_str(), id)
@@ -373,8 +359,8 @@ pub async fn activate(
     )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
-        let id = certificate_id(&id)?;
-        let validate = flag(query.is_validate_url_enabled.as_ref());
+        let id = path_id(&id, "certificate")?;
+        let validate = query_flag(query.is_validate_url_enabled.as_deref());
         let input: ActivateBody = serde_json::from_slice(&body).map_err(|_| {
             ApiError::bad_request(
                 "invalid_json",
@@ -394,10 +380,9 @@ pub async fn activate(
             })?
             .to_owned();
         let backends = state.inner.backends.require()?;
-        let version = match backends.store.certificate(account.as_str(), id).await? {
-            Some(row) if !row.deleted => row.version,
-            _ => return Err(ApiError::not_found("certificate")),
-        };
+        let version = certificates::live(&backends, account.as_str(), id)
+            .await?
+            .version;
         let mut fields = mappings::check_all(
             &state,
             &backends,

@@ -15,7 +15,7 @@ use zip::write::SimpleFileOptions;
 use crate::AppState;
 use crate::audit;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize};
+use crate::extract::{AccountPath, Caller, authorize, path_id};
 use crate::ratelimit::Group;
 
 pub async fn collect(
@@ -33,16 +33,9 @@ pub async fn collect(
     )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
-        let id = id
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| ApiError::not_found("certificate"))?;
+        let id = path_id(&id, "certificate")?;
         let backends = state.inner.backends.require()?;
-        match backends.store.certificate(account.as_str(), id).await? {
-            Some(row) if !row.deleted => {}
-            _ => return Err(ApiError::not_found("certificate")),
-        }
+        crate::certificates::live(&backends, account.as_str(), id).await?;
         let material = backends
             .secrets
             .get(SecretKey {

@@ -16,7 +16,7 @@ use crate::audit;
 use crate::certificates::now;
 use crate::dto::Mapping;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize};
+use crate::extract::{AccountPath, Caller, authorize, path_id, query_flag};
 use crate::mappings::{self, MappingInput};
 use crate::ratelimit::Group;
 use crate::routing;
@@ -69,13 +69,6 @@ fn if_match(headers: &HeaderMap) -> Option<i64> {
             .parse()
             .unwrap_or(-1),
     )
-}
-
-fn mapping_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::not_found("mapping"))
 }
 
 pub async fn create(
@@ -165,10 +158,7 @@ pub async fn list(
     )?;
     version(&query)?;
     let backends = state.inner.backends.require()?;
-    let include_deleted = query
-        .include_deleted
-        .as_deref()
-        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let include_deleted = query_flag(query.include_deleted.as_deref());
     let revision = backends.store.revision(account.as_str()).await?;
     let rows = backends
         .store
@@ -193,7 +183,7 @@ pub async fn get(
         Group::Configuration,
     )?;
     version(&query)?;
-    let id = mapping_id(&id)?;
+    let id = path_id(&id, "mapping")?;
     let backends = state.inner.backends.require()?;
     let revision = backends.store.revision(account.as_str()).await?;
     match backends.store.mapping(account.as_str(), id).await? {
@@ -225,7 +215,7 @@ pub async fn update(
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         version(&query)?;
-        let id = mapping_id(&id)?;
+        let id = path_id(&id, "mapping")?;
         let input: MappingInput = serde_json::from_slice(&body).map_err(|_| {
             ApiError::bad_request("invalid_json", "the body must be one mapping object")
         })?;
@@ -287,7 +277,7 @@ pub async fn delete(
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         version(&query)?;
-        let id = mapping_id(&id)?;
+        let id = path_id(&id, "mapping")?;
         let backends = state.inner.backends.require()?;
         let revision = finish(
             backends
@@ -320,9 +310,9 @@ pub async fn delete(
     result
 }
 
-fn finish(write: Result<MappingWrite<()>, mtls_store::StoreError>) -> Result<i64, ApiError> {
+fn finish(write: Result<MappingWrite, mtls_store::StoreError>) -> Result<i64, ApiError> {
     match write {
-        Ok(MappingWrite::Done { revision, .. }) => Ok(revision),
+        Ok(MappingWrite::Done { revision }) => Ok(revision),
         Ok(MappingWrite::NotFound) => Err(ApiError::not_found("mapping")),
         Ok(MappingWrite::StaleRevision { current }) => Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
