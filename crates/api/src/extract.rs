@@ -31,14 +31,23 @@ impl FromRequestParts<AppState> for Caller {
                 ))
             })?),
         };
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("localhost");
-        let origin = match &state.inner.public_base_url {
-            Some(base) => base.clone(),
-            None => format!("http://{host}"),
+        // Only an OAuth signature covers the URL: build the origin for those requests alone.
+        let oauth = authorization.is_some_and(|value| {
+            value
+                .trim_start()
+                .get(..5)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("oauth"))
+        });
+        let origin = match (&state.inner.public_base_url, oauth) {
+            (_, false) => String::new(),
+            (Some(base), true) => base.clone(),
+            (None, true) => {
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|value| value.to_str().ok());
+                format!("http://{}", host.unwrap_or("localhost"))
+            }
         };
         let form_body = parts
             .extensions

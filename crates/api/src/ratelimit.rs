@@ -37,8 +37,17 @@ pub enum Group {
 impl Group {
     /// The group of a request path; `None` for health, readiness and unknown paths.
     pub fn of(path: &str) -> Option<Group> {
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match segments.as_slice() {
+        // The first five segments decide; a fixed array keeps this allocation-free per request.
+        let mut segments = [""; 5];
+        let mut count = 0;
+        for (slot, segment) in segments
+            .iter_mut()
+            .zip(path.trim_start_matches('/').split('/'))
+        {
+            *slot = segment;
+            count += 1;
+        }
+        match segments.get(..count).unwrap_or_default() {
             ["mtls", "mapping"] => Some(Group::Checks),
             ["api", "account", _, "checks", ..] => Some(Group::Checks),
             ["mtls", "account", _, "p12-test", ..] => Some(Group::Tester),
