@@ -28,9 +28,45 @@ const SECRET_KEYS: &[&str] = &[
 #[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
 
+/// Any scalar is taken as the secret's text: a secret of digits only must neither be refused
+/// nor, worse, quoted back in a type error (deserializer errors show the value they met).
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(|text| Secret(Zeroizing::new(text)))
+        struct Text;
+
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Secret;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a secret (text)")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Secret, E> {
+                Ok(Secret::new(value))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Secret, E> {
+                Ok(Secret::new(value.to_string()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Secret, E> {
+                Ok(Secret::new(value.to_string()))
+            }
+
+            fn visit_u128<E: serde::de::Error>(self, value: u128) -> Result<Secret, E> {
+                Ok(Secret::new(value.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom("a secret must be text; quote it"))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom("a secret must be text; quote it"))
+            }
+        }
+
+        deserializer.deserialize_any(Text)
     }
 }
 
@@ -504,7 +540,12 @@ fn env_provider(vars: Vec<(String, String)>) -> impl figment::Provider {
             continue;
         };
         let key = rest.to_ascii_lowercase().replace("__", ".");
-        let parsed: figment::value::Value = value.parse().unwrap_or_else(|_| value.clone().into());
+        // Secrets stay text as written: parsing could turn an all-digit key into a number.
+        let parsed: figment::value::Value = if SECRET_KEYS.contains(&key.as_str()) {
+            value.into()
+        } else {
+            value.parse().unwrap_or_else(|_| value.clone().into())
+        };
         figment = figment.merge(Serialized::default(&key, parsed));
     }
     figment
@@ -605,6 +646,31 @@ mod tests {
             "{json}"
         );
         assert!(!format!("{config:?}").contains(secret));
+        // A key of digits only stays the text it was (not a number, and never echoed in an error).
+        let digits = "1".repeat(64);
+        let config = Config::load_from(
+            None,
+            vars(&[("MTLS_GATEWAY__SECRETS__LOCAL__MASTER_KEY", &digits)]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.secrets.local.master_key.as_ref().unwrap().expose(),
+            digits
+        );
+        let file = temp_file(
+            "numeric.toml",
+            "[auth]\nhs256_secret = 1234567890123456789\n",
+        );
+        let config = Config::load_from(Some(&file), vars(&[])).unwrap();
+        assert_eq!(
+            config.auth.hs256_secret.as_ref().unwrap().expose(),
+            "1234567890123456789"
+        );
+        let file = temp_file("float.toml", "[auth]\nhs256_secret = 31415.9265\n");
+        let error = Config::load_from(Some(&file), vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("31415"), "{error}");
         let both = Config::load_from(
             None,
             vars(&[
