@@ -83,9 +83,29 @@ fn every_fixture_gives_its_expected_outcome() {
             previous = next;
         }
         assert_eq!(inspection.identity.certificate_chain[0], report.leaf.der);
+        // Debug output never shows key bytes: not the key's own, not the identity's.
+        assert_eq!(
+            format!("{:?}", inspection.identity.key),
+            "PrivateKey(<redacted>)"
+        );
+        // A run of key bytes found in no certificate (so: private material), rendered the way
+        // Debug renders bytes, must not show up in the identity's Debug output.
+        let der = inspection.identity.key.pkcs8_der();
+        let chain = &inspection.identity.certificate_chain;
+        let private = der
+            .windows(12)
+            .find(|window| {
+                !chain
+                    .iter()
+                    .any(|cert| cert.windows(12).any(|other| other == *window))
+            })
+            .expect("a key has bytes that no certificate holds");
+        let rendered = format!("{private:?}");
+        let rendered = rendered.trim_start_matches('[').trim_end_matches(']');
         assert!(
-            !format!("{:?}", inspection.identity).contains("BEGIN"),
-            "identity debug is redacted"
+            !format!("{:?}", inspection.identity).contains(rendered),
+            "{}",
+            case.file
         );
     }
     assert!(
