@@ -79,10 +79,6 @@ impl Forwarder {
         }
     }
 
-    pub fn policy(&self) -> &EgressPolicy {
-        &self.policy
-    }
-
     /// The cached client for `key`, if warm.
     pub fn cached(&self, key: &ClientKey) -> Option<UpstreamClient> {
         self.clients

@@ -159,11 +159,6 @@ impl Table {
         self.route(account, service, &normalized)
             .is_some_and(|route| route.available(now))
     }
-
-    /// Bytes held by the hash table itself (not the strings), for the benchmark.
-    pub fn table_bytes(&self) -> usize {
-        self.routes.allocation_size()
-    }
 }
 
 /// The current snapshot, readable without locks, replaced whole.
