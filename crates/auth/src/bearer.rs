@@ -2,14 +2,16 @@
 //! PEM or JWKS bytes. `exp`, `sub`, `accounts` and `privileges` are required; `aud` and `iss`
 //! are checked when configured. The algorithm comes from the key, never from the token alone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use zeroize::Zeroizing;
 
 use crate::{AccountScope, AuthError, Principal, Privilege, Privileges, Scheme};
@@ -75,6 +77,20 @@ pub struct BearerVerifier {
     audience: Vec<String>,
     issuer: Vec<String>,
     leeway_seconds: u64,
+    /// Tokens verified recently, by the SHA-256 of the token (the token itself is not kept),
+    /// until their `exp`: a caller sending the same token again skips the signature check and
+    /// the JSON parse.
+    verified: Mutex<HashMap<[u8; 32], VerifiedToken>>,
+}
+
+/// Most tokens remembered; past it, expired ones are dropped, then all.
+const VERIFIED_CACHE_SIZE: usize = 10_000;
+
+#[derive(Clone)]
+struct VerifiedToken {
+    principal: Principal,
+    /// `exp`, Unix seconds: the entry is used strictly before it.
+    expires: u64,
 }
 
 impl fmt::Debug for BearerVerifier {
@@ -95,6 +111,8 @@ struct Claims {
     privileges: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jti: Option<String>,
 }
@@ -155,11 +173,49 @@ impl BearerVerifier {
             audience: config.audience,
             issuer: config.issuer,
             leeway_seconds: config.leeway_seconds,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
     /// Verifies `token` and returns its principal.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        {
+            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            match verified.get(&digest) {
+                Some(entry) if now < entry.expires => return Ok(entry.principal.clone()),
+                Some(_) => {
+                    verified.remove(&digest);
+                }
+                None => {}
+            }
+        }
+        let (principal, claims) = self.verify_uncached(token)?;
+        // Cached only once valid now (not before `nbf`) and strictly before `exp`, so the
+        // cache never accepts what a full check would refuse.
+        if claims.nbf.is_none_or(|nbf| nbf <= now) && now < claims.exp {
+            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if verified.len() >= VERIFIED_CACHE_SIZE {
+                verified.retain(|_, entry| now < entry.expires);
+                if verified.len() >= VERIFIED_CACHE_SIZE {
+                    verified.clear();
+                }
+            }
+            verified.insert(
+                digest,
+                VerifiedToken {
+                    principal: principal.clone(),
+                    expires: claims.exp,
+                },
+            );
+        }
+        Ok(principal)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<(Principal, Claims), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("malformed token"))?;
         let candidates: Vec<&DecodingKey> = match header.alg {
@@ -180,7 +236,7 @@ impl BearerVerifier {
         let mut last = AuthError::Invalid("signature does not verify");
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
-                Ok(data) => return Ok(principal(data.claims)),
+                Ok(data) => return Ok((principal(&data.claims), data.claims)),
                 Err(error) => {
                     last = match error.kind() {
                         ErrorKind::ExpiredSignature => {
@@ -242,9 +298,9 @@ fn pem_key(pem: &[u8]) -> Option<PublicKey> {
     })
 }
 
-fn principal(claims: Claims) -> Principal {
+fn principal(claims: &Claims) -> Principal {
     Principal {
-        subject: claims.sub,
+        subject: claims.sub.clone(),
         scheme: Scheme::Bearer,
         accounts: AccountScope::from_names(claims.accounts.iter().map(String::as_str)),
         privileges: Privileges::from_names(claims.privileges.iter().map(String::as_str)),
@@ -297,6 +353,7 @@ impl TokenIssuer {
                 .map(|privilege| privilege.name().to_owned())
                 .collect(),
             iat: Some(now),
+            nbf: None,
             jti: Some(token_id),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)

@@ -301,3 +301,38 @@ fn rs256_from_jwks_and_es256_from_pem() {
     );
     assert!(verifier.verify(&confused).is_err());
 }
+
+/// The verified-token cache never accepts what a full check would refuse: an entry ends at the
+/// token's `exp`, a token not valid yet is never cached, and only the exact token bytes hit.
+#[test]
+fn remembered_tokens_still_expire_and_only_exact_tokens_hit() {
+    let verifier = hs256_verifier();
+    let short = hs(&claims(&["1"], &["MTLS_FORWARD"], 2));
+    assert!(verifier.verify(&short).is_ok());
+    assert!(
+        verifier.verify(&short).is_ok(),
+        "a second use is served from the cache"
+    );
+    // A different signature on the same claims is not the cached token.
+    let mut tampered = short.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(
+        verifier.verify(&tampered),
+        Err(AuthError::Invalid("signature does not verify"))
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    assert_eq!(
+        verifier.verify(&short),
+        Err(AuthError::Invalid("token expired"))
+    );
+    let mut later = claims(&["1"], &["MTLS_FORWARD"], 600);
+    later["nbf"] = json!(unix_now() + 300);
+    let later = hs(&later);
+    for _ in 0..2 {
+        assert_eq!(
+            verifier.verify(&later),
+            Err(AuthError::Invalid("token not valid yet"))
+        );
+    }
+}
