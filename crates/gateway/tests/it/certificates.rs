@@ -382,7 +382,7 @@ async fn another_account_cannot_reach_a_certificate() {
             .await;
         let id = body["successfulySavedCertificates"][0]["id"]
             .as_i64()
-            .unwrap();
+            .unwrap_or_else(|| panic!("{body}"));
         let intruder = Api::new(&app);
 
         // With its own account in the path: the id is simply not found there.

@@ -106,13 +106,37 @@ pub async fn start_with(
     required: bool,
     h2: bool,
 ) -> Upstream {
+    start_versions(pki, client_roots, required, h2, rustls::ALL_VERSIONS).await
+}
+
+/// A TLS 1.2-only server requiring client certificates from `client_roots`: it refuses a
+/// client's certificate inside the handshake, so the client always sees the alert (TLS 1.3
+/// servers judge it after the client's handshake is over, racing the request).
+pub async fn start_tls12(pki: &Path, client_roots: &Path) -> Upstream {
+    start_versions(
+        pki,
+        Some(client_roots),
+        true,
+        true,
+        &[&rustls::version::TLS12],
+    )
+    .await
+}
+
+async fn start_versions(
+    pki: &Path,
+    client_roots: Option<&Path>,
+    required: bool,
+    h2: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Upstream {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.join("server.pem"))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     let key = PrivateKeyDer::from_pem_file(pki.join("server.key")).unwrap();
-    let builder = rustls::ServerConfig::builder();
+    let builder = rustls::ServerConfig::builder_with_protocol_versions(versions);
     let mut config = match client_roots {
         Some(roots_pem) => {
             let mut roots = rustls::RootCertStore::empty();
