@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The forward path against nginx, side by side on this machine in one run.
 #
-#   bench/forward.sh            (DURATION=10 CONNECTIONS=32 THREADS=2 RUNS=3)
+#   bench/forward.sh            (DURATION=10 CONNECTIONS=32 THREADS=2 RUNS=3 MODES="http https")
 #
 # One nginx upstream requires client certificates (ssl_verify_client on) and answers a small
 # body. Two paths reach it with the same client certificate, under the same wrk load with
@@ -11,6 +11,9 @@
 #            upstream keepalive) -> upstream
 # Runs alternate between the two; medians of RUNS runs are reported, with their ratio, and
 # the first-request latency of a cold identity (secret fetch + PKCS#12 parse + handshake).
+# Each mode of MODES is measured: `http` (wrk speaks plain HTTP to the gateway and to the nginx
+# proxy) and `https` (both listeners speak TLS with the same certificate; wrk keeps its
+# connections, so handshakes happen once per connection).
 # Needs wrk and nginx (Debian packages), curl, python3, openssl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +26,8 @@ cargo build --release --bin mtls-gateway -q
 fixtures=$(pwd)/target/test-fixtures/p12
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-upstream_port=$(free_port); proxy_port=$(free_port); gateway_port=$(free_port)
+upstream_port=$(free_port); proxy_port=$(free_port); proxy_tls_port=$(free_port); gateway_port=$(free_port)
+modes="${MODES:-http https}"
 
 # Server PKI for the upstream; the client identity is the fixtures' RSA-2048 leaf with its chain.
 ( cd "$work"
@@ -32,7 +36,10 @@ upstream_port=$(free_port); proxy_port=$(free_port); gateway_port=$(free_port)
   openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
   printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > server.ext
   openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
-  cat "$fixtures/rsa2048.pem" "$fixtures/int.pem" > client-chain.pem )
+  cat "$fixtures/rsa2048.pem" "$fixtures/int.pem" > client-chain.pem
+  # The listeners' certificate (the gateway's and the nginx proxy's, for the https mode).
+  openssl req -newkey rsa:2048 -nodes -keyout listener.key -out listener.csr -subj "/CN=localhost" 2>/dev/null
+  openssl x509 -req -in listener.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out listener.pem -days 2 -extfile server.ext 2>/dev/null )
 
 cat > "$work/nginx.conf" <<NGINX
 daemon off;
@@ -57,6 +64,9 @@ http {
     upstream backend { server 127.0.0.1:$upstream_port; keepalive 64; }
     server {
         listen 127.0.0.1:$proxy_port;
+        listen 127.0.0.1:$proxy_tls_port ssl;
+        ssl_certificate $work/listener.pem;
+        ssl_certificate_key $work/listener.key;
         location / {
             proxy_pass https://backend;
             proxy_http_version 1.1;
@@ -78,10 +88,21 @@ export MTLS_GATEWAY__DATA_DIR="$work/data" MTLS_GATEWAY__SERVER__LISTEN="127.0.0
   MTLS_GATEWAY__LOG__LEVEL=warn MTLS_GATEWAY__EGRESS__ALLOW_CIDRS='["127.0.0.1/32"]' \
   MTLS_GATEWAY__TLS__TRUST_ROOTS="[\"$work/ca.pem\"]"
 bin=target/release/mtls-gateway
-"$bin" serve >"$work/gateway.log" 2>&1 &
-gateway_pid=$!
+gateway_pid=""
 trap 'kill $gateway_pid $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$gateway_port/readyz" >/dev/null && break; sleep 0.1; done
+start_gateway() { # http|https
+  [ -n "$gateway_pid" ] && { kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; }
+  if [ "$1" = https ]; then
+    MTLS_GATEWAY__SERVER__TLS__CERT_FILE="$work/listener.pem" MTLS_GATEWAY__SERVER__TLS__KEY_FILE="$work/listener.key" \
+      "$bin" serve >>"$work/gateway.log" 2>&1 &
+  else
+    "$bin" serve >>"$work/gateway.log" 2>&1 &
+  fi
+  gateway_pid=$!
+  for _ in $(seq 1 100); do curl -fsk "$1://127.0.0.1:$gateway_port/readyz" >/dev/null && return; sleep 0.1; done
+  echo "the gateway did not start" >&2; cat "$work/gateway.log" >&2; exit 1
+}
+start_gateway http
 token=$("$bin" token issue --account bench1 --privileges MTLS_WRITE_INTERNAL,MTLS_FORWARD --ttl 2h)
 target="https://localhost:$upstream_port/"
 p12=$(base64 -w0 "$fixtures/openssl-default-rsa2048.p12")
@@ -117,12 +138,8 @@ measure() { # name url [script]
   errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   echo "$1 $rps $p50 $p99 ${errors:-0}"
 }
-results="$work/results"
-for run in $(seq 1 "$runs"); do
-  measure gateway "http://127.0.0.1:$gateway_port/mtls/account/bench1" "$work/gateway.lua" | tee -a "$results"
-  measure nginx "http://127.0.0.1:$proxy_port/" | tee -a "$results"
-done
-python3 - "$results" <<'PY'
+report() { # results-file
+python3 - "$1" <<'PY'
 import statistics, sys
 def ms(text):
     value = float(text.rstrip("usm")) if text[-2:] in ("us", "ms") else float(text.rstrip("s"))
@@ -138,4 +155,17 @@ for name in ("gateway", "nginx"):
 print(f"ratio gateway/nginx: throughput {summary['gateway'][0] / summary['nginx'][0]:.2f}, "
       f"p99 {summary['gateway'][2] / summary['nginx'][2]:.2f} (lower is better)")
 PY
+}
+for mode in $modes; do
+  [ "$mode" = https ] && start_gateway https
+  results="$work/results-$mode"
+  if [ "$mode" = https ]; then gateway_url="https://127.0.0.1:$gateway_port/mtls/account/bench1"; nginx_url="https://127.0.0.1:$proxy_tls_port/"
+  else gateway_url="http://127.0.0.1:$gateway_port/mtls/account/bench1"; nginx_url="http://127.0.0.1:$proxy_port/"; fi
+  echo "== $mode listeners"
+  for run in $(seq 1 "$runs"); do
+    measure gateway "$gateway_url" "$work/gateway.lua" | tee -a "$results"
+    measure nginx "$nginx_url" | tee -a "$results"
+  done
+  report "$results"
+done
 echo "(wrk -t$threads -c$connections -d${duration}s with keep-alive; $(nproc) cores shared by wrk, nginx and the gateway)"

@@ -14,6 +14,7 @@ pub fn actor(caller: &Caller) -> String {
     let scheme = match caller.0.scheme {
         Scheme::Bearer => "bearer",
         Scheme::OAuth => "oauth",
+        Scheme::ClientCertificate => "certificate",
     };
     format!("{scheme}:{}", caller.0.subject)
 }

@@ -32,6 +32,13 @@ pub struct ItemError {
     pub message: String,
 }
 
+impl std::fmt::Display for ApiError {
+    /// The code and message, as the caller sees them (never secrets: messages are built so).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {

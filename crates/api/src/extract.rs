@@ -14,6 +14,10 @@ use crate::ratelimit::Group;
 #[derive(Debug)]
 pub struct Caller(pub Principal);
 
+/// The client certificate (DER leaf) the listener verified on this request's connection.
+#[derive(Clone, Debug)]
+pub struct PeerCertificate(pub std::sync::Arc<[u8]>);
+
 /// The body of an OAuth-signed `application/x-www-form-urlencoded` request, kept by
 /// [`form_body_layer`] because its parameters are part of the signature.
 #[derive(Clone, Debug)]
@@ -31,6 +35,11 @@ impl FromRequestParts<AppState> for Caller {
                 ))
             })?),
         };
+        if authorization.is_none()
+            && let Some(certificate) = parts.extensions.get::<PeerCertificate>()
+        {
+            return by_certificate(state, &certificate.0).map(Caller);
+        }
         // Only an OAuth signature covers the URL: build the origin for those requests alone.
         let oauth = authorization.is_some_and(|value| {
             value
@@ -83,6 +92,27 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(Caller(verified.principal))
     }
+}
+
+/// The caller a verified client certificate maps to (403 when no rule names it: a certificate
+/// is a claim of identity, never a fallback to anonymous).
+fn by_certificate(state: &AppState, der: &[u8]) -> Result<Principal, ApiError> {
+    let refused = || {
+        ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "certificate_not_mapped",
+            "the client certificate is not mapped to a caller",
+        )
+    };
+    let (subject, alternative_names) = mtls_pki::certificate_names(der).ok_or_else(refused)?;
+    state
+        .inner
+        .certificate_principals
+        .principal(&subject, &alternative_names)
+        .map_err(|_| {
+            tracing::info!(%subject, "a verified client certificate is not mapped");
+            refused()
+        })
 }
 
 /// Most bytes of a form body kept for signature checking.

@@ -19,6 +19,7 @@ mod state;
 
 pub use backends::{BackendSlot, Backends, Readiness};
 pub use certificates::now;
+pub use routes::Surface;
 pub use state::{AppState, ForwardSettings, Limits, Settings};
 
 use axum::Router;
@@ -26,7 +27,12 @@ use axum::middleware;
 
 /// The whole application: every route, the request-id and access-log layer, JSON fallbacks.
 pub fn router(state: AppState) -> Router {
-    routes::routes(state.clone())
+    surface_router(state, Surface::All)
+}
+
+/// The routes of one listener's [`Surface`], with the same layers.
+pub fn surface_router(state: AppState, surface: Surface) -> Router {
+    routes::routes(state.clone(), surface)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn(extract::form_body_layer))

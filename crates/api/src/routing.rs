@@ -2,6 +2,9 @@
 //! (before the API call that made it returns), and by a background task when another node's
 //! change moved the global revision.
 
+use std::collections::HashMap;
+
+use mtls_runtime::forward::ClientKey;
 use mtls_runtime::{Entry, Route, Table};
 use mtls_store::GLOBAL;
 
@@ -27,14 +30,53 @@ pub async fn refresh(state: &AppState, backends: &Backends) -> Result<(), ApiErr
                 secret_stored: row.secret_stored,
                 not_before: row.not_before,
                 not_after: row.not_after,
-                upstream_ca: row.upstream_ca.map(std::sync::Arc::from),
+                upstream_ca: row
+                    .upstream_ca
+                    .as_deref()
+                    .map(mtls_runtime::forward::TrustBundle::new),
             },
         })
     });
     let table = Table::new(entries, revision);
     tracing::debug!(revision, routes = table.len(), "routing table rebuilt");
+    let mapped: HashMap<ClientKey, String> = table
+        .iter()
+        .filter(|(_, route)| route.secret_stored)
+        .map(|(account, route)| {
+            (
+                crate::routes::forward::client_key(Some(route)),
+                account.to_owned(),
+            )
+        })
+        .collect();
     state.inner.routing.replace(table);
+    // Identities of certificates deleted, replaced or no longer mapped leave memory now.
+    state
+        .inner
+        .forwarder
+        .retain(|key| key.certificate.is_none() || mapped.contains_key(key));
+    if state.inner.forward.preload_identities {
+        let state = state.clone();
+        tokio::spawn(async move { preload(&state, mapped).await });
+    }
     Ok(())
+}
+
+/// Loads the identities not loaded yet, one at a time (the secret store sees no burst).
+async fn preload(state: &AppState, mapped: HashMap<ClientKey, String>) {
+    let mut loaded = 0usize;
+    for (key, account) in mapped {
+        if state.inner.forwarder.loaded(&key) {
+            continue;
+        }
+        match crate::routes::forward::client_for(state, &account, key).await {
+            Ok(_) => loaded += 1,
+            Err(error) => tracing::warn!(%account, %error, "cannot preload a mapped identity"),
+        }
+    }
+    if loaded > 0 {
+        tracing::info!(loaded, "mapped identities preloaded");
+    }
 }
 
 /// Rebuilds the routing table and reloads the app keys when the global revision differs

@@ -46,6 +46,8 @@ pub struct Settings {
     /// The forward path's clients and egress policy.
     pub forwarder: std::sync::Arc<mtls_runtime::forward::Forwarder>,
     pub forward: ForwardSettings,
+    /// Callers authenticated by a verified client certificate.
+    pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
 }
 
 /// Forward settings (SPEC 6.2).
@@ -55,6 +57,8 @@ pub struct ForwardSettings {
     pub allow_unmapped: bool,
     /// Largest request body relayed (413 past it).
     pub max_body_bytes: usize,
+    /// Load every mapped identity when the routing table changes, not at its first request.
+    pub preload_identities: bool,
 }
 
 impl Default for ForwardSettings {
@@ -62,6 +66,7 @@ impl Default for ForwardSettings {
         Self {
             allow_unmapped: true,
             max_body_bytes: 10 * 1024 * 1024,
+            preload_identities: false,
         }
     }
 }
@@ -92,6 +97,9 @@ pub(crate) struct Inner {
     pub public_base_url: Option<String>,
     pub forwarder: std::sync::Arc<mtls_runtime::forward::Forwarder>,
     pub forward: ForwardSettings,
+    /// Set on shutdown: `/readyz` answers 503 so that load balancers stop sending.
+    pub draining: std::sync::atomic::AtomicBool,
+    pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
 }
 
 impl AppState {
@@ -103,6 +111,13 @@ impl AppState {
     /// The routing table snapshot.
     pub fn routing(&self) -> &mtls_runtime::RoutingTable {
         &self.inner.routing
+    }
+
+    /// Turns readiness off for good (shutdown has begun).
+    pub fn drain(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The slot the start-up task fills with the database and the secret store.
@@ -127,6 +142,8 @@ impl AppState {
                 public_base_url: settings.public_base_url,
                 forwarder: settings.forwarder,
                 forward: settings.forward,
+                draining: std::sync::atomic::AtomicBool::new(false),
+                certificate_principals: settings.certificate_principals,
             }),
         }
     }

@@ -1,11 +1,12 @@
 //! Who is calling and what they may do: credentials in, [`Principal`] out, and the account and
 //! privilege checks of SPEC 3. Pure: keys arrive as bytes, nothing here reads files or sockets.
 //!
-//! Schemes: Bearer JWT today ([`bearer`]); OAuth 1.0a and client certificates slot in beside it
-//! as further arms of [`Authenticator::authenticate`].
+//! Schemes: Bearer JWT ([`bearer`]), OAuth 1.0a ([`oauth`]), and client certificates verified
+//! by the listener ([`certificate`], used when a request carries no `Authorization` header).
 
 mod account;
 pub mod bearer;
+pub mod certificate;
 pub mod oauth;
 mod principal;
 

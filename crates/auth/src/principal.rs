@@ -104,6 +104,8 @@ impl AccountScope {
 pub enum Scheme {
     Bearer,
     OAuth,
+    /// A client certificate verified by the listener's TLS.
+    ClientCertificate,
 }
 
 /// An authenticated caller.

@@ -135,8 +135,19 @@ impl Default for Config {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address and port of the HTTP listener.
+    /// Address and port of the listener: everything, or the runtime (mapping checks and
+    /// forward) when `admin_listen` is set.
     pub listen: SocketAddr,
+    /// TLS of `listen`; absent: plain HTTP.
+    pub tls: Option<ListenerTlsConfig>,
+    /// A second listener for the configuration API, the tester and the console.
+    pub admin_listen: Option<SocketAddr>,
+    /// TLS of `admin_listen`; absent: plain HTTP.
+    pub admin_tls: Option<ListenerTlsConfig>,
+    /// Worker threads serving connections; 0: one per CPU core.
+    pub workers: usize,
+    /// On SIGTERM, time given to requests in flight before connections are closed.
+    pub shutdown_grace_seconds: f64,
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<String>,
 }
@@ -145,9 +156,56 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
+            admin_listen: None,
+            admin_tls: None,
+            workers: 0,
+            shutdown_grace_seconds: 30.0,
             trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// HTTPS on a listener. The files are watched: a replaced certificate is served to new
+/// connections (open ones keep theirs); a broken replacement is logged and the last good one
+/// stays.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// PEM: the server certificate, then its chain.
+    pub cert_file: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM: the CAs whose client certificates callers may present.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: `optional` (ask; callers may still use tokens) or `required`
+    /// (no verified certificate, no connection).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// Whether a listener demands client certificates.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Optional,
+    Required,
+}
+
+/// A client certificate that stands for a caller (see `mtls_auth::certificate`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificateRule {
+    /// The exact subject, RFC 4514 (`openssl x509 -noout -subject -nameopt RFC2253`).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// A DNS name, URI or e-mail address among the subject alternative names.
+    #[serde(default)]
+    pub san: Option<String>,
+    pub accounts: Vec<String>,
+    pub privileges: Vec<String>,
 }
 
 /// Token buckets of one endpoint group; a rate of 0 turns that bucket off.
@@ -216,6 +274,8 @@ pub struct AuthConfig {
     /// OAuth 1.0a: `https://gateway.example` as clients address the gateway, when a proxy in
     /// front changes the scheme, host or port they signed. Absent: `http://` + `Host`.
     pub public_base_url: Option<String>,
+    /// Callers authenticated by the client certificate a listener verified.
+    pub client_certificates: Vec<ClientCertificateRule>,
 }
 
 impl Default for AuthConfig {
@@ -230,6 +290,7 @@ impl Default for AuthConfig {
             leeway_seconds: 30,
             oauth_timestamp_window_seconds: 300,
             public_base_url: None,
+            client_certificates: Vec::new(),
         }
     }
 }
@@ -342,6 +403,9 @@ pub struct ForwardConfig {
     pub response_timeout_seconds: f64,
     /// Idle upstream connections are closed after this long.
     pub idle_timeout_seconds: f64,
+    /// Load every mapped certificate's identity (secret fetch + parse) when the routing table
+    /// changes, instead of at its first request.
+    pub preload_identities: bool,
 }
 
 impl Default for ForwardConfig {
@@ -352,6 +416,7 @@ impl Default for ForwardConfig {
             connect_timeout_seconds: 5.0,
             response_timeout_seconds: 30.0,
             idle_timeout_seconds: 90.0,
+            preload_identities: false,
         }
     }
 }

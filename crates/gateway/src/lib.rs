@@ -4,5 +4,7 @@
 pub mod backends;
 pub mod config;
 pub mod data_dir;
+pub mod listen;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

@@ -5,41 +5,56 @@ use std::net::SocketAddr;
 use mtls_api::ratelimit::{Group, Limit, RateLimits};
 use mtls_api::services::Services;
 use mtls_api::{AppState, ForwardSettings, Limits, Settings};
+use mtls_auth::certificate::{CertificatePrincipals, CertificateRule};
 use mtls_auth::{Authenticator, BearerConfig, BearerVerifier};
 use mtls_runtime::egress::EgressPolicy;
 use mtls_runtime::forward::{Forwarder, Timeouts};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use std::sync::Arc;
+
+use mtls_api::Surface;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use crate::config::{Config, ConfigError};
 use crate::data_dir;
+use crate::listen::{Endpoint, Workers};
+use crate::tls::ServerTls;
 
 /// A gateway serving in the background (tests and `serve`).
 #[derive(Debug)]
 pub struct Running {
+    /// The address of `server.listen`.
     pub address: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    /// The address of `server.admin_listen`, when set.
+    pub admin_address: Option<SocketAddr>,
+    state: AppState,
+    workers: Option<Workers>,
+    reloader: Option<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    /// Readiness off, stop accepting, let requests in flight finish within the grace period,
+    /// and wait for the workers to end.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+        self.state.drain();
+        if let Some(reloader) = self.reloader.take() {
+            reloader.abort();
         }
-        self.task
-            .await
-            .unwrap_or_else(|error| Err(std::io::Error::other(error)))
+        if let Some(workers) = self.workers.take() {
+            tokio::task::spawn_blocking(move || workers.stop())
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
     }
 
-    /// Waits until the server ends (after a signal, for `serve`).
+    /// Waits for SIGTERM or Ctrl-C, then [`Running::stop`] (for `serve`).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task
-            .await
-            .unwrap_or_else(|error| Err(std::io::Error::other(error)))
+        signal().await;
+        tracing::info!(
+            "shutting down: readiness off, no new connections, requests in flight finish"
+        );
+        self.stop().await
     }
 }
 
@@ -129,6 +144,21 @@ fn rate_limits(config: &Config) -> Result<RateLimits, ConfigError> {
     Ok(limits)
 }
 
+fn certificate_principals(config: &Config) -> Result<CertificatePrincipals, ConfigError> {
+    let rules = config
+        .auth
+        .client_certificates
+        .iter()
+        .map(|rule| CertificateRule {
+            subject: rule.subject.clone(),
+            san: rule.san.clone(),
+            accounts: rule.accounts.clone(),
+            privileges: rule.privileges.clone(),
+        })
+        .collect();
+    CertificatePrincipals::new(rules).map_err(ConfigError)
+}
+
 /// Builds the application state from the configuration.
 pub fn state(config: &Config) -> Result<AppState, ConfigError> {
     data_dir::ensure(&config.data_dir)?;
@@ -158,7 +188,9 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         forward: ForwardSettings {
             allow_unmapped: config.forward.allow_unmapped,
             max_body_bytes: config.forward.max_body_bytes,
+            preload_identities: config.forward.preload_identities,
         },
+        certificate_principals: certificate_principals(config)?,
     };
     Ok(AppState::new(
         Authenticator::new(verifier, config.auth.oauth_timestamp_window_seconds.max(1)),
@@ -166,45 +198,123 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
     ))
 }
 
-/// Binds the listener and serves in the background until [`Running::stop`] or a signal.
+fn bind(address: SocketAddr) -> Result<std::net::TcpListener, ConfigError> {
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|error| ConfigError(format!("cannot listen on {address}: {error}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|error| ConfigError(format!("cannot listen on {address}: {error}")))?;
+    Ok(listener)
+}
+
+fn listener_tls(
+    settings: Option<&crate::config::ListenerTlsConfig>,
+    what: &str,
+) -> Result<Option<Arc<ServerTls>>, ConfigError> {
+    settings
+        .map(|settings| {
+            ServerTls::load(settings)
+                .map(Arc::new)
+                .map_err(|error| ConfigError(format!("{what}: {error}")))
+        })
+        .transpose()
+}
+
+/// Binds the listeners and serves in the background until [`Running::stop`] or a signal.
 pub async fn start(config: &Config) -> Result<Running, ConfigError> {
     tracing::info!(config = %config.redacted_json(), "effective configuration");
     let state = state(config)?;
     crate::backends::validate(config)?;
+    let tls = listener_tls(config.server.tls.as_ref(), "server.tls")?;
+    let admin_tls = listener_tls(config.server.admin_tls.as_ref(), "server.admin_tls")?;
+    if config.server.admin_tls.is_some() && config.server.admin_listen.is_none() {
+        return Err(ConfigError(
+            "server.admin_tls is set but server.admin_listen is not".to_owned(),
+        ));
+    }
     crate::backends::connect(config, &state).await;
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|error| {
-            ConfigError(format!(
-                "cannot listen on {}: {error}",
-                config.server.listen
-            ))
-        })?;
-    let address = listener
-        .local_addr()
-        .map_err(|error| ConfigError(format!("cannot read the listening address: {error}")))?;
-    tracing::info!(%address, "listening on http://{address}");
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let app = mtls_api::router(state);
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = stopped => {}
-                () = signal() => {}
-            }
-            tracing::info!("shutting down");
-        })
-        .await
-    });
+    let listener = bind(config.server.listen)?;
+    let address = local_address(&listener)?;
+    let scheme = |tls: &Option<Arc<ServerTls>>| if tls.is_some() { "https" } else { "http" };
+    let mut endpoints = Vec::new();
+    let mut admin_address = None;
+    match config.server.admin_listen {
+        None => {
+            tracing::info!(%address, "listening on {}://{address}", scheme(&tls));
+            endpoints.push(Endpoint {
+                listener,
+                app: mtls_api::surface_router(state.clone(), Surface::All),
+                tls: tls.clone(),
+            });
+        }
+        Some(admin) => {
+            let admin_listener = bind(admin)?;
+            let admin = local_address(&admin_listener)?;
+            admin_address = Some(admin);
+            tracing::info!(%address, "runtime listening on {}://{address}", scheme(&tls));
+            tracing::info!(address = %admin, "configuration API listening on {}://{admin}", scheme(&admin_tls));
+            endpoints.push(Endpoint {
+                listener,
+                app: mtls_api::surface_router(state.clone(), Surface::Runtime),
+                tls: tls.clone(),
+            });
+            endpoints.push(Endpoint {
+                listener: admin_listener,
+                app: mtls_api::surface_router(state.clone(), Surface::Admin),
+                tls: admin_tls.clone(),
+            });
+        }
+    }
+    let count = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        count => count,
+    };
+    let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
+    let workers = Workers::start(endpoints, count, grace)
+        .map_err(|error| ConfigError(format!("cannot start the worker threads: {error}")))?;
+    let watched: Vec<Arc<ServerTls>> = tls.into_iter().chain(admin_tls).collect();
+    let reloader = (!watched.is_empty()).then(|| tokio::spawn(reload_certificates(watched)));
     Ok(Running {
         address,
-        shutdown: Some(shutdown),
-        task,
+        admin_address,
+        state,
+        workers: Some(workers),
+        reloader,
     })
+}
+
+fn local_address(listener: &std::net::TcpListener) -> Result<SocketAddr, ConfigError> {
+    listener
+        .local_addr()
+        .map_err(|error| ConfigError(format!("cannot read the listening address: {error}")))
+}
+
+/// How often the listener certificate files are checked for a replacement.
+const CERTIFICATE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the listeners' certificates when their files change, and on SIGHUP.
+async fn reload_certificates(listeners: Vec<Arc<ServerTls>>) {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(CERTIFICATE_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = poll.tick() => false,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        for listener in &listeners {
+            if forced {
+                listener.reload();
+            } else {
+                listener.reload_if_changed();
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

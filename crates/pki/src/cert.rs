@@ -35,6 +35,29 @@ pub struct CertificateInfo {
     pub(crate) public_key: Vec<u8>,
 }
 
+/// The names a certificate is known by: the subject (RFC 4514 text, most specific first, as
+/// `openssl x509 -noout -subject -nameopt RFC2253` prints it) and the DNS, URI and e-mail
+/// subject alternative names. `None` when it does not decode.
+pub fn names(der: &[u8]) -> Option<(String, Vec<String>)> {
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let cert = Certificate::from_der(der).ok()?;
+    let tbs = cert.tbs_certificate();
+    let mut alternative = Vec::new();
+    if let Ok(Some((_, names))) = tbs.get_extension::<SubjectAltName>() {
+        for name in names.0 {
+            match name {
+                GeneralName::DnsName(text) | GeneralName::Rfc822Name(text) => {
+                    alternative.push(text.to_string());
+                }
+                GeneralName::UniformResourceIdentifier(text) => alternative.push(text.to_string()),
+                _ => {}
+            }
+        }
+    }
+    Some((tbs.subject().to_string(), alternative))
+}
+
 /// Reads one DER certificate; `None` when it does not decode.
 pub fn read(der: &[u8]) -> Option<CertificateInfo> {
     let cert = Certificate::from_der(der).ok()?;

@@ -18,7 +18,7 @@ mod report;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use cert::CertificateInfo;
+pub use cert::{CertificateInfo, names as certificate_names};
 pub use cost::CostLimits;
 pub use error::IntakeError;
 pub use kdf::PasswordForm;

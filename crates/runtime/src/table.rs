@@ -22,7 +22,7 @@ pub struct Route {
     pub not_before: i64,
     pub not_after: i64,
     /// The mapping's extra trust bundle for the target's server certificate.
-    pub upstream_ca: Option<Arc<str>>,
+    pub upstream_ca: Option<crate::forward::TrustBundle>,
 }
 
 impl Route {
@@ -128,6 +128,13 @@ impl Table {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+
+    /// Every route with its account.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Route)> {
+        self.routes
+            .iter()
+            .map(|(key, route)| (&*key.account, route))
     }
 
     /// The route for an already normalized URL.

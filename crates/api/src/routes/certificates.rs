@@ -462,7 +462,11 @@ async fn validate_url(
     certificate: (i64, i64),
     url: &str,
 ) -> Result<(), ApiError> {
-    let client = super::forward::client_for(state, account, Some(certificate), None).await?;
+    let key = mtls_runtime::forward::ClientKey {
+        certificate: Some(certificate),
+        upstream_ca: None,
+    };
+    let client = super::forward::client_for(state, account, key).await?;
     let uri: axum::http::Uri = url
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_url", "the URL cannot be called"))?;

@@ -123,28 +123,32 @@ async fn identity(
     })
 }
 
-/// The client of an identity: warm from the cache, or built once from the secret store.
+/// The client of an identity: warm from this thread's cache, or loaded once from the secret
+/// store.
 pub(crate) async fn client_for(
     state: &AppState,
     account: &str,
-    certificate: Option<(i64, i64)>,
-    upstream_ca: Option<&str>,
+    key: ClientKey,
 ) -> Result<UpstreamClient, ApiError> {
     let forwarder = &state.inner.forwarder;
-    let key = ClientKey {
-        certificate,
-        upstream_ca: upstream_ca.map(str::to_owned),
-    };
-    if let Some(client) = forwarder.cached(&key) {
+    if let Some(client) = forwarder.client(&key) {
         return Ok(client);
     }
-    let identity = match certificate {
+    let identity = match key.certificate {
         Some((id, _)) => Some(identity(state, account, id).await?),
         None => None,
     };
     forwarder
-        .build(key, identity.as_ref())
+        .install(key, identity.as_ref())
         .map_err(|error| ApiError::internal(&error))
+}
+
+/// The key of a route's identity (or of the unmapped identity).
+pub(crate) fn client_key(route: Option<&Route>) -> ClientKey {
+    ClientKey {
+        certificate: route.map(|route| (route.certificate_id, route.certificate_version)),
+        upstream_ca: route.and_then(|route| route.upstream_ca.clone()),
+    }
 }
 
 /// Sends `request` with `client` within the response timeout; failures as SPEC 7.4 answers.
@@ -219,17 +223,7 @@ pub async fn forward(
             "no certificate is mapped to this target",
         ));
     }
-    let client = client_for(
-        &state,
-        account.as_str(),
-        route
-            .as_ref()
-            .map(|route| (route.certificate_id, route.certificate_version)),
-        route
-            .as_ref()
-            .and_then(|route| route.upstream_ca.as_deref()),
-    )
-    .await?;
+    let client = client_for(&state, account.as_str(), client_key(route.as_ref())).await?;
 
     let (parts, body) = request.into_parts();
     let mut upstream_headers = relayed(&parts.headers, |name| {

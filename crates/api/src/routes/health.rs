@@ -21,6 +21,16 @@ fn describe(result: Option<&Result<(), String>>) -> Value {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state
+        .inner
+        .draining
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        );
+    }
     let slot = &state.inner.backends;
     let mut readiness = slot.readiness();
     if let Some(backends) = slot.get() {

@@ -18,81 +18,105 @@ use crate::AppState;
 /// Bytes allowed in a multipart body beyond the file itself (password, body part, framing).
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
-pub fn routes(state: AppState) -> Router {
+/// What a listener serves (SPEC 9; `server.admin_listen` splits them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything: one listener.
+    All,
+    /// The runtime: mapping checks and forward (plus health).
+    Runtime,
+    /// Configuration, tester, audit (plus health).
+    Admin,
+}
+
+pub fn routes(state: AppState, surface: Surface) -> Router {
+    let admin = surface != Surface::Runtime;
+    let runtime = surface != Surface::Admin;
+
     let file_limit = state.inner.limits.p12_max_bytes;
     let multipart_limit = file_limit + MULTIPART_OVERHEAD;
     // A JSON array of byte values takes up to 5 characters per byte ("-128,"), per item.
     let json_limit = (file_limit * 6 + MULTIPART_OVERHEAD) * 4;
     let certificates = "/mtls/account/{account_id}/certificates";
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route(
-            "/mtls/account/{account_id}/p12-test/multipart",
-            post(tester::test_multipart).layer(DefaultBodyLimit::max(multipart_limit)),
-        )
-        .route(
-            certificates,
-            get(certificates::list)
-                .post(certificates::create_json)
-                .put(certificates::update_json)
-                .layer(DefaultBodyLimit::max(json_limit)),
-        )
-        .route(
-            &format!("{certificates}/by-file"),
-            post(certificates::create_multipart)
-                .put(certificates::update_multipart)
-                .layer(DefaultBodyLimit::max(multipart_limit)),
-        )
-        .route(
-            &format!("{certificates}/byFile"),
-            post(certificates::create_multipart)
-                .put(certificates::update_multipart)
-                .layer(DefaultBodyLimit::max(multipart_limit)),
-        )
-        .route(
-            &format!("{certificates}/{{id}}"),
-            get(certificates::get).merge(delete(certificates::delete)),
-        )
-        .route(
-            "/api/account/{account_id}/certificate/{id}",
-            get(collect::collect),
-        )
-        .route(
-            &format!("{certificates}/activate/{{id}}"),
-            post(certificates::activate),
-        )
-        .route("/mtls/account/{account_id}/audit", get(audit::list))
-        .route(
-            "/api/account/{account_id}/configuration/ac-common/mtls",
-            get(mappings::list)
-                .post(mappings::create)
-                .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
-        )
-        .route(
-            "/api/account/{account_id}/configuration/ac-common/mtls/{id}",
-            get(mappings::get)
-                .put(mappings::update)
-                .delete(mappings::delete),
-        )
-        .route(
-            "/mtls/mapping",
-            post(checks::global).layer(DefaultBodyLimit::max(1024 * 1024)),
-        )
-        .route(
-            "/api/account/{account_id}/checks/serviceUrlMappings",
-            post(checks::account).layer(DefaultBodyLimit::max(1024 * 1024)),
-        )
-        .route(
-            "/mtls/account/{account_id}",
-            get(forward::forward)
-                .post(forward::forward)
-                .put(forward::forward)
-                .patch(forward::forward)
-                .delete(forward::forward)
-                .head(forward::forward)
-                .options(forward::forward)
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .with_state(state)
+        .route("/readyz", get(health::readyz));
+    let router = if admin {
+        router
+            .route(
+                "/mtls/account/{account_id}/p12-test/multipart",
+                post(tester::test_multipart).layer(DefaultBodyLimit::max(multipart_limit)),
+            )
+            .route(
+                certificates,
+                get(certificates::list)
+                    .post(certificates::create_json)
+                    .put(certificates::update_json)
+                    .layer(DefaultBodyLimit::max(json_limit)),
+            )
+            .route(
+                &format!("{certificates}/by-file"),
+                post(certificates::create_multipart)
+                    .put(certificates::update_multipart)
+                    .layer(DefaultBodyLimit::max(multipart_limit)),
+            )
+            .route(
+                &format!("{certificates}/byFile"),
+                post(certificates::create_multipart)
+                    .put(certificates::update_multipart)
+                    .layer(DefaultBodyLimit::max(multipart_limit)),
+            )
+            .route(
+                &format!("{certificates}/{{id}}"),
+                get(certificates::get).merge(delete(certificates::delete)),
+            )
+            .route(
+                "/api/account/{account_id}/certificate/{id}",
+                get(collect::collect),
+            )
+            .route(
+                &format!("{certificates}/activate/{{id}}"),
+                post(certificates::activate),
+            )
+            .route("/mtls/account/{account_id}/audit", get(audit::list))
+            .route(
+                "/api/account/{account_id}/configuration/ac-common/mtls",
+                get(mappings::list)
+                    .post(mappings::create)
+                    .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
+            )
+            .route(
+                "/api/account/{account_id}/configuration/ac-common/mtls/{id}",
+                get(mappings::get)
+                    .put(mappings::update)
+                    .delete(mappings::delete),
+            )
+    } else {
+        router
+    };
+    let router = if runtime {
+        router
+            .route(
+                "/mtls/mapping",
+                post(checks::global).layer(DefaultBodyLimit::max(1024 * 1024)),
+            )
+            .route(
+                "/api/account/{account_id}/checks/serviceUrlMappings",
+                post(checks::account).layer(DefaultBodyLimit::max(1024 * 1024)),
+            )
+            .route(
+                "/mtls/account/{account_id}",
+                get(forward::forward)
+                    .post(forward::forward)
+                    .put(forward::forward)
+                    .patch(forward::forward)
+                    .delete(forward::forward)
+                    .head(forward::forward)
+                    .options(forward::forward)
+                    .layer(DefaultBodyLimit::disable()),
+            )
+    } else {
+        router
+    };
+    router.with_state(state)
 }

@@ -7,7 +7,10 @@ use mtls_gateway::{server, telemetry};
 
 pub fn run(config: &Config) -> ExitCode {
     telemetry::init(&config.log);
+    // This runtime runs start-up, the background tasks and the database and secret store
+    // connections; connections are served by the worker threads (`listen`), each on its own.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {

@@ -362,3 +362,88 @@ fn p12_inspect_reports_and_exits_with_the_code() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("file_unreadable"));
 }
+
+/// SIGTERM: listening stops at once, the request in flight finishes, then the process exits 0.
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
+    let Some(pki) = crate::upstream::server_pki() else {
+        return;
+    };
+    let server = crate::upstream::start(&pki, None).await;
+    let dir = temp_dir("cli-sigterm");
+    let served = serve(
+        &dir,
+        &[
+            (
+                "MTLS_GATEWAY__EGRESS__ALLOW_CIDRS",
+                "[\"127.0.0.1/32\"]".to_owned(),
+            ),
+            (
+                "MTLS_GATEWAY__TLS__TRUST_ROOTS",
+                format!("[\"{}\"]", server.ca_pem.display()),
+            ),
+            (
+                "MTLS_GATEWAY__SERVER__SHUTDOWN_GRACE_SECONDS",
+                "10".to_owned(),
+            ),
+        ],
+    );
+    let output = binary()
+        .current_dir(&dir)
+        .args([
+            "token",
+            "issue",
+            "--account",
+            "a1",
+            "--privileges",
+            "MTLS_FORWARD",
+        ])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    // An unmapped forward to a target that takes 3 s to answer.
+    let slow = tokio::spawn(
+        client()
+            .get(format!("{}/mtls/account/a1", served.base))
+            .bearer_auth(&token)
+            .header(
+                "LP-forward-url",
+                format!("https://localhost:{}/slow", server.port),
+            )
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        client()
+            .get(format!("{}/healthz", served.base))
+            .send()
+            .await
+            .is_err(),
+        "no new connection is accepted after SIGTERM"
+    );
+    let response = slow.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(seen["path"], "/slow");
+    let mut served = served;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            assert!(status.success(), "serve exited with {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&served.log).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+}

@@ -14,6 +14,7 @@ mod certificates;
 mod cli;
 mod forward;
 mod limits;
+mod listener;
 mod mappings;
 mod oauth;
 mod storage;
