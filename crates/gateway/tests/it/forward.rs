@@ -11,14 +11,14 @@ use serde_json::{Value, json};
 use crate::support::{TestApp, client, spawn};
 use crate::upstream::{self, Upstream};
 
-struct Tenant<'a> {
-    app: &'a TestApp,
-    account: String,
-    token: String,
+pub(crate) struct Tenant<'a> {
+    pub app: &'a TestApp,
+    pub account: String,
+    pub token: String,
 }
 
 impl<'a> Tenant<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         let account = random_account();
         let token = app.token(
             &[&account],
@@ -36,7 +36,7 @@ impl<'a> Tenant<'a> {
     }
 
     /// Uploads a fixture; returns its id and the fingerprint the server must see.
-    async fn certificate(&self, fixtures: &P12Fixtures, file: &str) -> (i64, String) {
+    pub(crate) async fn certificate(&self, fixtures: &P12Fixtures, file: &str) -> (i64, String) {
         let case = fixtures.case(file);
         let item = json!([{ "name": file, "p12": STANDARD.encode(fixtures.bytes(file)), "password": case.password }]);
         let response = client()
@@ -57,7 +57,7 @@ impl<'a> Tenant<'a> {
         )
     }
 
-    async fn map(&self, certificate: i64, service: &str, url: &str) {
+    pub(crate) async fn map(&self, certificate: i64, service: &str, url: &str) {
         let mapping = json!([{ "name": format!("{service}-{url}"), "certificationId": certificate, "serviceId": service, "url": url, "siteId": self.account }]);
         let response = client()
             .post(self.app.url(&format!(
@@ -77,7 +77,7 @@ impl<'a> Tenant<'a> {
         );
     }
 
-    fn forward(&self, method: reqwest::Method, target: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn forward(&self, method: reqwest::Method, target: &str) -> reqwest::RequestBuilder {
         client()
             .request(
                 method,
@@ -88,7 +88,7 @@ impl<'a> Tenant<'a> {
     }
 }
 
-async fn answer(
+pub(crate) async fn answer(
     request: reqwest::RequestBuilder,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let response = request.send().await.unwrap();
@@ -105,7 +105,7 @@ async fn setup() -> Option<(P12Fixtures, std::path::PathBuf, Upstream)> {
     Some((fixtures, pki, server))
 }
 
-fn trusting(server: &Upstream) -> impl FnOnce(&mut mtls_gateway::config::Config) + '_ {
+pub(crate) fn trusting(server: &Upstream) -> impl FnOnce(&mut mtls_gateway::config::Config) + '_ {
     move |config| {
         config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
         config.tls.trust_roots = vec![server.ca_pem.clone()];

@@ -17,6 +17,7 @@ mod limits;
 mod listener;
 mod mappings;
 mod oauth;
+mod operations;
 mod storage;
 mod support;
 mod tester;
