@@ -9,6 +9,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 mod mappings;
+pub mod metrics;
 mod multipart;
 pub mod ratelimit;
 mod request_id;
@@ -36,6 +37,9 @@ pub fn surface_router(state: AppState, surface: Surface) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn(extract::form_body_layer))
-        .layer(middleware::from_fn_with_state(state, ratelimit::layer))
-        .layer(middleware::from_fn(request_id::layer))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::layer,
+        ))
+        .layer(middleware::from_fn_with_state(state, request_id::layer))
 }

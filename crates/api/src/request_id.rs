@@ -30,8 +30,13 @@ pub fn current() -> String {
         .unwrap_or_else(|_| "-".to_owned())
 }
 
-pub async fn layer(request: Request, next: Next) -> Response {
+pub async fn layer(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let id = next_id();
+    let group = crate::metrics::group_of(request.uri().path());
     let method = request.method().clone();
     let route = request
         .extensions()
@@ -42,12 +47,16 @@ pub async fn layer(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    let elapsed = started.elapsed();
+    state
+        .metrics()
+        .request(group, response.status().as_u16(), elapsed);
     tracing::info!(
         request_id = %id,
         method = %method,
         route = %route,
         status = response.status().as_u16(),
-        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "request"
     );
     response

@@ -50,6 +50,7 @@ pub async fn refresh(state: &AppState, backends: &Backends) -> Result<(), ApiErr
         })
         .collect();
     state.inner.routing.replace(table);
+    state.metrics().reloaded();
     // Identities of certificates deleted, replaced or no longer mapped leave memory now.
     state
         .inner

@@ -48,6 +48,8 @@ pub struct Settings {
     pub forward: ForwardSettings,
     /// Callers authenticated by a verified client certificate.
     pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
+    /// When set, `/metrics` requires `Authorization: Bearer <this>`.
+    pub metrics_token: Option<zeroize::Zeroizing<String>>,
 }
 
 /// Forward settings (SPEC 6.2).
@@ -100,6 +102,8 @@ pub(crate) struct Inner {
     /// Set on shutdown: `/readyz` answers 503 so that load balancers stop sending.
     pub draining: std::sync::atomic::AtomicBool,
     pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
+    pub metrics: crate::metrics::Metrics,
+    pub metrics_token: Option<zeroize::Zeroizing<String>>,
 }
 
 impl AppState {
@@ -111,6 +115,11 @@ impl AppState {
     /// The routing table snapshot.
     pub fn routing(&self) -> &mtls_runtime::RoutingTable {
         &self.inner.routing
+    }
+
+    /// The gateway's metrics (the expiry monitor fills in the certificates).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// Turns readiness off for good (shutdown has begun).
@@ -144,6 +153,8 @@ impl AppState {
                 forward: settings.forward,
                 draining: std::sync::atomic::AtomicBool::new(false),
                 certificate_principals: settings.certificate_principals,
+                metrics: crate::metrics::Metrics::default(),
+                metrics_token: settings.metrics_token,
             }),
         }
     }

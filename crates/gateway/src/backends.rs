@@ -193,6 +193,7 @@ async fn install(config: &Config, state: &AppState, backends: Backends) {
         tracing::warn!(status = %error.status(), "the routing table could not be built yet; the sync task retries");
     }
     state.backends().set(backends);
+    crate::expiry::spawn(config, state);
     let interval = Duration::from_secs_f64(config.runtime.sync_interval_seconds.max(0.05));
     let state = state.clone();
     tokio::spawn(async move {

@@ -22,6 +22,8 @@ const SECRET_KEYS: &[&str] = &[
     "secrets.local.master_key",
     "secrets.vault.token",
     "secrets.vault.secret_id",
+    "metrics.bearer_token",
+    "expiry.webhook_url",
 ];
 
 /// A secret value from the configuration: never printed, logged as `<redacted>`, wiped on drop.
@@ -108,6 +110,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub forward: ForwardConfig,
     pub rate_limits: RateLimitsConfig,
+    pub metrics: MetricsConfig,
+    pub expiry: ExpiryConfig,
     /// Services beyond the built-in four (SPEC 2): `NAME = "id"`.
     pub services: std::collections::BTreeMap<String, String>,
 }
@@ -125,6 +129,8 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             egress: EgressConfig::default(),
             tls: TlsConfig::default(),
+            metrics: MetricsConfig::default(),
+            expiry: ExpiryConfig::default(),
             forward: ForwardConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             services: std::collections::BTreeMap::new(),
@@ -356,6 +362,40 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".to_owned(),
+        }
+    }
+}
+
+/// `/metrics`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` requires `Authorization: Bearer <this>`.
+    pub bearer_token: Option<Secret>,
+}
+
+/// The certificate expiry monitor.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpiryConfig {
+    /// Days before `notAfter` at which a certificate is reported, once per threshold.
+    pub thresholds_days: Vec<u32>,
+    /// How often the live certificates are checked (and the expiry metrics refreshed).
+    pub check_interval_seconds: f64,
+    /// Where a JSON notification is POSTed (once per certificate and threshold); absent: log
+    /// and metrics only.
+    pub webhook_url: Option<Secret>,
+    /// Per webhook call.
+    pub webhook_timeout_seconds: f64,
+}
+
+impl Default for ExpiryConfig {
+    fn default() -> Self {
+        Self {
+            thresholds_days: vec![30, 14, 7, 1],
+            check_interval_seconds: 300.0,
+            webhook_url: None,
+            webhook_timeout_seconds: 10.0,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod config;
 pub mod data_dir;
+pub mod expiry;
 pub mod listen;
 pub mod server;
 pub mod telemetry;

@@ -191,6 +191,11 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
             preload_identities: config.forward.preload_identities,
         },
         certificate_principals: certificate_principals(config)?,
+        metrics_token: config
+            .metrics
+            .bearer_token
+            .as_ref()
+            .map(|token| Zeroizing::new(token.expose().to_owned())),
     };
     Ok(AppState::new(
         Authenticator::new(verifier, config.auth.oauth_timestamp_window_seconds.max(1)),

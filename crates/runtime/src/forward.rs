@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::{ClientConfig, RootCertStore};
@@ -36,7 +36,64 @@ pub type ForwardBody =
     http_body_util::combinators::UnsyncBoxBody<hyper::body::Bytes, Box<dyn StdError + Send + Sync>>;
 
 /// One identity's client on one worker thread.
-pub type UpstreamClient = Client<HttpsConnector<VettedConnector>, ForwardBody>;
+pub type UpstreamClient = Client<Metered, ForwardBody>;
+
+/// Upstream connections made, by how their TLS handshake went (for `/metrics`: requests minus
+/// connections is connection reuse).
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// Full TLS handshakes.
+    pub full: AtomicU64,
+    /// TLS sessions resumed.
+    pub resumed: AtomicU64,
+    /// Plain `http` targets (only with `egress.allow_http`).
+    pub plain: AtomicU64,
+}
+
+/// The HTTPS connector, counting the connections it makes by handshake kind.
+#[derive(Clone)]
+pub struct Metered {
+    inner: HttpsConnector<VettedConnector>,
+    counters: Arc<ConnectionCounters>,
+}
+
+impl std::fmt::Debug for Metered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metered").finish_non_exhaustive()
+    }
+}
+
+impl tower_service::Service<hyper::Uri> for Metered {
+    type Response = MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
+    type Error = Box<dyn StdError + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let counters = Arc::clone(&self.counters);
+        Box::pin(async move {
+            let stream = connecting.await?;
+            let counter = match &stream {
+                MaybeHttpsStream::Http(_) => &counters.plain,
+                MaybeHttpsStream::Https(tls) => match tls.inner().get_ref().1.handshake_kind() {
+                    Some(rustls::HandshakeKind::Resumed) => &counters.resumed,
+                    _ => &counters.full,
+                },
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(stream)
+        })
+    }
+}
 
 /// A mapping's extra trust bundle (PEM), compared by its SHA-256 so that keys stay small and
 /// the same bundle from two snapshots is the same key.
@@ -139,6 +196,8 @@ pub struct Forwarder {
     pub timeouts: Timeouts,
     identities: Mutex<Identities>,
     generation: AtomicU64,
+    /// Connections made, by handshake kind.
+    pub connections: Arc<ConnectionCounters>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -159,6 +218,7 @@ impl Forwarder {
             timeouts,
             identities: Mutex::new(Identities::default()),
             generation: AtomicU64::new(0),
+            connections: Arc::default(),
         }
     }
 
@@ -275,7 +335,10 @@ impl Forwarder {
             .wrap_connector(connector);
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(self.timeouts.idle)
-            .build(https)
+            .build(Metered {
+                inner: https,
+                counters: Arc::clone(&self.connections),
+            })
     }
 }
 

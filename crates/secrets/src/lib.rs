@@ -77,42 +77,57 @@ impl SecretStore {
         version: i64,
         material: &SecretMaterial,
     ) -> Result<(), SecretError> {
-        match self {
-            SecretStore::Local(store) => store.put(key, version, material).await,
-            SecretStore::Vault(store) => store.put(key, material).await,
-        }
+        mtls_metrics::timed("secret_store", "put", async move {
+            match self {
+                SecretStore::Local(store) => store.put(key, version, material).await,
+                SecretStore::Vault(store) => store.put(key, material).await,
+            }
+        })
+        .await
     }
 
     /// The current material for `key`, `None` when there is none.
     pub async fn get(&self, key: SecretKey<'_>) -> Result<Option<SecretMaterial>, SecretError> {
-        match self {
-            SecretStore::Local(store) => store.get(key).await,
-            SecretStore::Vault(store) => store.get(key).await,
-        }
+        mtls_metrics::timed("secret_store", "get", async move {
+            match self {
+                SecretStore::Local(store) => store.get(key).await,
+                SecretStore::Vault(store) => store.get(key).await,
+            }
+        })
+        .await
     }
 
     /// Whether material exists for `key`, without reading it.
     pub async fn exists(&self, key: SecretKey<'_>) -> Result<bool, SecretError> {
-        match self {
-            SecretStore::Local(store) => store.exists(key).await,
-            SecretStore::Vault(store) => store.exists(key).await,
-        }
+        mtls_metrics::timed("secret_store", "exists", async move {
+            match self {
+                SecretStore::Local(store) => store.exists(key).await,
+                SecretStore::Vault(store) => store.exists(key).await,
+            }
+        })
+        .await
     }
 
     /// Destroys every version of `key` and its metadata. Destroying nothing is not an error.
     pub async fn destroy(&self, key: SecretKey<'_>) -> Result<(), SecretError> {
-        match self {
-            SecretStore::Local(store) => store.destroy(key).await,
-            SecretStore::Vault(store) => store.destroy(key).await,
-        }
+        mtls_metrics::timed("secret_store", "destroy", async move {
+            match self {
+                SecretStore::Local(store) => store.destroy(key).await,
+                SecretStore::Vault(store) => store.destroy(key).await,
+            }
+        })
+        .await
     }
 
     /// Whether the store answers (for `/readyz`).
     pub async fn check(&self) -> Result<(), SecretError> {
-        match self {
-            SecretStore::Local(store) => store.check().await,
-            SecretStore::Vault(store) => store.check().await,
-        }
+        mtls_metrics::timed("secret_store", "check", async move {
+            match self {
+                SecretStore::Local(store) => store.check().await,
+                SecretStore::Vault(store) => store.check().await,
+            }
+        })
+        .await
     }
 
     /// `local` or `vault`, for logs and `/readyz`.

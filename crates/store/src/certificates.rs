@@ -85,8 +85,9 @@ macro_rules! columns {
          not_before, not_after, fingerprint_sha256, key_type, chain_length, created_at, updated_at"
     };
 }
+pub(crate) use columns;
 
-fn row(row: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
+pub(crate) fn row(row: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
     Ok(CertificateRow {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
@@ -114,34 +115,37 @@ impl Store {
         rows: &[NewCertificate],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        for new in rows {
-            let facts = &new.facts;
-            sqlx::query(concat!(
-                "INSERT INTO certificates (",
-                columns!(),
-                ", active_name) VALUES (?, ?, ?, 0, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .bind(new.id)
-            .bind(&new.account_id)
-            .bind(&facts.name)
-            .bind(new.secret_state.as_str())
-            .bind(&facts.subject)
-            .bind(&facts.issuer)
-            .bind(&facts.serial_number)
-            .bind(facts.not_before)
-            .bind(facts.not_after)
-            .bind(&facts.fingerprint_sha256)
-            .bind(&facts.key_type)
-            .bind(facts.chain_length)
-            .bind(now)
-            .bind(now)
-            .bind(&facts.name)
-            .execute(&mut *transaction)
-            .await?;
-        }
-        transaction.commit().await?;
-        Ok(())
+        mtls_metrics::timed("database", "insert_certificates", async move {
+            let mut transaction = self.pool.begin().await?;
+            for new in rows {
+                let facts = &new.facts;
+                sqlx::query(concat!(
+                    "INSERT INTO certificates (",
+                    columns!(),
+                    ", active_name) VALUES (?, ?, ?, 0, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ))
+                .bind(new.id)
+                .bind(&new.account_id)
+                .bind(&facts.name)
+                .bind(new.secret_state.as_str())
+                .bind(&facts.subject)
+                .bind(&facts.issuer)
+                .bind(&facts.serial_number)
+                .bind(facts.not_before)
+                .bind(facts.not_after)
+                .bind(&facts.fingerprint_sha256)
+                .bind(&facts.key_type)
+                .bind(facts.chain_length)
+                .bind(now)
+                .bind(now)
+                .bind(&facts.name)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            transaction.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// One certificate of `account` (deleted ones included; callers decide).
@@ -150,16 +154,19 @@ impl Store {
         account: &str,
         id: i64,
     ) -> Result<Option<CertificateRow>, StoreError> {
-        let found = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM certificates WHERE account_id = ? AND id = ?"
-        ))
-        .bind(account)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.as_ref().map(row).transpose()?)
+        mtls_metrics::timed("database", "certificate", async move {
+            let found = sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM certificates WHERE account_id = ? AND id = ?"
+            ))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(found.as_ref().map(row).transpose()?)
+        })
+        .await
     }
 
     /// The certificates of `account`, oldest first.
@@ -168,36 +175,42 @@ impl Store {
         account: &str,
         include_deleted: bool,
     ) -> Result<Vec<CertificateRow>, StoreError> {
-        let statement = if include_deleted {
-            concat!(
-                "SELECT ",
-                columns!(),
-                " FROM certificates WHERE account_id = ? ORDER BY created_at, id"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                columns!(),
-                " FROM certificates WHERE account_id = ? AND deleted = 0 ORDER BY created_at, id"
-            )
-        };
-        let rows = sqlx::query(statement)
-            .bind(account)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+        mtls_metrics::timed("database", "certificates", async move {
+            let statement = if include_deleted {
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM certificates WHERE account_id = ? ORDER BY created_at, id"
+                )
+            } else {
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM certificates WHERE account_id = ? AND deleted = 0 ORDER BY created_at, id"
+                )
+            };
+            let rows = sqlx::query(statement)
+                .bind(account)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     /// Every live certificate whose secret is believed stored (for start-up reconciliation).
     pub async fn stored_certificates(&self) -> Result<Vec<CertificateRow>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM certificates WHERE deleted = 0 AND secret_state = 'stored' ORDER BY account_id, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+        mtls_metrics::timed("database", "stored_certificates", async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM certificates WHERE deleted = 0 AND secret_state = 'stored' ORDER BY account_id, id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     /// Whether a live certificate of `account` other than `except` has `name`.
@@ -207,15 +220,18 @@ impl Store {
         name: &str,
         except: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let found = sqlx::query(
-            "SELECT id FROM certificates WHERE account_id = ? AND active_name = ? AND id <> ?",
-        )
-        .bind(account)
-        .bind(name)
-        .bind(except.unwrap_or(0))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+        mtls_metrics::timed("database", "name_taken", async move {
+            let found = sqlx::query(
+                "SELECT id FROM certificates WHERE account_id = ? AND active_name = ? AND id <> ?",
+            )
+            .bind(account)
+            .bind(name)
+            .bind(except.unwrap_or(0))
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(found.is_some())
+        })
+        .await
     }
 
     /// Replaces a live certificate's facts: version + 1, secret stored. `false` when the row is
@@ -228,43 +244,49 @@ impl Store {
         facts: &Replacement,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE certificates SET name = ?, active_name = ?, version = version + 1, secret_state = 'stored', \
-             subject = ?, issuer = ?, serial_number = ?, not_before = ?, not_after = ?, fingerprint_sha256 = ?, \
-             key_type = ?, chain_length = ?, updated_at = ? \
-             WHERE account_id = ? AND id = ? AND version = ? AND deleted = 0",
-        )
-        .bind(&facts.name)
-        .bind(&facts.name)
-        .bind(&facts.subject)
-        .bind(&facts.issuer)
-        .bind(&facts.serial_number)
-        .bind(facts.not_before)
-        .bind(facts.not_after)
-        .bind(&facts.fingerprint_sha256)
-        .bind(&facts.key_type)
-        .bind(facts.chain_length)
-        .bind(now)
-        .bind(account)
-        .bind(id)
-        .bind(expected_version)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        mtls_metrics::timed("database", "replace_certificate", async move {
+            let done = sqlx::query(
+                "UPDATE certificates SET name = ?, active_name = ?, version = version + 1, secret_state = 'stored', \
+                 subject = ?, issuer = ?, serial_number = ?, not_before = ?, not_after = ?, fingerprint_sha256 = ?, \
+                 key_type = ?, chain_length = ?, updated_at = ? \
+                 WHERE account_id = ? AND id = ? AND version = ? AND deleted = 0",
+            )
+            .bind(&facts.name)
+            .bind(&facts.name)
+            .bind(&facts.subject)
+            .bind(&facts.issuer)
+            .bind(&facts.serial_number)
+            .bind(facts.not_before)
+            .bind(facts.not_after)
+            .bind(&facts.fingerprint_sha256)
+            .bind(&facts.key_type)
+            .bind(facts.chain_length)
+            .bind(now)
+            .bind(account)
+            .bind(id)
+            .bind(expected_version)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     /// Soft delete: the row stays for audit, its name is free again, its secret is marked destroyed.
     pub async fn mark_deleted(&self, account: &str, id: i64, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE certificates SET deleted = 1, active_name = NULL, secret_state = 'destroyed', updated_at = ? \
-             WHERE account_id = ? AND id = ? AND deleted = 0",
-        )
-        .bind(now)
-        .bind(account)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        mtls_metrics::timed("database", "mark_deleted", async move {
+            let done = sqlx::query(
+                "UPDATE certificates SET deleted = 1, active_name = NULL, secret_state = 'destroyed', updated_at = ? \
+                 WHERE account_id = ? AND id = ? AND deleted = 0",
+            )
+            .bind(now)
+            .bind(account)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     /// Records what is known of a certificate's secret.
@@ -274,12 +296,15 @@ impl Store {
         id: i64,
         state: SecretState,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE certificates SET secret_state = ? WHERE account_id = ? AND id = ?")
-            .bind(state.as_str())
-            .bind(account)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        mtls_metrics::timed("database", "set_secret_state", async move {
+            sqlx::query("UPDATE certificates SET secret_state = ? WHERE account_id = ? AND id = ?")
+                .bind(state.as_str())
+                .bind(account)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -9,6 +9,7 @@
 mod app_keys;
 mod audit;
 mod certificates;
+mod expiry;
 mod mappings;
 mod sealed;
 
@@ -139,8 +140,11 @@ impl Store {
 
     /// A round trip to the database (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        mtls_metrics::timed("database", "ping", async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn close(&self) {

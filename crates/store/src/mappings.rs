@@ -92,14 +92,17 @@ fn mapping(row: &AnyRow) -> Result<MappingRow, sqlx::Error> {
 impl Store {
     /// The account's mapping revision (0 before any change).
     pub async fn revision(&self, account: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT revision FROM revisions WHERE account_id = ?")
-            .bind(account)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|row| row.try_get::<i64, _>("revision"))
-            .transpose()?
-            .unwrap_or(0))
+        mtls_metrics::timed("database", "revision", async move {
+            let row = sqlx::query("SELECT revision FROM revisions WHERE account_id = ?")
+                .bind(account)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row
+                .map(|row| row.try_get::<i64, _>("revision"))
+                .transpose()?
+                .unwrap_or(0))
+        })
+        .await
     }
 
     async fn bump(
@@ -144,8 +147,11 @@ impl Store {
     /// Bumps the account's and the global revision in one transaction (certificate changes
     /// call this so that other nodes rebuild their routing tables).
     pub async fn bump_revisions(&self, account: &str) -> Result<i64, StoreError> {
-        let transaction = self.pool.begin().await?;
-        self.commit_change(transaction, account).await
+        mtls_metrics::timed("database", "bump_revisions", async move {
+            let transaction = self.pool.begin().await?;
+            self.commit_change(transaction, account).await
+        })
+        .await
     }
 
     /// Locks (MySQL) and reads the account's revision inside `transaction`.
@@ -175,6 +181,7 @@ impl Store {
         rows: &[(i64, MappingFields)],
         now: i64,
     ) -> Result<i64, StoreError> {
+        mtls_metrics::timed("database", "insert_mappings", async move {
         let mut transaction = self.pool.begin().await?;
         for (id, fields) in rows {
             sqlx::query(
@@ -200,19 +207,24 @@ impl Store {
         }
         let revision = self.commit_change(transaction, account).await?;
         Ok(revision)
+        })
+        .await
     }
 
     pub async fn mapping(&self, account: &str, id: i64) -> Result<Option<MappingRow>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            mapping_columns!(),
-            " FROM mappings WHERE account_id = ? AND id = ?"
-        ))
-        .bind(account)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(mapping).transpose()?)
+        mtls_metrics::timed("database", "mapping", async move {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                mapping_columns!(),
+                " FROM mappings WHERE account_id = ? AND id = ?"
+            ))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.as_ref().map(mapping).transpose()?)
+        })
+        .await
     }
 
     pub async fn mappings(
@@ -220,24 +232,27 @@ impl Store {
         account: &str,
         include_deleted: bool,
     ) -> Result<Vec<MappingRow>, StoreError> {
-        let statement = if include_deleted {
-            concat!(
-                "SELECT ",
-                mapping_columns!(),
-                " FROM mappings WHERE account_id = ? ORDER BY created_at, id"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                mapping_columns!(),
-                " FROM mappings WHERE account_id = ? AND deleted = 0 ORDER BY created_at, id"
-            )
-        };
-        let rows = sqlx::query(statement)
-            .bind(account)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(mapping).collect::<Result<_, _>>()?)
+        mtls_metrics::timed("database", "mappings", async move {
+            let statement = if include_deleted {
+                concat!(
+                    "SELECT ",
+                    mapping_columns!(),
+                    " FROM mappings WHERE account_id = ? ORDER BY created_at, id"
+                )
+            } else {
+                concat!(
+                    "SELECT ",
+                    mapping_columns!(),
+                    " FROM mappings WHERE account_id = ? AND deleted = 0 ORDER BY created_at, id"
+                )
+            };
+            let rows = sqlx::query(statement)
+                .bind(account)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(mapping).collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     /// Enabled, live mappings of a certificate.
@@ -246,6 +261,7 @@ impl Store {
         account: &str,
         certificate_id: i64,
     ) -> Result<Vec<MappingRow>, StoreError> {
+        mtls_metrics::timed("database", "mappings_of_certificate", async move {
         let rows = sqlx::query(concat!(
             "SELECT ",
             mapping_columns!(),
@@ -256,6 +272,8 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(mapping).collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     /// Replaces a live mapping's fields, honouring `if_match`.
@@ -267,34 +285,37 @@ impl Store {
         if_match: Option<i64>,
         now: i64,
     ) -> Result<MappingWrite, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let current = self.current_revision(&mut transaction, account).await?;
-        if if_match.is_some_and(|expected| expected != current) {
-            return Ok(MappingWrite::StaleRevision { current });
-        }
-        let done = sqlx::query(
-            "UPDATE mappings SET name = ?, active_name = ?, certificate_id = ?, service_id = ?, url = ?, url_key = ?, \
-             active_url_key = ?, enabled = ?, upstream_ca = ?, updated_at = ? WHERE account_id = ? AND id = ? AND deleted = 0",
-        )
-        .bind(&fields.name)
-        .bind(&fields.name)
-        .bind(fields.certificate_id)
-        .bind(&fields.service_id)
-        .bind(&fields.url)
-        .bind(&fields.url_key)
-        .bind(&fields.url_key)
-        .bind(i64::from(fields.enabled))
-        .bind(fields.upstream_ca.clone())
-        .bind(now)
-        .bind(account)
-        .bind(id)
-        .execute(&mut *transaction)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(MappingWrite::NotFound);
-        }
-        let revision = self.commit_change(transaction, account).await?;
-        Ok(MappingWrite::Done { revision })
+        mtls_metrics::timed("database", "update_mapping", async move {
+            let mut transaction = self.pool.begin().await?;
+            let current = self.current_revision(&mut transaction, account).await?;
+            if if_match.is_some_and(|expected| expected != current) {
+                return Ok(MappingWrite::StaleRevision { current });
+            }
+            let done = sqlx::query(
+                "UPDATE mappings SET name = ?, active_name = ?, certificate_id = ?, service_id = ?, url = ?, url_key = ?, \
+                 active_url_key = ?, enabled = ?, upstream_ca = ?, updated_at = ? WHERE account_id = ? AND id = ? AND deleted = 0",
+            )
+            .bind(&fields.name)
+            .bind(&fields.name)
+            .bind(fields.certificate_id)
+            .bind(&fields.service_id)
+            .bind(&fields.url)
+            .bind(&fields.url_key)
+            .bind(&fields.url_key)
+            .bind(i64::from(fields.enabled))
+            .bind(fields.upstream_ca.clone())
+            .bind(now)
+            .bind(account)
+            .bind(id)
+            .execute(&mut *transaction)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(MappingWrite::NotFound);
+            }
+            let revision = self.commit_change(transaction, account).await?;
+            Ok(MappingWrite::Done { revision })
+        })
+        .await
     }
 
     /// Soft-deletes a live mapping, honouring `if_match`.
@@ -305,25 +326,28 @@ impl Store {
         if_match: Option<i64>,
         now: i64,
     ) -> Result<MappingWrite, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let current = self.current_revision(&mut transaction, account).await?;
-        if if_match.is_some_and(|expected| expected != current) {
-            return Ok(MappingWrite::StaleRevision { current });
-        }
-        let done = sqlx::query(
-            "UPDATE mappings SET deleted = 1, active_name = NULL, active_url_key = NULL, updated_at = ? \
-             WHERE account_id = ? AND id = ? AND deleted = 0",
-        )
-        .bind(now)
-        .bind(account)
-        .bind(id)
-        .execute(&mut *transaction)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(MappingWrite::NotFound);
-        }
-        let revision = self.commit_change(transaction, account).await?;
-        Ok(MappingWrite::Done { revision })
+        mtls_metrics::timed("database", "delete_mapping", async move {
+            let mut transaction = self.pool.begin().await?;
+            let current = self.current_revision(&mut transaction, account).await?;
+            if if_match.is_some_and(|expected| expected != current) {
+                return Ok(MappingWrite::StaleRevision { current });
+            }
+            let done = sqlx::query(
+                "UPDATE mappings SET deleted = 1, active_name = NULL, active_url_key = NULL, updated_at = ? \
+                 WHERE account_id = ? AND id = ? AND deleted = 0",
+            )
+            .bind(now)
+            .bind(account)
+            .bind(id)
+            .execute(&mut *transaction)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(MappingWrite::NotFound);
+            }
+            let revision = self.commit_change(transaction, account).await?;
+            Ok(MappingWrite::Done { revision })
+        })
+        .await
     }
 
     /// Disables every enabled mapping of a certificate (a forced certificate delete).
@@ -333,48 +357,54 @@ impl Store {
         certificate_id: i64,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE mappings SET enabled = 0, updated_at = ? WHERE account_id = ? AND certificate_id = ? AND deleted = 0 AND enabled = 1",
-        )
-        .bind(now)
-        .bind(account)
-        .bind(certificate_id)
-        .execute(&mut *transaction)
-        .await?;
-        let revision = self.commit_change(transaction, account).await?;
-        Ok(revision)
+        mtls_metrics::timed("database", "disable_mappings_of_certificate", async move {
+            let mut transaction = self.pool.begin().await?;
+            sqlx::query(
+                "UPDATE mappings SET enabled = 0, updated_at = ? WHERE account_id = ? AND certificate_id = ? AND deleted = 0 AND enabled = 1",
+            )
+            .bind(now)
+            .bind(account)
+            .bind(certificate_id)
+            .execute(&mut *transaction)
+            .await?;
+            let revision = self.commit_change(transaction, account).await?;
+            Ok(revision)
+        })
+        .await
     }
 
     /// Every enabled, live mapping with its certificate: what the routing table is built from.
     pub async fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.account_id AS account_id, m.service_id AS service_id, m.url AS url, m.id AS mapping_id, \
-             m.certificate_id AS certificate_id, c.version AS version, c.secret_state AS secret_state, \
-             c.deleted AS certificate_deleted, c.not_before AS not_before, c.not_after AS not_after, \
-             m.upstream_ca AS upstream_ca \
-             FROM mappings m JOIN certificates c ON c.id = m.certificate_id AND c.account_id = m.account_id \
-             WHERE m.deleted = 0 AND m.enabled = 1",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RouteRow {
-                    account_id: row.try_get("account_id")?,
-                    service_id: row.try_get("service_id")?,
-                    url: row.try_get("url")?,
-                    mapping_id: row.try_get("mapping_id")?,
-                    certificate_id: row.try_get("certificate_id")?,
-                    certificate_version: row.try_get("version")?,
-                    secret_stored: row.try_get::<String, _>("secret_state")? == "stored"
-                        && row.try_get::<i64, _>("certificate_deleted")? == 0,
-                    not_before: row.try_get("not_before")?,
-                    not_after: row.try_get("not_after")?,
-                    upstream_ca: row.try_get("upstream_ca")?,
+        mtls_metrics::timed("database", "routes", async move {
+            let rows = sqlx::query(
+                "SELECT m.account_id AS account_id, m.service_id AS service_id, m.url AS url, m.id AS mapping_id, \
+                 m.certificate_id AS certificate_id, c.version AS version, c.secret_state AS secret_state, \
+                 c.deleted AS certificate_deleted, c.not_before AS not_before, c.not_after AS not_after, \
+                 m.upstream_ca AS upstream_ca \
+                 FROM mappings m JOIN certificates c ON c.id = m.certificate_id AND c.account_id = m.account_id \
+                 WHERE m.deleted = 0 AND m.enabled = 1",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(RouteRow {
+                        account_id: row.try_get("account_id")?,
+                        service_id: row.try_get("service_id")?,
+                        url: row.try_get("url")?,
+                        mapping_id: row.try_get("mapping_id")?,
+                        certificate_id: row.try_get("certificate_id")?,
+                        certificate_version: row.try_get("version")?,
+                        secret_stored: row.try_get::<String, _>("secret_state")? == "stored"
+                            && row.try_get::<i64, _>("certificate_deleted")? == 0,
+                        not_before: row.try_get("not_before")?,
+                        not_after: row.try_get("not_after")?,
+                        upstream_ca: row.try_get("upstream_ca")?,
+                    })
                 })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+        .await
     }
 }

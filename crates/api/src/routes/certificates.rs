@@ -28,6 +28,10 @@ use mtls_auth::AccountId;
 pub struct ListQuery {
     #[serde(default)]
     include_deleted: Option<String>,
+    /// Additive: only live certificates whose `notAfter` is at most this many days away
+    /// (expired ones included).
+    #[serde(default, rename = "expiringWithinDays")]
+    expiring_within_days: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +217,20 @@ pub async fn list(
         Privilege::ReadInternal,
         Group::Configuration,
     )?;
+    let within = match query.expiring_within_days.as_deref() {
+        None => None,
+        Some(days) => Some(
+            days.parse::<u32>()
+                .ok()
+                .filter(|days| *days <= 36_500)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        "expiringWithinDays must be a whole number of days from 0 to 36500",
+                    )
+                })?,
+        ),
+    };
     let backends = state.inner.backends.require()?;
     let rows = backends
         .store
@@ -224,6 +242,11 @@ pub async fn list(
     let now = now();
     Ok(Json(
         rows.iter()
+            .filter(|row| {
+                within.is_none_or(|days| {
+                    !row.deleted && row.not_after <= now + i64::from(days) * 86_400
+                })
+            })
             .map(|row| Certificate::from_row(row, now))
             .collect(),
     ))

@@ -158,12 +158,20 @@ pub(crate) async fn send(
     request: axum::http::Request<ForwardBody>,
 ) -> Result<axum::http::Response<hyper::body::Incoming>, ApiError> {
     let timeout = state.inner.forwarder.timeouts.response_headers;
+    let started = std::time::Instant::now();
+    let metrics = state.metrics();
     match tokio::time::timeout(timeout, client.request(request)).await {
-        Err(_) => Err(ApiError::transport(
-            "response_timeout",
-            "the target did not answer in time",
-        )),
-        Ok(Ok(response)) => Ok(response),
+        Err(_) => {
+            metrics.failure("response_timeout");
+            Err(ApiError::transport(
+                "response_timeout",
+                "the target did not answer in time",
+            ))
+        }
+        Ok(Ok(response)) => {
+            metrics.upstream(started.elapsed());
+            Ok(response)
+        }
         Ok(Err(error)) => {
             if source_is_length_limit(&error) {
                 let limit = state.inner.forward.max_body_bytes;
@@ -172,6 +180,7 @@ pub(crate) async fn send(
                 )));
             }
             let failure = classify(&error);
+            metrics.failure(failure.code);
             tracing::info!(code = failure.code, "upstream call failed");
             Err(if failure.status == 403 {
                 ApiError::new(

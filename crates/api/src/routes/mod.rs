@@ -40,7 +40,8 @@ pub fn routes(state: AppState, surface: Surface) -> Router {
     let certificates = "/mtls/account/{account_id}/certificates";
     let router = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::metrics));
     let router = if admin {
         router
             .route(

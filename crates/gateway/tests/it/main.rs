@@ -17,6 +17,7 @@ mod limits;
 mod listener;
 mod mappings;
 mod oauth;
+mod observability;
 mod operations;
 mod storage;
 mod support;

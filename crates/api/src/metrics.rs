@@ -1,0 +1,288 @@
+//! `/metrics` (Prometheus text format): requests by route group and status with latency
+//! histograms; the forward path's upstream latency, connections by handshake kind (full or
+//! resumed: requests minus connections is reuse) and failures by code; certificates by status
+//! and seconds until each one expires; the routing snapshot's revision, reload count and age;
+//! database and secret-store call latency and errors (recorded by those crates, see
+//! `mtls_metrics::dependency_call`).
+//!
+//! Labels carry account ids, certificate ids and names (never secrets). `metrics.bearer_token`
+//! restricts the endpoint to scrapers that present it.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mtls_metrics::{Counter, Family, Gauge, Histogram, header as help, label};
+
+use crate::AppState;
+use crate::ratelimit::Group;
+
+/// One live certificate as the expiry monitor last saw it.
+#[derive(Clone, Debug)]
+pub struct CertificateExpiry {
+    pub account: String,
+    pub id: i64,
+    pub name: String,
+    /// `Available`, `Expired` or `UnAvailable`.
+    pub status: &'static str,
+    pub not_after: i64,
+}
+
+/// The gateway's own metrics (the dependency calls are process-wide, in `mtls_metrics`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Family<(&'static str, u16), Histogram>,
+    upstream: Histogram,
+    forwarded: Counter,
+    failures: Family<&'static str, Counter>,
+    reloads: Counter,
+    last_reload_millis: Gauge,
+    certificates: RwLock<Option<Vec<CertificateExpiry>>>,
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// The route group of a path, as the `group` label names it.
+pub fn group_of(path: &str) -> &'static str {
+    match Group::of(path) {
+        Some(Group::Configuration) => "configuration",
+        Some(Group::Checks) => "checks",
+        Some(Group::Forward) => "forward",
+        Some(Group::Tester) => "tester",
+        None if path == "/healthz" || path == "/readyz" => "health",
+        None if path == "/metrics" => "metrics",
+        None => "other",
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, group: &'static str, status: u16, elapsed: Duration) {
+        self.requests.get(&(group, status)).observe(elapsed);
+    }
+
+    /// An upstream call answered (headers received) after `elapsed`.
+    pub fn upstream(&self, elapsed: Duration) {
+        self.forwarded.add(1);
+        self.upstream.observe(elapsed);
+    }
+
+    /// A forward failed with `code` (SPEC 7.4, or `egress_denied`).
+    pub fn failure(&self, code: &'static str) {
+        self.forwarded.add(1);
+        self.failures.get(&code).add(1);
+    }
+
+    pub fn reloaded(&self) {
+        self.reloads.add(1);
+        self.last_reload_millis.set(unix_millis());
+    }
+
+    /// What the expiry monitor found.
+    pub fn set_certificates(&self, certificates: Vec<CertificateExpiry>) {
+        *self
+            .certificates
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(certificates);
+    }
+
+    fn render(&self, state: &AppState) -> String {
+        let mut out = String::with_capacity(8192);
+        help(
+            &mut out,
+            "mtls_http_request_duration_seconds",
+            "histogram",
+            "Requests served, by route group and status.",
+        );
+        for ((group, status), histogram) in self.requests.snapshot() {
+            histogram.render(
+                "mtls_http_request_duration_seconds",
+                &format!("group=\"{group}\",status=\"{status}\""),
+                &mut out,
+            );
+        }
+        help(
+            &mut out,
+            "mtls_forward_upstream_duration_seconds",
+            "histogram",
+            "Forward: time from sending to the target's response headers.",
+        );
+        self.upstream
+            .render("mtls_forward_upstream_duration_seconds", "", &mut out);
+        help(
+            &mut out,
+            "mtls_forward_requests_total",
+            "counter",
+            "Forward: upstream calls attempted.",
+        );
+        let _ = writeln!(out, "mtls_forward_requests_total {}", self.forwarded.get());
+        help(
+            &mut out,
+            "mtls_forward_failures_total",
+            "counter",
+            "Forward: failures by code (SPEC 7.4, and egress_denied).",
+        );
+        for (code, counter) in self.failures.snapshot() {
+            let _ = writeln!(
+                out,
+                "mtls_forward_failures_total{{code=\"{code}\"}} {}",
+                counter.get()
+            );
+        }
+        let connections = &state.inner.forwarder.connections;
+        help(
+            &mut out,
+            "mtls_forward_upstream_connections_total",
+            "counter",
+            "Forward: upstream connections opened, by TLS handshake (full, resumed, or none for http).",
+        );
+        for (kind, counter) in [
+            ("full", &connections.full),
+            ("resumed", &connections.resumed),
+            ("none", &connections.plain),
+        ] {
+            let _ = writeln!(
+                out,
+                "mtls_forward_upstream_connections_total{{handshake=\"{kind}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        help(
+            &mut out,
+            "mtls_forward_identities_loaded",
+            "gauge",
+            "Forward: client identities (certificate + key) loaded in memory.",
+        );
+        let _ = writeln!(
+            out,
+            "mtls_forward_identities_loaded {}",
+            state.inner.forwarder.identity_count()
+        );
+        self.render_runtime(state, &mut out);
+        self.render_certificates(&mut out);
+        mtls_metrics::render_dependencies(&mut out);
+        out
+    }
+
+    fn render_runtime(&self, state: &AppState, out: &mut String) {
+        let snapshot = state.inner.routing.snapshot();
+        help(
+            out,
+            "mtls_runtime_snapshot_revision",
+            "gauge",
+            "The global revision the routing snapshot was built from.",
+        );
+        let _ = writeln!(
+            out,
+            "mtls_runtime_snapshot_revision {}",
+            snapshot.revision()
+        );
+        help(
+            out,
+            "mtls_runtime_snapshot_routes",
+            "gauge",
+            "Routes in the routing snapshot.",
+        );
+        let _ = writeln!(out, "mtls_runtime_snapshot_routes {}", snapshot.len());
+        help(
+            out,
+            "mtls_runtime_snapshot_reloads_total",
+            "counter",
+            "Routing snapshot rebuilds.",
+        );
+        let _ = writeln!(
+            out,
+            "mtls_runtime_snapshot_reloads_total {}",
+            self.reloads.get()
+        );
+        let last = self.last_reload_millis.get();
+        if last > 0 {
+            help(
+                out,
+                "mtls_runtime_snapshot_age_seconds",
+                "gauge",
+                "Time since the routing snapshot was last rebuilt.",
+            );
+            let age = unix_millis().saturating_sub(last) as f64 / 1000.0;
+            let _ = writeln!(out, "mtls_runtime_snapshot_age_seconds {age}");
+        }
+    }
+
+    fn render_certificates(&self, out: &mut String) {
+        let certificates = self
+            .certificates
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(certificates) = certificates.as_ref() else {
+            return;
+        };
+        help(
+            out,
+            "mtls_certificates",
+            "gauge",
+            "Live certificates by status, as of the last expiry check.",
+        );
+        for status in ["Available", "Expired", "UnAvailable"] {
+            let count = certificates
+                .iter()
+                .filter(|certificate| certificate.status == status)
+                .count();
+            let _ = writeln!(out, "mtls_certificates{{status=\"{status}\"}} {count}");
+        }
+        help(
+            out,
+            "mtls_certificate_expiry_seconds",
+            "gauge",
+            "Seconds until a certificate's notAfter (negative once expired).",
+        );
+        let now = i64::try_from(unix_millis() / 1000).unwrap_or(i64::MAX);
+        for certificate in certificates {
+            let _ = writeln!(
+                out,
+                "mtls_certificate_expiry_seconds{{account=\"{}\",id=\"{}\",name=\"{}\"}} {}",
+                label(&certificate.account),
+                certificate.id,
+                label(&certificate.name),
+                certificate.not_after - now
+            );
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.inner.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::as_bytes);
+        let matches = presented.is_some_and(|presented| {
+            use sha2::Digest;
+            // Compared as digests: the comparison's time does not depend on a shared prefix.
+            sha2::Sha256::digest(presented) == sha2::Sha256::digest(expected.as_bytes())
+        });
+        if !matches {
+            return crate::error::ApiError::from(mtls_auth::AuthError::Missing).into_response();
+        }
+    }
+    let body = state.inner.metrics.render(&state);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
