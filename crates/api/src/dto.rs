@@ -15,7 +15,7 @@ pub fn rfc3339(unix_seconds: i64) -> String {
 }
 
 /// The tester report of SPEC 8 (validate-only form).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TesterReport {
     /// Always `true` in a 200 answer: the file can be uploaded and used.
@@ -42,7 +42,7 @@ pub struct TesterReport {
     pub warnings: Vec<Warning>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainElement {
     pub subject: String,
@@ -55,7 +55,7 @@ pub struct ChainElement {
     pub self_signed: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Protection {
     /// How each private key was encrypted in the file.
@@ -69,7 +69,7 @@ pub struct Protection {
     pub password_form: Option<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Warning {
     pub code: &'static str,
     pub message: String,
@@ -131,7 +131,7 @@ impl From<&CertificateInfo> for ChainElement {
 }
 
 /// The certificate entity of SPEC 4.1, with the additive fields.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Certificate {
     pub id: i64,
@@ -193,7 +193,7 @@ pub fn status(row: &mtls_store::CertificateRow, now: i64) -> &'static str {
 }
 
 /// The save result of SPEC 4.3, key names exactly as the contract spells them.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct SaveResult {
     #[serde(rename = "successfulySavedCertificates")]
     pub saved: Vec<Certificate>,
@@ -202,7 +202,7 @@ pub struct SaveResult {
 }
 
 /// The mapping entity of SPEC 5.1 (ids as JSON strings where the contract says so).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Mapping {
     pub id: i64,

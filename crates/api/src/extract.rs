@@ -193,9 +193,43 @@ pub fn path_id(raw: &str, what: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::not_found(what))
 }
 
-/// A boolean query parameter: `true` (any case) or `1`.
-pub fn query_flag(value: Option<&str>) -> bool {
-    value.is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
+/// A boolean query parameter: `true`/`1` or `false`/`0` (any case); absent is `false`;
+/// anything else is 400 `invalid_query`.
+pub fn query_flag(value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None => Ok(false),
+        Some(value) if value.eq_ignore_ascii_case("true") || value == "1" => Ok(true),
+        Some(value) if value.eq_ignore_ascii_case("false") || value == "0" => Ok(false),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_query",
+            "a boolean query parameter must be true or false",
+        )),
+    }
+}
+
+/// The query string as `T`; a malformed or repeated parameter is 400 `invalid_query` in the
+/// JSON error format (axum's own rejection is plain text).
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "the query string has a malformed or repeated parameter",
+                )
+            })
+    }
 }
 
 /// Checks that `caller` may act on `account` with `privilege` (403 otherwise), then takes a

@@ -11,6 +11,7 @@ pub mod extract;
 mod mappings;
 pub mod metrics;
 mod multipart;
+pub mod openapi;
 pub mod ratelimit;
 mod request_id;
 mod routes;

@@ -2,7 +2,9 @@
 //! account's audit trail, newest first, paginated with an opaque `next` cursor.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use crate::extract::Query;
 use mtls_auth::Privilege;
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -3,7 +3,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
+
+use crate::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mtls_auth::Privilege;
@@ -236,7 +238,7 @@ pub async fn list(
         .store
         .certificates(
             account.as_str(),
-            query_flag(query.include_deleted.as_deref()),
+            query_flag(query.include_deleted.as_deref())?,
         )
         .await?;
     let now = now();
@@ -288,7 +290,7 @@ pub async fn delete(
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Json<Certificate>, ApiError> = async {
         let id = path_id(&id, "certificate")?;
-        let force = query_flag(query.force.as_deref());
+        let force = query_flag(query.force.as_deref())?;
         let backends = state.inner.backends.require()?;
         certificates::live(&backends, account.as_str(), id).await?;
         let in_use = backends
@@ -383,7 +385,7 @@ pub async fn activate(
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;
-        let validate = query_flag(query.is_validate_url_enabled.as_deref());
+        let validate = query_flag(query.is_validate_url_enabled.as_deref())?;
         let input: ActivateBody = serde_json::from_slice(&body).map_err(|_| {
             ApiError::bad_request(
                 "invalid_json",

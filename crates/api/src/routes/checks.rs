@@ -8,14 +8,16 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use crate::extract::Query;
 use mtls_auth::{AccountId, Privilege};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::AppState;
 use crate::certificates::now;
-use crate::error::ApiError;
+use crate::error::{ApiError, ItemError};
 use crate::extract::{AccountPath, Caller, authorize};
 use crate::ratelimit::Group;
 
@@ -28,7 +30,10 @@ pub struct CheckQuery {
     v: Option<String>,
 }
 
-fn items(body: &Bytes) -> Result<Vec<Map<String, Value>>, ApiError> {
+/// The items of a check body; each must carry every one of `fields` as a string (an unknown
+/// service or URL is an answer, `false`; a missing one is a malformed question, 400 with every
+/// bad item).
+fn items(body: &Bytes, fields: &[&str]) -> Result<Vec<Map<String, Value>>, ApiError> {
     let items: Vec<Map<String, Value>> = serde_json::from_slice(body).map_err(|_| {
         ApiError::bad_request("invalid_json", "the body must be a JSON array of objects")
     })?;
@@ -37,6 +42,23 @@ fn items(body: &Bytes) -> Result<Vec<Map<String, Value>>, ApiError> {
             "too_many_items",
             format!("at most {MAX_TRIPLETS} triplets per request"),
         ));
+    }
+    let bad: Vec<ItemError> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| {
+            let missing = fields
+                .iter()
+                .find(|field| !item.get(**field).is_some_and(Value::is_string))?;
+            Some(ItemError {
+                index,
+                code: "invalid_item",
+                message: format!("{missing} must be a string"),
+            })
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(ApiError::items(bad));
     }
     Ok(items)
 }
@@ -61,7 +83,7 @@ pub async fn global(
             ));
         }
     };
-    let items = items(&body)?;
+    let items = items(&body, &["serviceName", "accountId", "url"])?;
     // Every account named must be valid and covered, before anything is looked up; each
     // distinct account is charged once.
     let mut accounts = std::collections::BTreeSet::new();
@@ -130,7 +152,7 @@ pub async fn account(
         Privilege::ReadInternal,
         Group::Checks,
     )?;
-    let items = items(&body)?;
+    let items = items(&body, &["serviceName", "url"])?;
     let now = now();
     let answer = state.inner.routing.with(|table| {
         items

@@ -4,7 +4,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mtls_auth::Privilege;
@@ -158,7 +160,7 @@ pub async fn list(
     )?;
     version(&query)?;
     let backends = state.inner.backends.require()?;
-    let include_deleted = query_flag(query.include_deleted.as_deref());
+    let include_deleted = query_flag(query.include_deleted.as_deref())?;
     let revision = backends.store.revision(account.as_str()).await?;
     let rows = backends
         .store

@@ -41,7 +41,8 @@ pub fn routes(state: AppState, surface: Surface) -> Router {
     let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::metrics::metrics));
+        .route("/metrics", get(crate::metrics::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi));
     let router = if admin {
         router
             .route(

@@ -18,6 +18,7 @@ mod listener;
 mod mappings;
 mod oauth;
 mod observability;
+mod openapi;
 mod operations;
 mod storage;
 mod support;

@@ -1,0 +1,70 @@
+//! `/openapi.json` describes what the router serves: every documented operation is routed
+//! (never the router's own 404 or 405), and every request body and answer schema it names
+//! exists. Conformance of answers to the schemas is `scripts/api-fuzz` (schemathesis).
+
+use mtls_auth::Privilege;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::{client, spawn};
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = spawn(|_| {}).await;
+    let document: Value = client()
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let token = app.token(
+        &["acme"],
+        &[
+            Privilege::ReadInternal,
+            Privilege::WriteInternal,
+            Privilege::Forward,
+        ],
+    );
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    let text = document.to_string();
+    for (name, _) in schemas {
+        assert!(
+            text.contains(&format!("#/components/schemas/{name}")),
+            "{name} is never used"
+        );
+    }
+    for reference in text.split("#/components/schemas/").skip(1) {
+        let name: String = reference.chars().take_while(|c| *c != '"').collect();
+        assert!(
+            schemas.contains_key(&name),
+            "{name} is referenced but not defined"
+        );
+    }
+    let mut operations = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let url = app.url(&path.replace("{accountId}", "acme").replace("{id}", "1"));
+        for (method, _) in item.as_object().unwrap() {
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let response = client()
+                .request(method.clone(), &url)
+                .bearer_auth(&token)
+                .header("LP-forward-url", "https://192.168.0.1/")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                !(status == StatusCode::NOT_FOUND && body.contains("no such resource")),
+                "{method} {path} is documented but not routed"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 30, "{operations} operations");
+    app.running.stop().await.unwrap();
+}
