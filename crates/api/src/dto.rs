@@ -232,3 +232,168 @@ impl From<&mtls_store::MappingRow> for Mapping {
         }
     }
 }
+
+/// The live tester's report (SPEC 8, additive `?report=true`): each stage with its duration
+/// and outcome, and advice in plain words. Built from `runtime::probe` here, at the edge.
+pub fn live_report(
+    file: TesterReport,
+    probe: &mtls_runtime::probe::Probe,
+    client_chain: &[Vec<u8>],
+    target_host: &str,
+) -> serde_json::Value {
+    use serde_json::json;
+    let millis =
+        |duration: std::time::Duration| (duration.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    let mut stages = Vec::new();
+    let mut advice: Vec<String> = Vec::new();
+    let mut failed_stage: Option<&str> = None;
+
+    let dns_ok = probe.dns.error.is_none();
+    stages.push(json!({
+        "stage": "dns",
+        "ok": dns_ok,
+        "durationMs": millis(probe.dns.duration),
+        "addresses": probe.dns.addresses.iter().map(|address| address.ip().to_string()).collect::<Vec<_>>(),
+        "error": probe.dns.error,
+    }));
+    if let Some(error) = &probe.dns.error {
+        failed_stage = Some("dns");
+        advice.push(if probe.failure.as_ref().is_some_and(|failure| failure.code == "egress_denied") {
+            format!("The gateway's egress policy refuses this target: {error}. Private, loopback and link-local addresses are refused unless egress.allow_cidrs covers them.")
+        } else {
+            format!("The host name {target_host} does not resolve from the gateway; check the spelling and the gateway's DNS.")
+        });
+    }
+    if let Some(connect) = &probe.connect {
+        stages.push(json!({
+            "stage": "connect",
+            "ok": connect.error.is_none() || connect.address.is_some(),
+            "durationMs": millis(connect.duration),
+            "address": connect.address.map(|address| address.to_string()),
+            "error": if connect.address.is_some() { None } else { connect.error.clone() },
+        }));
+        if connect.address.is_none() {
+            failed_stage = Some("connect");
+            advice.push(format!(
+                "Nothing accepted a TCP connection to {target_host} ({}); check the port, and that the target is up and reachable from the gateway.",
+                connect.error.as_deref().unwrap_or("no address")
+            ));
+        }
+    }
+    if let Some(tls) = &probe.tls {
+        let issuers: Vec<String> = tls
+            .acceptable_issuers
+            .iter()
+            .map(|name| mtls_pki::name_text(name).unwrap_or_else(|| "<unreadable name>".to_owned()))
+            .collect();
+        let ours: Vec<(Vec<u8>, Vec<u8>)> = client_chain
+            .iter()
+            .filter_map(|der| mtls_pki::issuer_and_subject(der))
+            .collect();
+        // Accepted when the server names no issuer at all, or one of our chain's issuers or
+        // subjects (a server may list an intermediate).
+        let issuer_accepted = tls.client_certificate_requested.then(|| {
+            tls.acceptable_issuers.is_empty()
+                || ours.iter().any(|(issuer, subject)| {
+                    tls.acceptable_issuers.iter().any(|name| {
+                        mtls_pki::same_name(name, issuer) || mtls_pki::same_name(name, subject)
+                    })
+                })
+        });
+        let server_chain: Vec<serde_json::Value> = tls
+            .server_chain
+            .iter()
+            .map(|der| match mtls_pki::read_certificate(der) {
+                Some(info) => json!({ "subject": info.subject, "issuer": info.issuer, "notAfter": rfc3339(info.not_after) }),
+                None => json!({ "subject": null, "issuer": null, "notAfter": null }),
+            })
+            .collect();
+        let ok = tls.completed && tls.alert.is_none() && tls.error.is_none();
+        stages.push(json!({
+            "stage": "tls",
+            "ok": ok,
+            "durationMs": millis(tls.duration),
+            "version": tls.version,
+            "cipherSuite": tls.cipher_suite,
+            "alpn": tls.alpn,
+            "serverChain": server_chain,
+            "serverCertificateVerified": tls.server_verified,
+            "serverCertificateError": tls.server_error,
+            "clientCertificateRequested": tls.client_certificate_requested,
+            "acceptableIssuers": issuers,
+            "serverSignatureSchemes": tls.server_signature_schemes,
+            "clientCertificateOffered": tls.client_certificate_offered,
+            "clientCertificateIssuerAccepted": issuer_accepted,
+            "alert": tls.alert,
+            "error": tls.error,
+        }));
+        if tls.server_verified == Some(false) {
+            advice.push(format!(
+                "The target's server certificate does not verify ({}). If the target uses a private CA, add that CA to tls.trust_roots or to the mapping's upstreamCaPem; the gateway never skips this check.",
+                tls.server_error.as_deref().unwrap_or("unknown reason")
+            ));
+        }
+        if tls.client_certificate_requested && !tls.client_certificate_offered {
+            advice.push(format!(
+                "The server asked for a client certificate, but none was sent: your {} key cannot sign with any signature scheme the server accepts ({}).",
+                file.key_type,
+                tls.server_signature_schemes.join(", ")
+            ));
+        } else if issuer_accepted == Some(false) {
+            advice.push(format!(
+                "The server does not trust your certificate's issuer ({}); it accepts certificates from: {}.",
+                file.issuer,
+                issuers.join("; ")
+            ));
+        }
+        if !tls.client_certificate_requested && tls.completed {
+            advice.push("The server did not ask for a client certificate: it will not see yours. Mutual TLS may not be enabled on this endpoint.".to_owned());
+        }
+        if let Some(alert) = &tls.alert {
+            advice.push(format!(
+                "The server ended the connection with the TLS alert {alert}."
+            ));
+        }
+        if !ok && failed_stage.is_none() {
+            failed_stage = Some("tls");
+        }
+    }
+    if let Some(http) = &probe.http {
+        let ok = http.status.is_some();
+        let headers: serde_json::Map<String, serde_json::Value> = http
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), json!(value)))
+            .collect();
+        stages.push(json!({
+            "stage": "http",
+            "ok": ok,
+            "durationMs": millis(http.duration),
+            "status": http.status,
+            "headers": headers,
+            "error": http.error,
+        }));
+        match http.status {
+            Some(status) if status >= 400 => advice.push(format!(
+                "The target accepted the connection and answered HTTP {status}: the TLS part works; the request itself (path, method, credentials) did not."
+            )),
+            Some(status) => advice.push(format!(
+                "The target accepted the connection with your certificate and answered HTTP {status}."
+            )),
+            None => {
+                if failed_stage.is_none() {
+                    failed_stage = Some("http");
+                    advice.push("The connection was established, but the target did not answer the request.".to_owned());
+                }
+            }
+        }
+    }
+    json!({
+        "outcome": if failed_stage.is_none() && probe.failure.is_none() { "ok" } else { "failed" },
+        "failedStage": failed_stage,
+        "failure": probe.failure.as_ref().map(|failure| json!({ "code": failure.code, "message": failure.message })),
+        "advice": advice,
+        "file": file,
+        "stages": stages,
+    })
+}

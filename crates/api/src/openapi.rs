@@ -181,18 +181,53 @@ fn operations() -> Vec<Operation> {
             summary: "Test a PKCS#12 file and its password (SPEC 8); nothing is stored.",
             tag: "tester",
             privilege: Some("MTLS_READ_INTERNAL"),
-            parameters: vec![account()],
+            parameters: vec![
+                account(),
+                header(
+                    "LP-forward-url",
+                    "Live form: call this URL presenting the certificate.",
+                    false,
+                ),
+                header("LP-method-override", "Live form: the method (GET).", false),
+                header(
+                    "LP-content-type-override",
+                    "Live form: the Content-Type sent.",
+                    false,
+                ),
+                header(
+                    "LP-authorization-override",
+                    "Live form: the Authorization sent.",
+                    false,
+                ),
+                flag(
+                    "report",
+                    "Live form: answer the stage-by-stage report instead of the target's answer.",
+                ),
+            ],
             body: Some(multipart(
                 json!({
                     "file": { "type": "string", "format": "binary" },
-                    "password": { "type": "string" }
+                    "password": { "type": "string" },
+                    "body": { "type": "string", "format": "binary", "description": "Live form: the request body sent." }
                 }),
                 &["file"],
             )),
-            responses: vec![(
-                "200",
-                json_response("The file is usable.", schema("TesterReport")),
-            )],
+            responses: vec![
+                (
+                    "200",
+                    json_response(
+                        "Validate-only: the file is usable. Live form with report=true: the report. Live form without it: the target's answer, relayed.",
+                        json!({ "oneOf": [schema("TesterReport"), schema("LiveReport")] }),
+                    ),
+                ),
+                (
+                    "424",
+                    json_response(
+                        "Live form: the call failed at a stage (SPEC 7.4).",
+                        schema("ErrorBody"),
+                    ),
+                ),
+            ],
         },
         Operation {
             method: "get",
@@ -508,6 +543,23 @@ fn handwritten_schemas() -> Map<String, Value> {
                     "properties": { "index": { "type": "integer", "minimum": 0 }, "code": string, "message": string } } }
             }
         } }
+    }));
+    schemas.insert("LiveReport".into(), json!({
+        "type": "object",
+        "description": "The live tester's report: each stage (dns, connect, tls, http) with its duration and outcome, and advice.",
+        "properties": {
+            "outcome": { "type": "string", "enum": ["ok", "failed"] },
+            "failedStage": { "type": ["string", "null"], "enum": ["dns", "connect", "tls", "http", null] },
+            "failure": { "type": ["object", "null"] },
+            "advice": { "type": "array", "items": { "type": "string" } },
+            "file": schema("TesterReport"),
+            "stages": { "type": "array", "items": {
+                "type": "object",
+                "properties": { "stage": string, "ok": { "type": "boolean" }, "durationMs": { "type": "number" } },
+                "required": ["stage", "ok", "durationMs"]
+            } }
+        },
+        "required": ["outcome", "advice", "file", "stages"]
     }));
     schemas.insert("CertificateItem".into(), json!({
         "type": "object",

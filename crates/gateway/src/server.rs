@@ -80,7 +80,8 @@ fn read_all(paths: &[std::path::PathBuf], what: &str) -> Result<Vec<Vec<u8>>, Co
         .collect()
 }
 
-fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
+/// The forward clients, egress policy and trust roots the configuration describes.
+pub fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
     let mut allow = Vec::new();
     for cidr in &config.egress.allow_cidrs {
         allow.push(

@@ -58,6 +58,49 @@ pub fn names(der: &[u8]) -> Option<(String, Vec<String>)> {
     Some((tbs.subject().to_string(), alternative))
 }
 
+/// RFC 4514 text of a distinguished name as TLS carries it in a CertificateRequest (the DER of
+/// the Name; some stacks send its contents without the SEQUENCE header: both are read).
+/// `None` when it does not decode.
+pub fn name_text(contents: &[u8]) -> Option<String> {
+    if let Ok(name) = x509_cert::name::Name::from_der(contents) {
+        return Some(name.to_string());
+    }
+    let length = contents.len();
+    let mut der = Vec::with_capacity(length + 6);
+    der.push(0x30);
+    if length < 0x80 {
+        der.push(u8::try_from(length).ok()?);
+    } else {
+        let bytes = length.to_be_bytes();
+        let significant: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .skip_while(|byte| *byte == 0)
+            .collect();
+        der.push(0x80 | u8::try_from(significant.len()).ok()?);
+        der.extend(significant);
+    }
+    der.extend_from_slice(contents);
+    x509_cert::name::Name::from_der(&der)
+        .ok()
+        .map(|name| name.to_string())
+}
+
+/// A certificate's issuer and subject (DER of each Name), to tell whether a server's
+/// acceptable issuer names include it (see [`same_name`]).
+pub fn issuer_and_subject(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let cert = Certificate::from_der(der).ok()?;
+    let tbs = cert.tbs_certificate();
+    Some((tbs.issuer().to_der().ok()?, tbs.subject().to_der().ok()?))
+}
+
+/// Whether a name from a CertificateRequest (`hint`: the Name's DER, or its contents) is the
+/// Name `full` (DER).
+pub fn same_name(hint: &[u8], full: &[u8]) -> bool {
+    hint == full
+        || (full.ends_with(hint) && full.len() > hint.len() && full.len() - hint.len() <= 5)
+}
+
 /// Reads one DER certificate; `None` when it does not decode.
 pub fn read(der: &[u8]) -> Option<CertificateInfo> {
     let cert = Certificate::from_der(der).ok()?;

@@ -18,7 +18,10 @@ mod report;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use cert::{CertificateInfo, names as certificate_names};
+pub use cert::{
+    CertificateInfo, issuer_and_subject, name_text, names as certificate_names,
+    read as read_certificate, same_name,
+};
 pub use cost::CostLimits;
 pub use error::IntakeError;
 pub use kdf::PasswordForm;

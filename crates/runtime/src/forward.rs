@@ -262,6 +262,16 @@ impl Forwarder {
         })
     }
 
+    /// The egress policy every upstream connection passes.
+    pub fn policy(&self) -> &EgressPolicy {
+        &self.policy
+    }
+
+    /// The roots trusted for upstream server certificates (system + `tls.trust_roots`).
+    pub fn roots(&self) -> &RootCertStore {
+        &self.roots
+    }
+
     /// Whether the identity for `key` is loaded.
     pub fn loaded(&self, key: &ClientKey) -> bool {
         self.identities().configs.contains_key(key)

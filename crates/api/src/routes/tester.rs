@@ -1,25 +1,110 @@
-//! The PKCS#12 tester, validate-only form (SPEC 8): `POST
-//! /mtls/account/{accountId}/p12-test/multipart` with parts `file` and `password`. Nothing of
-//! the file or the password is stored or logged; both are wiped from memory after the check.
+//! The PKCS#12 tester (SPEC 8): `POST /mtls/account/{accountId}/p12-test/multipart` with parts
+//! `file`, `password` and optional `body`.
+//!
+//! * Without `LP-forward-url`: the file is checked and described (validate-only form).
+//! * With it: the same checks, then a real call to that URL through the egress policy,
+//!   presenting the certificate (`runtime::probe`), with `LP-method-override` (default GET),
+//!   `LP-content-type-override`, `LP-authorization-override` and the `body` part. The target's
+//!   answer is relayed (its body up to `forward.max_body_bytes`); a transport failure is 424
+//!   naming the stage and, for TLS, the alert. With `?report=true` (additive) the answer is the
+//!   stage-by-stage report instead.
+//!
+//! Nothing of the file or the password is stored, cached or logged: the TLS configuration is
+//! built for the one call, without session resumption, and dropped with the key.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
 use mtls_auth::Privilege;
+use mtls_runtime::identity::ClientIdentity;
+use mtls_runtime::probe::{self, Call};
+use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::AppState;
 use crate::audit;
-use crate::dto::TesterReport;
+use crate::dto::{TesterReport, live_report};
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize};
+use crate::extract::{AccountPath, Caller, Query, authorize, query_flag};
 use crate::multipart;
 use crate::ratelimit::Group;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TesterQuery {
+    #[serde(default)]
+    report: Option<String>,
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("invalid_header", format!("{name} is not text")))
+        })
+        .transpose()
+}
+
+/// The call the live form makes, from the request's `LP-*` headers and `body` part.
+fn live_call(headers: &HeaderMap, target: &str, body: Vec<u8>) -> Result<Call, ApiError> {
+    mtls_runtime::normalize(target)
+        .map_err(|error| ApiError::bad_request("invalid_forward_url", error.to_string()))?;
+    let url: axum::http::Uri = target.parse().map_err(|_| {
+        ApiError::bad_request("invalid_forward_url", "LP-forward-url is not a valid URL")
+    })?;
+    let method = match header_text(headers, "lp-method-override")? {
+        None => Method::GET,
+        Some(name) => Method::from_bytes(name.trim().to_ascii_uppercase().as_bytes())
+            .ok()
+            .filter(|method| {
+                [
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::PATCH,
+                    Method::DELETE,
+                    Method::HEAD,
+                    Method::OPTIONS,
+                ]
+                .contains(method)
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_method_override",
+                    "LP-method-override must be GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS",
+                )
+            })?,
+    };
+    let mut upstream = HeaderMap::new();
+    for (from, to) in [
+        ("lp-content-type-override", header::CONTENT_TYPE),
+        ("lp-authorization-override", header::AUTHORIZATION),
+    ] {
+        if let Some(value) = headers.get(from) {
+            upstream.insert(to, value.clone());
+        }
+    }
+    if !body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(&method) {
+        upstream.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    Ok(Call {
+        url,
+        method,
+        headers: upstream,
+        body: body.into(),
+    })
+}
 
 pub async fn test_multipart(
     State(state): State<AppState>,
     caller: Caller,
     AccountPath(account): AccountPath,
+    Query(query): Query<TesterQuery>,
     request: Request,
-) -> Result<Json<TesterReport>, ApiError> {
+) -> Result<Response, ApiError> {
     authorize(
         &state,
         &caller,
@@ -27,14 +112,15 @@ pub async fn test_multipart(
         Privilege::ReadInternal,
         Group::Tester,
     )?;
+    let report = query_flag(query.report.as_deref())?;
+    let headers = request.headers().clone();
+    let target = header_text(&headers, "lp-forward-url")?.map(str::to_owned);
     let ids: Vec<i64> = Vec::new();
-    let result: Result<Json<TesterReport>, ApiError> = async {
-        if request.headers().contains_key("lp-forward-url") {
-            return Err(ApiError::bad_request(
-                "live_test_unavailable",
-                "the live test (LP-forward-url) needs the forward runtime, which this gateway version does not have yet; send the request without LP-forward-url to validate the file",
-            ));
-        }
+    let result: Result<Response, ApiError> = async {
+        let call = match &target {
+            Some(target) => Some(live_call(&headers, target, Vec::new())?),
+            None => None,
+        };
         let mut parts = multipart::read(request, &state, "invalid_password").await?;
         let file = parts.take("file").ok_or_else(|| {
             ApiError::bad_request("missing_file", "the multipart part 'file' is missing")
@@ -42,6 +128,10 @@ pub async fn test_multipart(
         // No password part is the empty password, as a file written without one expects.
         let password = parts
             .text("password", "invalid_password")?
+            .unwrap_or_default();
+        let body = parts
+            .take("body")
+            .map(|body| body.to_vec())
             .unwrap_or_default();
 
         let _permit = state
@@ -56,14 +146,94 @@ pub async fn test_multipart(
             tokio::task::spawn_blocking(move || mtls_pki::inspect(&file, &password, &policy, now))
                 .await
                 .map_err(|error| ApiError::internal(&error))??;
-        Ok(Json(TesterReport::from(&inspection.report)))
+        let file_report = TesterReport::from(&inspection.report);
+        let Some(mut call) = call else {
+            return Ok(Json(file_report).into_response());
+        };
+        if !body.is_empty() {
+            call.headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        call.body = body.into();
+        let host = call.url.host().unwrap_or_default().to_owned();
+        let identity = ClientIdentity {
+            chain: inspection.identity.certificate_chain.clone(),
+            pkcs8_key: Zeroizing::new(inspection.identity.key.pkcs8_der().to_vec()),
+        };
+        let forwarder = &state.inner.forwarder;
+        let settings = probe::Settings {
+            policy: forwarder.policy(),
+            roots: forwarder.roots(),
+            timeouts: forwarder.timeouts,
+            max_response_bytes: state.inner.forward.max_body_bytes,
+        };
+        let seen = probe::probe(&settings, &identity, call).await;
+        drop(identity);
+        if report {
+            return Ok(Json(live_report(
+                file_report,
+                &seen,
+                &inspection.identity.certificate_chain,
+                &host,
+            ))
+            .into_response());
+        }
+        if let Some(failure) = &seen.failure {
+            let stage =
+                if seen.http.is_some() && seen.tls.as_ref().is_none_or(|tls| tls.alert.is_none()) {
+                    "http"
+                } else if seen.tls.is_some() {
+                    "tls"
+                } else if seen.connect.is_some() {
+                    "connect"
+                } else {
+                    "dns"
+                };
+            let message = format!("{stage} stage: {}", failure.message);
+            return Err(if failure.status == 403 {
+                ApiError::new(axum::http::StatusCode::FORBIDDEN, failure.code, message)
+            } else {
+                ApiError::transport(failure.code, message)
+            });
+        }
+        let Some(answer) = seen.answer else {
+            return Err(ApiError::transport(
+                "connection_reset",
+                "the target closed the connection before answering",
+            ));
+        };
+        let mut relayed = Response::new(Body::from(answer.body));
+        *relayed.status_mut() = answer.status;
+        for (name, value) in &answer.headers {
+            let lower = name.as_str();
+            if [
+                "connection",
+                "keep-alive",
+                "transfer-encoding",
+                "te",
+                "trailer",
+                "upgrade",
+                "proxy-authenticate",
+                "content-length",
+            ]
+            .contains(&lower)
+            {
+                continue;
+            }
+            relayed.headers_mut().append(name.clone(), value.clone());
+        }
+        Ok(relayed)
     }
     .await;
     audit::record(
         &state,
         &caller,
         account.as_str(),
-        "tester.run",
+        if target.is_some() {
+            "tester.live"
+        } else {
+            "tester.run"
+        },
         ids,
         audit::outcome(&result),
     )

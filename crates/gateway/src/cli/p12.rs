@@ -1,5 +1,10 @@
 //! `mtls-gateway p12 inspect FILE`: the tester report of SPEC 8 on the command line. Exit 0
 //! when the file is usable; 2 with the error code on stderr otherwise.
+//!
+//! `mtls-gateway p12 test FILE --url URL`: the live tester's stage-by-stage report (the same
+//! checks, then a call to URL presenting the certificate, under the configured egress policy
+//! and trust roots). Exit 0 when the call went through, 2 when the file is refused, 3 when a
+//! stage failed.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -16,6 +21,21 @@ pub enum P12Command {
     /// Check a PKCS#12 file and print what the tester reports. Without a password option the
     /// empty password is used (files written with no password open with it).
     Inspect(InspectArgs),
+    /// Check the file, then call URL presenting its certificate, and report each stage (DNS,
+    /// TCP, TLS, HTTP) with plain-language advice.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    inspect: InspectArgs,
+    /// The URL to call (the egress policy of the configuration applies).
+    #[arg(long)]
+    url: String,
+    /// The method (GET).
+    #[arg(long, default_value = "GET")]
+    method: String,
 }
 
 #[derive(Debug, Args)]
@@ -40,7 +60,10 @@ pub struct InspectArgs {
 struct Failure(String, String);
 
 pub fn run(config: &Config, command: P12Command) -> ExitCode {
-    let P12Command::Inspect(args) = command;
+    let args = match command {
+        P12Command::Inspect(args) => args,
+        P12Command::Test(args) => return test(config, &args),
+    };
     match inspect(config, &args) {
         Ok(report) => {
             if args.json {
@@ -60,7 +83,149 @@ pub fn run(config: &Config, command: P12Command) -> ExitCode {
     }
 }
 
-fn inspect(config: &Config, args: &InspectArgs) -> Result<TesterReport, Failure> {
+fn test(config: &Config, args: &TestArgs) -> ExitCode {
+    let refused = |Failure(code, message)| {
+        eprintln!("{code}: {message}");
+        ExitCode::from(2)
+    };
+    let (file_report, identity) = match inspect_identity(config, &args.inspect) {
+        Ok(checked) => checked,
+        Err(failure) => return refused(failure),
+    };
+    let forwarder = match mtls_gateway::server::forwarder(config) {
+        Ok(forwarder) => forwarder,
+        Err(error) => return refused(Failure("configuration".to_owned(), error.to_string())),
+    };
+    let url: hyper::Uri = match mtls_runtime::normalize(&args.url)
+        .map_err(|error| error.to_string())
+        .and_then(|_| args.url.parse().map_err(|_| "not a valid URL".to_owned()))
+    {
+        Ok(url) => url,
+        Err(message) => return refused(Failure("invalid_forward_url".to_owned(), message)),
+    };
+    let method = match hyper::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes()) {
+        Ok(method) => method,
+        Err(_) => {
+            return refused(Failure(
+                "invalid_method_override".to_owned(),
+                "not an HTTP method".to_owned(),
+            ));
+        }
+    };
+    let host = url.host().unwrap_or_default().to_owned();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return refused(Failure("runtime".to_owned(), error.to_string())),
+    };
+    let settings = mtls_runtime::probe::Settings {
+        policy: forwarder.policy(),
+        roots: forwarder.roots(),
+        timeouts: forwarder.timeouts,
+        max_response_bytes: config.forward.max_body_bytes,
+    };
+    let call = mtls_runtime::probe::Call {
+        url,
+        method,
+        headers: hyper::HeaderMap::new(),
+        body: hyper::body::Bytes::new(),
+    };
+    let seen = runtime.block_on(mtls_runtime::probe::probe(&settings, &identity, call));
+    let chain = identity.chain.clone();
+    drop(identity);
+    let report = mtls_api::dto::live_report(file_report, &seen, &chain, &host);
+    if args.inspect.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print_stages(&report);
+    }
+    if field(&report, "outcome") == "ok" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
+/// A member of a JSON object, `null` when absent.
+fn field<'a>(value: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    value.get(key).unwrap_or(&serde_json::Value::Null)
+}
+
+fn print_stages(report: &serde_json::Value) {
+    let empty = Vec::new();
+    for stage in field(report, "stages").as_array().unwrap_or(&empty) {
+        let mark = if field(stage, "ok") == true {
+            "ok    "
+        } else {
+            "FAILED"
+        };
+        let detail = match field(stage, "stage").as_str().unwrap_or_default() {
+            "dns" => field(stage, "addresses").to_string(),
+            "connect" => field(stage, "address")
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            "tls" => format!(
+                "{} {} server certificate verified: {}, client certificate requested: {}, offered: {}, issuer accepted: {}{}",
+                field(stage, "version").as_str().unwrap_or("-"),
+                field(stage, "cipherSuite").as_str().unwrap_or("-"),
+                field(stage, "serverCertificateVerified"),
+                field(stage, "clientCertificateRequested"),
+                field(stage, "clientCertificateOffered"),
+                field(stage, "clientCertificateIssuerAccepted"),
+                field(stage, "alert")
+                    .as_str()
+                    .map(|alert| format!(", alert {alert}"))
+                    .unwrap_or_default(),
+            ),
+            "http" => format!("status {}", field(stage, "status")),
+            _ => String::new(),
+        };
+        println!(
+            "{mark} {:8} {:>9} ms  {detail}",
+            field(stage, "stage").as_str().unwrap_or_default(),
+            field(stage, "durationMs")
+        );
+        if let Some(error) = field(stage, "error").as_str() {
+            println!("       error: {error}");
+        }
+    }
+    for line in field(report, "advice").as_array().unwrap_or(&empty) {
+        println!("advice: {}", line.as_str().unwrap_or_default());
+    }
+}
+
+/// The checks, and the identity for a live call.
+fn inspect_identity(
+    config: &Config,
+    args: &InspectArgs,
+) -> Result<(TesterReport, mtls_runtime::identity::ClientIdentity), Failure> {
+    let (bytes, password) = read_inputs(config, args)?;
+    let inspection = mtls_pki::inspect(
+        &bytes,
+        &password,
+        &config.intake.policy(),
+        SystemTime::now(),
+    )
+    .map_err(|error| Failure(error.code().to_owned(), error.to_string()))?;
+    Ok((
+        TesterReport::from(&inspection.report),
+        mtls_runtime::identity::ClientIdentity {
+            chain: inspection.identity.certificate_chain.clone(),
+            pkcs8_key: Zeroizing::new(inspection.identity.key.pkcs8_der().to_vec()),
+        },
+    ))
+}
+
+fn read_inputs(
+    config: &Config,
+    args: &InspectArgs,
+) -> Result<(Zeroizing<Vec<u8>>, Zeroizing<String>), Failure> {
     let unreadable = |what: String| Failure("file_unreadable".to_owned(), what);
     let metadata = std::fs::metadata(&args.file)
         .map_err(|error| unreadable(format!("cannot read {}: {error}", args.file.display())))?;
@@ -75,15 +240,11 @@ fn inspect(config: &Config, args: &InspectArgs) -> Result<TesterReport, Failure>
         Zeroizing::new(std::fs::read(&args.file).map_err(|error| {
             unreadable(format!("cannot read {}: {error}", args.file.display()))
         })?);
-    let password = password(args)?;
-    let inspection = mtls_pki::inspect(
-        &bytes,
-        &password,
-        &config.intake.policy(),
-        SystemTime::now(),
-    )
-    .map_err(|error| Failure(error.code().to_owned(), error.to_string()))?;
-    Ok(TesterReport::from(&inspection.report))
+    Ok((bytes, password(args)?))
+}
+
+fn inspect(config: &Config, args: &InspectArgs) -> Result<TesterReport, Failure> {
+    inspect_identity(config, args).map(|(report, _)| report)
 }
 
 fn password(args: &InspectArgs) -> Result<Zeroizing<String>, Failure> {

@@ -447,3 +447,56 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     let log = std::fs::read_to_string(&served.log).unwrap();
     assert!(log.contains("shutting down"), "{log}");
 }
+
+/// `p12 test FILE --url URL`: the live tester's report from the command line.
+#[tokio::test]
+async fn p12_test_reports_each_stage() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = crate::upstream::server_pki() else {
+        return;
+    };
+    let accepting = crate::upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
+    let other = crate::upstream::server_pki().unwrap();
+    let refusing = crate::upstream::start(&pki, Some(&other.join("ca.pem"))).await;
+    let dir = temp_dir("cli-p12-test");
+    let run = |port: u16| {
+        let mut command = binary();
+        command
+            .current_dir(&dir)
+            .env("MTLS_GATEWAY__EGRESS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
+            .env(
+                "MTLS_GATEWAY__TLS__TRUST_ROOTS",
+                format!("[\"{}\"]", accepting.ca_pem.display()),
+            )
+            .env("P12_PASSWORD", "fixture-secret")
+            .args([
+                "p12",
+                "test",
+                "--password-env",
+                "P12_PASSWORD",
+                "--json",
+                "--url",
+            ])
+            .arg(format!("https://localhost:{port}/"))
+            .arg(fixtures.path("openssl-default-rsa2048.p12"));
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    let output = run(accepting.port).await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["stages"].as_array().unwrap().len(), 4);
+    let output = run(refusing.port).await.unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["failedStage"], "tls");
+    assert!(report["advice"].to_string().contains("CN=Upstream Test CA"));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("fixture-secret"));
+}

@@ -15,6 +15,7 @@ mod cli;
 mod forward;
 mod limits;
 mod listener;
+mod live;
 mod mappings;
 mod oauth;
 mod observability;

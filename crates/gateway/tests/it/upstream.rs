@@ -123,6 +123,60 @@ pub async fn start_tls12(pki: &Path, client_roots: &Path) -> Upstream {
     .await
 }
 
+/// A server requiring client certificates from `client_roots` that accepts only RSA
+/// signatures from the client: a P-256 or Ed25519 client key cannot answer its request.
+pub async fn start_rsa_signatures_only(pki: &Path, client_roots: &Path) -> Upstream {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let rsa = |scheme: &rustls::SignatureScheme| {
+        matches!(
+            scheme,
+            rustls::SignatureScheme::RSA_PSS_SHA256
+                | rustls::SignatureScheme::RSA_PSS_SHA384
+                | rustls::SignatureScheme::RSA_PSS_SHA512
+                | rustls::SignatureScheme::RSA_PKCS1_SHA256
+                | rustls::SignatureScheme::RSA_PKCS1_SHA384
+                | rustls::SignatureScheme::RSA_PKCS1_SHA512
+        )
+    };
+    let mapping: Vec<_> = provider
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .filter(|(scheme, _)| rsa(scheme))
+        .copied()
+        .collect();
+    let algorithms = rustls::crypto::WebPkiSupportedAlgorithms {
+        all: provider.signature_verification_algorithms.all,
+        mapping: Box::leak(mapping.into_boxed_slice()),
+    };
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        signature_verification_algorithms: algorithms,
+        ..provider
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(client_roots).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    serve(pki, config).await
+}
+
 async fn start_versions(
     pki: &Path,
     client_roots: Option<&Path>,
@@ -165,6 +219,10 @@ async fn start_versions(
     } else {
         vec![b"http/1.1".to_vec()]
     };
+    serve(pki, config).await
+}
+
+async fn serve(pki: &Path, config: rustls::ServerConfig) -> Upstream {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
