@@ -5,6 +5,7 @@ pub mod app_keys;
 mod audit;
 pub mod backends;
 mod certificates;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod extract;

@@ -45,6 +45,9 @@ pub fn routes(state: AppState, surface: Surface) -> Router {
         .route("/openapi.json", get(crate::openapi::openapi));
     let router = if admin {
         router
+            .route("/", get(crate::console::index))
+            .route("/console/app.js", get(crate::console::script))
+            .route("/console/style.css", get(crate::console::style))
             .route(
                 "/mtls/account/{account_id}/p12-test/multipart",
                 post(tester::test_multipart).layer(DefaultBodyLimit::max(multipart_limit)),
