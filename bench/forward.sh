@@ -21,7 +21,7 @@ duration="${DURATION:-10}"; connections="${CONNECTIONS:-32}"; threads="${THREADS
 for tool in wrk nginx curl openssl python3; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: apt-get install wrk nginx curl openssl)" >&2; exit 1; }
 done
-cargo build --release --bin mtls-gateway -q
+[ -n "${GATEWAY_BIN:-}" ] || cargo build --release --bin mtls-gateway -q
 [ -f target/test-fixtures/p12/rsa2048.key ] || cargo test -q -p mtls-pki --test intake every_source >/dev/null
 fixtures=$(pwd)/target/test-fixtures/p12
 work=$(mktemp -d)
@@ -87,7 +87,7 @@ nginx_pid=$!
 export MTLS_GATEWAY__DATA_DIR="$work/data" MTLS_GATEWAY__SERVER__LISTEN="127.0.0.1:$gateway_port" \
   MTLS_GATEWAY__LOG__LEVEL=warn MTLS_GATEWAY__EGRESS__ALLOW_CIDRS='["127.0.0.1/32"]' \
   MTLS_GATEWAY__TLS__TRUST_ROOTS="[\"$work/ca.pem\"]"
-bin=target/release/mtls-gateway
+bin="${GATEWAY_BIN:-target/release/mtls-gateway}"   # GATEWAY_BIN: measure another build
 gateway_pid=""
 trap 'kill $gateway_pid $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 start_gateway() { # http|https

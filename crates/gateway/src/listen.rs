@@ -48,18 +48,31 @@ pub struct Workers {
 
 impl Workers {
     /// Starts `count` workers serving every endpoint.
+    ///
+    /// Each worker gets its own handles on the listening sockets and the originals are closed
+    /// here: once every accept loop has ended, no descriptor of a socket is left, so the kernel
+    /// refuses new connections at once instead of queueing them for nobody.
     pub fn start(endpoints: Vec<Endpoint>, count: usize, grace: Duration) -> std::io::Result<Self> {
         let (stop, stopped) = watch::channel(false);
-        let endpoints = Arc::new(endpoints);
         let mut threads = Vec::new();
         for index in 0..count.max(1) {
-            let endpoints = Arc::clone(&endpoints);
+            let mine = endpoints
+                .iter()
+                .map(|endpoint| {
+                    Ok(Endpoint {
+                        listener: endpoint.listener.try_clone()?,
+                        app: endpoint.app.clone(),
+                        tls: endpoint.tls.clone(),
+                    })
+                })
+                .collect::<std::io::Result<Vec<_>>>()?;
             let stopped = stopped.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("mtls-worker-{index}"))
-                .spawn(move || worker(&endpoints, stopped, grace))?;
+                .spawn(move || worker(mine, stopped, grace))?;
             threads.push(thread);
         }
+        drop(endpoints);
         Ok(Self { stop, threads })
     }
 
@@ -78,7 +91,7 @@ impl Drop for Workers {
     }
 }
 
-fn worker(endpoints: &[Endpoint], stopped: watch::Receiver<bool>, grace: Duration) {
+fn worker(endpoints: Vec<Endpoint>, stopped: watch::Receiver<bool>, grace: Duration) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,11 +106,7 @@ fn worker(endpoints: &[Endpoint], stopped: watch::Receiver<bool>, grace: Duratio
         let graceful = Arc::new(GracefulShutdown::new());
         let mut accepting = Vec::new();
         for endpoint in endpoints {
-            let listener = match endpoint
-                .listener
-                .try_clone()
-                .and_then(TcpListener::from_std)
-            {
+            let listener = match TcpListener::from_std(endpoint.listener) {
                 Ok(listener) => listener,
                 Err(error) => {
                     tracing::error!(%error, "a worker cannot use a listening socket");
@@ -106,8 +115,8 @@ fn worker(endpoints: &[Endpoint], stopped: watch::Receiver<bool>, grace: Duratio
             };
             accepting.push(tokio::spawn(accept_loop(
                 listener,
-                endpoint.app.clone(),
-                endpoint.tls.clone(),
+                endpoint.app,
+                endpoint.tls,
                 Arc::clone(&graceful),
                 stopped.clone(),
             )));

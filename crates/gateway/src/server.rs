@@ -279,7 +279,8 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
     let workers = Workers::start(endpoints, count, grace)
         .map_err(|error| ConfigError(format!("cannot start the worker threads: {error}")))?;
     let watched: Vec<Arc<ServerTls>> = tls.into_iter().chain(admin_tls).collect();
-    let reloader = (!watched.is_empty()).then(|| tokio::spawn(reload_certificates(watched)));
+    // Always running: SIGHUP must never end the process, TLS or not.
+    let reloader = Some(tokio::spawn(reload_certificates(watched)));
     Ok(Running {
         address,
         admin_address,
@@ -298,7 +299,8 @@ fn local_address(listener: &std::net::TcpListener) -> Result<SocketAddr, ConfigE
 /// How often the listener certificate files are checked for a replacement.
 const CERTIFICATE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reloads the listeners' certificates when their files change, and on SIGHUP.
+/// Reloads the listeners' certificates when their files change, and on SIGHUP (which is only
+/// logged when no listener has TLS: it never ends the process).
 async fn reload_certificates(listeners: Vec<Arc<ServerTls>>) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut poll = tokio::time::interval(CERTIFICATE_POLL);
@@ -313,6 +315,9 @@ async fn reload_certificates(listeners: Vec<Arc<ServerTls>>) {
                 }
             } => true,
         };
+        if forced && listeners.is_empty() {
+            tracing::info!("SIGHUP: no listener has TLS; nothing to reload");
+        }
         for listener in &listeners {
             if forced {
                 listener.reload();

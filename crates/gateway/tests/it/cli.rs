@@ -413,18 +413,29 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
             .send(),
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
+    // SIGHUP (a reload: here no listener has TLS) never ends the process.
+    let signal = |name: &str| {
+        Command::new("kill")
+            .args([name, &served.child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-HUP").success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = client()
+        .get(format!("{}/healthz", served.base))
+        .send()
+        .await
         .unwrap();
-    assert!(status.success());
+    assert_eq!(response.status(), StatusCode::OK, "alive after SIGHUP");
+    assert!(signal("-TERM").success());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        client()
-            .get(format!("{}/healthz", served.base))
-            .send()
-            .await
-            .is_err(),
+    // The listening socket is closed at once: the kernel refuses, nothing queues for nobody.
+    let address = served.base.trim_start_matches("http://").to_owned();
+    let refused = tokio::net::TcpStream::connect(&address).await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|error| error.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused),
         "no new connection is accepted after SIGTERM"
     );
     let response = slow.await.unwrap().unwrap();
