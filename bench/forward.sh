@@ -41,16 +41,26 @@ modes="${MODES:-http https}"
   openssl req -newkey rsa:2048 -nodes -keyout listener.key -out listener.csr -subj "/CN=localhost" 2>/dev/null
   openssl x509 -req -in listener.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out listener.pem -days 2 -extfile server.ext 2>/dev/null )
 
-cat > "$work/nginx.conf" <<NGINX
+# Two nginx instances: the upstream, and the peer proxy. They are separate processes, as the
+# gateway and the upstream are: one nginx serving both roles could hand a request from its
+# proxy side to its upstream side inside one worker, a shortcut no separate proxy has.
+nginx_common() { # name
+  mkdir -p "$work/$1"
+  cat <<COMMON
 daemon off;
 worker_processes auto;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
+pid $work/$1/nginx.pid;
+error_log $work/$1/error.log warn;
 events { worker_connections 4096; }
+COMMON
+}
+temp_paths() { # name
+  echo "client_body_temp_path $work/$1/body; proxy_temp_path $work/$1/proxy; fastcgi_temp_path $work/$1/fastcgi; uwsgi_temp_path $work/$1/uwsgi; scgi_temp_path $work/$1/scgi;"
+}
+{ nginx_common upstream; cat <<NGINX
 http {
     access_log off;
-    client_body_temp_path $work/body; proxy_temp_path $work/proxy; fastcgi_temp_path $work/fastcgi;
-    uwsgi_temp_path $work/uwsgi; scgi_temp_path $work/scgi;
+    $(temp_paths upstream)
     keepalive_requests 1000000;
     server {
         listen 127.0.0.1:$upstream_port ssl;
@@ -61,6 +71,14 @@ http {
         ssl_verify_depth 3;
         location / { default_type text/plain; return 200 "ok \$ssl_client_s_dn\n"; }
     }
+}
+NGINX
+} > "$work/upstream.conf"
+{ nginx_common proxy; cat <<NGINX
+http {
+    access_log off;
+    $(temp_paths proxy)
+    keepalive_requests 1000000;
     upstream backend { server 127.0.0.1:$upstream_port; keepalive 64; }
     server {
         listen 127.0.0.1:$proxy_port;
@@ -82,14 +100,17 @@ http {
     }
 }
 NGINX
-nginx -c "$work/nginx.conf" -p "$work" &
+} > "$work/proxy.conf"
+nginx -c "$work/upstream.conf" -p "$work/upstream" &
+upstream_pid=$!
+nginx -c "$work/proxy.conf" -p "$work/proxy" &
 nginx_pid=$!
 export MTLS_GATEWAY__DATA_DIR="$work/data" MTLS_GATEWAY__SERVER__LISTEN="127.0.0.1:$gateway_port" \
   MTLS_GATEWAY__LOG__LEVEL=warn MTLS_GATEWAY__EGRESS__ALLOW_CIDRS='["127.0.0.1/32"]' \
   MTLS_GATEWAY__TLS__TRUST_ROOTS="[\"$work/ca.pem\"]"
 bin="${GATEWAY_BIN:-target/release/mtls-gateway}"   # GATEWAY_BIN: measure another build
 gateway_pid=""
-trap 'kill $gateway_pid $nginx_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $gateway_pid $nginx_pid $upstream_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 start_gateway() { # http|https
   [ -n "$gateway_pid" ] && { kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; }
   if [ "$1" = https ]; then

@@ -132,10 +132,25 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::MySql => sqlx::migrate!("./migrations/mysql"),
         };
-        migrator
-            .run(&self.pool)
+        let failed = |error: &dyn std::fmt::Display| StoreError::Unavailable(error.to_string());
+        if self.backend == Backend::Sqlite {
+            return migrator
+                .run(&self.pool)
+                .await
+                .map_err(|error| failed(&error));
+        }
+        // Nodes starting together on an empty MySQL database take turns: one migrates, the
+        // others wait on this named lock, then find nothing left to do.
+        let mut connection = self.pool.acquire().await.map_err(|error| failed(&error))?;
+        sqlx::query("SELECT GET_LOCK('mtls_gateway_migrations', 300)")
+            .execute(&mut *connection)
             .await
-            .map_err(|error| StoreError::Unavailable(error.to_string()))
+            .map_err(|error| failed(&error))?;
+        let result = migrator.run_direct(None, &mut *connection, false).await;
+        let _ = sqlx::query("SELECT RELEASE_LOCK('mtls_gateway_migrations')")
+            .execute(&mut *connection)
+            .await;
+        result.map_err(|error| failed(&error))
     }
 
     /// A round trip to the database (for `/readyz`).

@@ -491,3 +491,53 @@ path "secret/metadata/mtls/*" { capabilities = ["read", "delete", "list"] }"#;
     }
     app.running.stop().await.unwrap();
 }
+
+/// Nodes starting together on an empty MySQL database: every one of them migrates without
+/// error (they take turns on a named lock), and the schema is there once.
+#[tokio::test]
+async fn concurrent_first_starts_migrate_once() {
+    let Some(mysql) = mysql_url() else {
+        return;
+    };
+    let database = format!("migrate_{}", random_account().replace('-', "_"));
+    let (prefix, _) = mysql.rsplit_once('/').unwrap();
+    // The server's own client, as an administrator would (the gateway never creates databases).
+    let sql = |statement: String| {
+        let (host, port) = prefix
+            .rsplit_once('@')
+            .map_or("127.0.0.1:3306", |(_, address)| address)
+            .split_once(':')
+            .unwrap_or(("127.0.0.1", "3306"));
+        let output = std::process::Command::new("mariadb")
+            .args(["-h", host, "-P", port, "-uroot", "-e", &statement])
+            .output()
+            .expect("the mariadb client runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    sql(format!("CREATE DATABASE {database}"));
+    let url = format!("{prefix}/{database}");
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let url = url.clone();
+        nodes.push(tokio::spawn(async move {
+            let store = mtls_store::Store::connect(&mtls_store::StoreOptions {
+                url,
+                max_connections: 2,
+                acquire_timeout: Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+            let migrated = store.migrate().await;
+            store.close().await;
+            migrated
+        }));
+    }
+    for node in nodes {
+        node.await.unwrap().unwrap();
+    }
+    sql(format!("DROP DATABASE {database}"));
+}
