@@ -6,7 +6,6 @@
 //! renewed certificate (new `notAfter`) re-arms its thresholds. A webhook call that fails gives
 //! its claims back, and the next round tries again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mtls_api::metrics::CertificateExpiry;
@@ -40,26 +39,6 @@ impl std::fmt::Debug for Webhook {
     }
 }
 
-fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(certificate);
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .build()
-        .map_err(|_| "cannot build the webhook HTTP client".to_owned())
-}
-
 /// Starts the monitor on the current runtime (after the dependencies are installed).
 pub fn spawn(config: &Config, state: &AppState) {
     let mut thresholds: Vec<i64> = config
@@ -73,9 +52,10 @@ pub fn spawn(config: &Config, state: &AppState) {
     let webhook = match &config.expiry.webhook_url {
         None => None,
         Some(url) => {
-            match client(Duration::from_secs_f64(
-                config.expiry.webhook_timeout_seconds.max(0.1),
-            )) {
+            match mtls_secrets::vault::client(
+                None,
+                Duration::from_secs_f64(config.expiry.webhook_timeout_seconds.max(0.1)),
+            ) {
                 Ok(client) => Some(Webhook {
                     url: url.expose().to_owned(),
                     client,

@@ -378,7 +378,9 @@ fn vault_errors(body: &[u8]) -> String {
 
 /// An HTTP client that trusts the system roots plus `ca_pem`, ignores proxy variables and
 /// follows no redirects (a token must not be replayed to another host).
-fn client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::Client, SecretError> {
+/// An HTTPS client for the gateway's own dependencies (Vault, the expiry webhook): system roots
+/// plus `ca_pem`, TLS 1.2+, no proxy, no redirects, `timeout` per call.
+pub fn client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::Client, SecretError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
 
