@@ -118,11 +118,11 @@ fn by_certificate(state: &AppState, der: &[u8]) -> Result<Principal, ApiError> {
 /// Most bytes of a form body kept for signature checking.
 const FORM_BODY_LIMIT: usize = 1024 * 1024;
 
-/// Keeps the body of OAuth-signed form requests (see [`FormBody`]) and hands it on unchanged.
-pub async fn form_body_layer(
+/// Keeps the body of an OAuth-signed form request (see [`FormBody`]) beside an unchanged copy;
+/// every other request passes untouched. A form past 1 MiB is the 413 answer.
+pub async fn keep_form_body(
     request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+) -> Result<axum::extract::Request, axum::response::Response> {
     use axum::response::IntoResponse;
     let signed = request
         .headers()
@@ -134,6 +134,9 @@ pub async fn form_body_layer(
                 .get(..5)
                 .is_some_and(|scheme| scheme.eq_ignore_ascii_case("oauth"))
         });
+    if !signed {
+        return Ok(request);
+    }
     let form = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -143,20 +146,21 @@ pub async fn form_body_layer(
                 .to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    if !(signed && form) {
-        return next.run(request).await;
+    if !form {
+        return Ok(request);
     }
     let (mut parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, FORM_BODY_LIMIT).await {
         Ok(bytes) => bytes,
-        Err(_) => return ApiError::too_large("the form body is larger than 1 MiB").into_response(),
+        Err(_) => {
+            return Err(ApiError::too_large("the form body is larger than 1 MiB").into_response());
+        }
     };
     parts.extensions.insert(FormBody(bytes.clone()));
-    next.run(axum::extract::Request::from_parts(
+    Ok(axum::extract::Request::from_parts(
         parts,
         axum::body::Body::from(bytes),
     ))
-    .await
 }
 
 /// The `{accountId}` path segment, validated.

@@ -38,10 +38,5 @@ pub fn surface_router(state: AppState, surface: Surface) -> Router {
     routes::routes(state.clone(), surface)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(middleware::from_fn(extract::form_body_layer))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            ratelimit::layer,
-        ))
         .layer(middleware::from_fn_with_state(state, request_id::layer))
 }

@@ -52,9 +52,9 @@ fn unix_millis() -> u64 {
         })
 }
 
-/// The route group of a path, as the `group` label names it.
-pub fn group_of(path: &str) -> &'static str {
-    match Group::of(path) {
+/// The route group of a path (`group`: its rate-limit group), as the `group` label names it.
+pub fn group_name(group: Option<Group>, path: &str) -> &'static str {
+    match group {
         Some(Group::Configuration) => "configuration",
         Some(Group::Checks) => "checks",
         Some(Group::Forward) => "forward",
@@ -67,7 +67,8 @@ pub fn group_of(path: &str) -> &'static str {
 
 impl Metrics {
     pub fn request(&self, group: &'static str, status: u16, elapsed: Duration) {
-        self.requests.get(&(group, status)).observe(elapsed);
+        self.requests
+            .with(&(group, status), |histogram| histogram.observe(elapsed));
     }
 
     /// An upstream call answered (headers received) after `elapsed`.

@@ -10,12 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 #[cfg(test)]
 use axum::http::HeaderValue;
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use mtls_runtime::Cidr;
 
 use crate::AppState;
@@ -133,6 +131,11 @@ impl RateLimiter {
     }
 
     /// Takes a token from the client IP's bucket of `group`.
+    /// Whether `group` has a per-IP bucket at all.
+    pub fn limits_ip(&self, group: Group) -> bool {
+        self.limits.per_ip.contains_key(&group)
+    }
+
     pub fn check_ip(&self, group: Group, ip: IpAddr) -> Result<(), ApiError> {
         match self.limits.per_ip.get(&group) {
             Some(limit) => self.take(group, Subject::Ip(ip), *limit).map_err(limited),
@@ -187,20 +190,21 @@ fn limited(retry_after: Duration) -> ApiError {
 }
 
 /// The per-IP layer.
-pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(group) = Group::of(request.uri().path()) else {
-        return next.run(request).await;
+/// The per-IP bucket of the request's group, before authentication: `Err` is the 429.
+pub fn admit(state: &AppState, group: Option<Group>, request: &Request) -> Result<(), ApiError> {
+    let Some(group) = group else {
+        return Ok(());
     };
+    let limiter = &state.inner.rate_limiter;
+    if !limiter.limits_ip(group) {
+        return Ok(());
+    }
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
-    let limiter = &state.inner.rate_limiter;
     let ip = limiter.client_ip(peer, request.headers());
-    match limiter.check_ip(group, ip) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
-    }
+    limiter.check_ip(group, ip)
 }
 
 #[cfg(test)]

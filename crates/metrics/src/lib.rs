@@ -132,6 +132,20 @@ impl<K: Ord + Clone, M: Default> Family<K, M> {
         )
     }
 
+    /// Runs `use_member` on the member for `key` (made on first use) without taking a
+    /// reference count: the hot path's way in.
+    pub fn with<R>(&self, key: &K, use_member: impl FnOnce(&M) -> R) -> R {
+        if let Some(member) = self
+            .members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
+            return use_member(member);
+        }
+        use_member(&self.get(key))
+    }
+
     /// Every member, in key order.
     pub fn snapshot(&self) -> Vec<(K, Arc<M>)> {
         self.members
