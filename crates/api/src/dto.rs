@@ -246,7 +246,7 @@ pub fn live_report(
         |duration: std::time::Duration| (duration.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     let mut stages = Vec::new();
     let mut advice: Vec<String> = Vec::new();
-    let mut failed_stage: Option<&str> = None;
+    let failed_stage = probe.failed_stage();
 
     let dns_ok = probe.dns.error.is_none();
     stages.push(json!({
@@ -257,7 +257,6 @@ pub fn live_report(
         "error": probe.dns.error,
     }));
     if let Some(error) = &probe.dns.error {
-        failed_stage = Some("dns");
         advice.push(if probe.failure.as_ref().is_some_and(|failure| failure.code == "egress_denied") {
             format!("The gateway's egress policy refuses this target: {error}. Private, loopback and link-local addresses are refused unless egress.allow_cidrs covers them.")
         } else {
@@ -267,13 +266,12 @@ pub fn live_report(
     if let Some(connect) = &probe.connect {
         stages.push(json!({
             "stage": "connect",
-            "ok": connect.error.is_none() || connect.address.is_some(),
+            "ok": connect.address.is_some(),
             "durationMs": millis(connect.duration),
             "address": connect.address.map(|address| address.to_string()),
             "error": if connect.address.is_some() { None } else { connect.error.clone() },
         }));
         if connect.address.is_none() {
-            failed_stage = Some("connect");
             advice.push(format!(
                 "Nothing accepted a TCP connection to {target_host} ({}); check the port, and that the target is up and reachable from the gateway.",
                 connect.error.as_deref().unwrap_or("no address")
@@ -354,9 +352,6 @@ pub fn live_report(
                 "The server ended the connection with the TLS alert {alert}."
             ));
         }
-        if !ok && failed_stage.is_none() {
-            failed_stage = Some("tls");
-        }
     }
     if let Some(http) = &probe.http {
         let ok = http.status.is_some();
@@ -381,15 +376,14 @@ pub fn live_report(
                 "The target accepted the connection with your certificate and answered HTTP {status}."
             )),
             None => {
-                if failed_stage.is_none() {
-                    failed_stage = Some("http");
+                if failed_stage == Some("http") {
                     advice.push("The connection was established, but the target did not answer the request.".to_owned());
                 }
             }
         }
     }
     json!({
-        "outcome": if failed_stage.is_none() && probe.failure.is_none() { "ok" } else { "failed" },
+        "outcome": if failed_stage.is_none() { "ok" } else { "failed" },
         "failedStage": failed_stage,
         "failure": probe.failure.as_ref().map(|failure| json!({ "code": failure.code, "message": failure.message })),
         "advice": advice,

@@ -414,6 +414,24 @@ pub fn classify(error: &(dyn StdError + 'static)) -> Failure {
     }
 }
 
+/// The first TLS error anywhere in `error`'s chain, through nested I/O errors too.
+pub(crate) fn tls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(rustls_inside)
+        {
+            return Some(tls);
+        }
+        current = error.source();
+    }
+    None
+}
+
 /// The TLS error wrapped in (possibly nested) I/O errors: `io::Error::source` skips the
 /// wrapped error itself, so the chain has to be walked through `get_ref`.
 fn rustls_inside(io: &std::io::Error) -> Option<&rustls::Error> {

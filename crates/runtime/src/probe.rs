@@ -25,7 +25,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use tokio::net::TcpStream;
 
 use crate::egress::{EgressError, EgressPolicy, SystemResolver};
-use crate::forward::{Failure, Timeouts, classify};
+use crate::forward::{Failure, Timeouts, classify, tls_error};
 use crate::identity::ClientIdentity;
 use crate::url::Scheme;
 
@@ -222,28 +222,27 @@ impl ResolvesClientCert for RecordingResolver {
     }
 }
 
-/// The first TLS error in `error`'s chain (through I/O errors too).
-fn rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        if let Some(io) = error.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(tls) = rustls_error(inner)
-        {
-            return Some(tls);
-        }
-        current = error.source();
-    }
-    None
-}
-
 fn alert_of(error: &(dyn StdError + 'static)) -> Option<String> {
-    match rustls_error(error)? {
+    match tls_error(error)? {
         rustls::Error::AlertReceived(alert) => Some(format!("{alert:?}")),
         _ => None,
+    }
+}
+
+impl Probe {
+    /// The stage that stopped the call, if one did: `dns`, `connect`, `tls` (also for an alert
+    /// a TLS 1.3 server sends after the handshake) or `http`.
+    pub fn failed_stage(&self) -> Option<&'static str> {
+        if self.dns.error.is_some() {
+            return Some("dns");
+        }
+        match (&self.connect, &self.tls, &self.http) {
+            (Some(connect), _, _) if connect.address.is_none() => Some("connect"),
+            (_, Some(tls), _) if !tls.completed || tls.alert.is_some() => Some("tls"),
+            (_, _, Some(http)) if http.status.is_none() => Some("http"),
+            _ if self.failure.is_some() => Some("http"),
+            _ => None,
+        }
     }
 }
 

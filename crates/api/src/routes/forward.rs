@@ -38,7 +38,7 @@ fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The headers to relay: end-to-end ones, without `Connection`-named ones and `skip`.
-fn relayed(headers: &HeaderMap, skip: impl Fn(&str) -> bool) -> HeaderMap {
+pub(crate) fn relayed(headers: &HeaderMap, skip: impl Fn(&str) -> bool) -> HeaderMap {
     let named_by_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()

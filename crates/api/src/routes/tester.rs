@@ -48,8 +48,9 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
         .transpose()
 }
 
-/// The call the live form makes, from the request's `LP-*` headers and `body` part.
-fn live_call(headers: &HeaderMap, target: &str, body: Vec<u8>) -> Result<Call, ApiError> {
+/// The call the live form makes, from the request's `LP-*` headers (the `body` part is added
+/// once read).
+fn live_call(headers: &HeaderMap, target: &str) -> Result<Call, ApiError> {
     mtls_runtime::normalize(target)
         .map_err(|error| ApiError::bad_request("invalid_forward_url", error.to_string()))?;
     let url: axum::http::Uri = target.parse().map_err(|_| {
@@ -87,14 +88,11 @@ fn live_call(headers: &HeaderMap, target: &str, body: Vec<u8>) -> Result<Call, A
             upstream.insert(to, value.clone());
         }
     }
-    if !body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(&method) {
-        upstream.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
     Ok(Call {
         url,
         method,
         headers: upstream,
-        body: body.into(),
+        body: Default::default(),
     })
 }
 
@@ -118,7 +116,7 @@ pub async fn test_multipart(
     let ids: Vec<i64> = Vec::new();
     let result: Result<Response, ApiError> = async {
         let call = match &target {
-            Some(target) => Some(live_call(&headers, target, Vec::new())?),
+            Some(target) => Some(live_call(&headers, target)?),
             None => None,
         };
         let mut parts = multipart::read(request, &state, "invalid_password").await?;
@@ -150,7 +148,7 @@ pub async fn test_multipart(
         let Some(mut call) = call else {
             return Ok(Json(file_report).into_response());
         };
-        if !body.is_empty() {
+        if !body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(&call.method) {
             call.headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
@@ -179,16 +177,7 @@ pub async fn test_multipart(
             .into_response());
         }
         if let Some(failure) = &seen.failure {
-            let stage =
-                if seen.http.is_some() && seen.tls.as_ref().is_none_or(|tls| tls.alert.is_none()) {
-                    "http"
-                } else if seen.tls.is_some() {
-                    "tls"
-                } else if seen.connect.is_some() {
-                    "connect"
-                } else {
-                    "dns"
-                };
+            let stage = seen.failed_stage().unwrap_or("http");
             let message = format!("{stage} stage: {}", failure.message);
             return Err(if failure.status == 403 {
                 ApiError::new(axum::http::StatusCode::FORBIDDEN, failure.code, message)
@@ -204,24 +193,9 @@ pub async fn test_multipart(
         };
         let mut relayed = Response::new(Body::from(answer.body));
         *relayed.status_mut() = answer.status;
-        for (name, value) in &answer.headers {
-            let lower = name.as_str();
-            if [
-                "connection",
-                "keep-alive",
-                "transfer-encoding",
-                "te",
-                "trailer",
-                "upgrade",
-                "proxy-authenticate",
-                "content-length",
-            ]
-            .contains(&lower)
-            {
-                continue;
-            }
-            relayed.headers_mut().append(name.clone(), value.clone());
-        }
+        // As the forward path relays, without a Content-Length the body now sets itself.
+        *relayed.headers_mut() =
+            super::forward::relayed(&answer.headers, |name| name == "content-length");
         Ok(relayed)
     }
     .await;
