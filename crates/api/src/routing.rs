@@ -39,24 +39,30 @@ pub async fn refresh(state: &AppState, backends: &Backends) -> Result<(), ApiErr
     });
     let table = Table::new(entries, revision);
     tracing::debug!(revision, routes = table.len(), "routing table rebuilt");
-    let mapped: HashMap<ClientKey, String> = table
-        .iter()
-        .filter(|(_, route)| route.secret_stored)
-        .map(|(account, route)| {
-            (
-                crate::routes::forward::client_key(Some(route)),
-                account.to_owned(),
-            )
-        })
-        .collect();
     state.inner.routing.replace(table);
     state.metrics().reloaded();
+    let forwarder = &state.inner.forwarder;
+    let preloading = state.inner.forward.preload_identities;
+    // The identity keys of the table only matter when identities are loaded or to be: a
+    // table of a million mappings is a million keys on every rebuild otherwise.
+    if !preloading && forwarder.identity_count() == 0 {
+        return Ok(());
+    }
+    let mapped: HashMap<ClientKey, String> = state.inner.routing.with(|table| {
+        table
+            .iter()
+            .filter(|(_, route)| route.secret_stored)
+            .map(|(account, route)| {
+                (
+                    crate::routes::forward::client_key(Some(route)),
+                    account.to_owned(),
+                )
+            })
+            .collect()
+    });
     // Identities of certificates deleted, replaced or no longer mapped leave memory now.
-    state
-        .inner
-        .forwarder
-        .retain(|key| key.certificate.is_none() || mapped.contains_key(key));
-    if state.inner.forward.preload_identities {
+    forwarder.retain(|key| key.certificate.is_none() || mapped.contains_key(key));
+    if preloading {
         let state = state.clone();
         tokio::spawn(async move { preload(&state, mapped).await });
     }
