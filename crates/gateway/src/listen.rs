@@ -24,6 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower_service::Service;
 
+use mtls_api::extract::PeerCertificate;
+
 use crate::tls::ServerTls;
 
 /// Time a client has to finish its TLS handshake.
@@ -189,10 +191,6 @@ async fn accept_loop(
         });
     }
 }
-
-/// The verified client certificate of a TLS connection (DER), for callers authenticated by
-/// certificate (see `mtls_api::extract::Caller`).
-pub use mtls_api::extract::PeerCertificate;
 
 struct Connection {
     app: Router,

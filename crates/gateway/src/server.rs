@@ -29,7 +29,7 @@ pub struct Running {
     pub admin_address: Option<SocketAddr>,
     state: AppState,
     workers: Option<Workers>,
-    reloader: Option<JoinHandle<()>>,
+    reloader: JoinHandle<()>,
 }
 
 impl Running {
@@ -37,9 +37,7 @@ impl Running {
     /// and wait for the workers to end.
     pub async fn stop(mut self) -> std::io::Result<()> {
         self.state.drain();
-        if let Some(reloader) = self.reloader.take() {
-            reloader.abort();
-        }
+        self.reloader.abort();
         if let Some(workers) = self.workers.take() {
             tokio::task::spawn_blocking(move || workers.stop())
                 .await
@@ -280,7 +278,7 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
         .map_err(|error| ConfigError(format!("cannot start the worker threads: {error}")))?;
     let watched: Vec<Arc<ServerTls>> = tls.into_iter().chain(admin_tls).collect();
     // Always running: SIGHUP must never end the process, TLS or not.
-    let reloader = Some(tokio::spawn(reload_certificates(watched)));
+    let reloader = tokio::spawn(reload_certificates(watched));
     Ok(Running {
         address,
         admin_address,
