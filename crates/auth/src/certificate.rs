@@ -63,10 +63,6 @@ impl CertificatePrincipals {
         Ok(Self { rules })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// The caller a certificate with `subject` and `alternative_names` is; the first rule that
     /// names it wins (rules are tried in configuration order).
     pub fn principal(
