@@ -2,7 +2,9 @@
 //! PEM or JWKS bytes. `exp`, `sub`, `accounts` and `privileges` are required; `aud` and `iss`
 //! are checked when configured. The algorithm comes from the key, never from the token alone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use hashbrown::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
