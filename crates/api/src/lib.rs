@@ -33,6 +33,57 @@ pub fn router(state: AppState) -> Router {
     surface_router(state, Surface::All)
 }
 
+/// One listener's application: its [`Surface`]'s router, with the forward route taken before
+/// the router when the surface serves it. Forward is the hot path: matching it by hand and
+/// calling its handler directly skips the router's matching, its boxed futures and its
+/// path-parameter map (bench/forward.sh, docs/forward.md). Everything else, and any request
+/// the shortcut does not recognize exactly, goes through the router.
+#[derive(Clone, Debug)]
+pub struct App {
+    router: Router,
+    state: AppState,
+    forward: bool,
+}
+
+impl App {
+    pub fn new(state: AppState, surface: Surface) -> Self {
+        Self {
+            router: surface_router(state.clone(), surface),
+            state,
+            forward: surface != Surface::Admin,
+        }
+    }
+
+    /// Serves one request from `peer`.
+    pub async fn call(
+        &self,
+        mut request: axum::extract::Request,
+        peer: std::net::SocketAddr,
+    ) -> axum::response::Response {
+        if self.forward
+            && let Some(account) =
+                routes::forward::direct_account(request.method(), request.uri().path())
+        {
+            let state = self.state.clone();
+            return request_id::edge(
+                &self.state,
+                request,
+                peer.ip(),
+                Some(routes::forward::ROUTE),
+                |request| routes::forward::direct(state, account, request),
+            )
+            .await;
+        }
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        match tower_service::Service::call(&mut self.router.clone(), request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
 /// The routes of one listener's [`Surface`], with the same layers.
 pub fn surface_router(state: AppState, surface: Surface) -> Router {
     routes::routes(state.clone(), surface)

@@ -6,11 +6,10 @@
 //! `X-Forwarded-For` address that is not itself a trusted proxy.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request};
 #[cfg(test)]
 use axum::http::HeaderValue;
 use axum::http::{HeaderMap, StatusCode};
@@ -146,10 +145,10 @@ impl RateLimiter {
     /// Takes a token from the account's bucket of `group` (after authorization).
     pub fn check_account(&self, group: Group, account: &str) -> Result<(), ApiError> {
         match self.limits.per_account.get(&group) {
-            Some(limit) => self
+            Some(limit) if limit.per_second > 0.0 => self
                 .take(group, Subject::Account(account.to_owned()), *limit)
                 .map_err(limited),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -191,7 +190,12 @@ fn limited(retry_after: Duration) -> ApiError {
 
 /// The per-IP layer.
 /// The per-IP bucket of the request's group, before authentication: `Err` is the 429.
-pub fn admit(state: &AppState, group: Option<Group>, request: &Request) -> Result<(), ApiError> {
+pub fn admit(
+    state: &AppState,
+    group: Option<Group>,
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
     let Some(group) = group else {
         return Ok(());
     };
@@ -199,11 +203,7 @@ pub fn admit(state: &AppState, group: Option<Group>, request: &Request) -> Resul
     if !limiter.limits_ip(group) {
         return Ok(());
     }
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
-    let ip = limiter.client_ip(peer, request.headers());
+    let ip = limiter.client_ip(peer, headers);
     limiter.check_ip(group, ip)
 }
 

@@ -7,8 +7,10 @@
 use std::fmt;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -22,6 +24,8 @@ struct RequestId {
     prefix: u64,
     count: u64,
 }
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 tokio::task_local! {
     static REQUEST_ID: RequestId;
@@ -70,25 +74,52 @@ pub fn current() -> String {
 }
 
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+    edge(
+        &state,
+        request,
+        peer,
+        route.as_ref().map(MatchedPath::as_str),
+        |request| next.run(request),
+    )
+    .await
+}
+
+/// What [`layer`] does around `inner`, for the router's routes and for the forward route,
+/// which [`crate::App`] serves before the router. `route` is the template for the access log.
+pub(crate) async fn edge<F, Fut>(
+    state: &AppState,
+    request: Request,
+    peer: IpAddr,
+    route: Option<&str>,
+    inner: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = RequestId::next();
     let group = Group::of(request.uri().path());
     let metrics_group = crate::metrics::group_name(group, request.uri().path());
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let mut response = REQUEST_ID
         .scope(id, async {
-            if let Err(refused) = crate::ratelimit::admit(&state, group, &request) {
+            if let Err(refused) = crate::ratelimit::admit(state, group, peer, request.headers()) {
                 return refused.into_response();
             }
             match crate::extract::keep_form_body(request).await {
-                Ok(request) => next.run(request).await,
+                Ok(request) => inner(request).await,
                 Err(refused) => refused,
             }
         })
         .await;
     if let Ok(value) = HeaderValue::from_bytes(&id.hex()) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
@@ -96,7 +127,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     tracing::info!(
         request_id = %id,
         method = %method,
-        route = route.as_ref().map_or("<unmatched>", MatchedPath::as_str),
+        route = route.unwrap_or("<unmatched>"),
         status,
         duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "request"

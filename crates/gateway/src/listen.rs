@@ -13,8 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -22,8 +20,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tower_service::Service;
 
+use mtls_api::App;
 use mtls_api::extract::PeerCertificate;
 
 use crate::tls::ServerTls;
@@ -37,7 +35,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Endpoint {
     pub listener: std::net::TcpListener,
-    pub app: Router,
+    pub app: App,
     pub tls: Option<Arc<ServerTls>>,
 }
 
@@ -142,7 +140,7 @@ fn worker(endpoints: Vec<Endpoint>, stopped: watch::Receiver<bool>, grace: Durat
 
 async fn accept_loop(
     listener: TcpListener,
-    app: Router,
+    app: App,
     tls: Option<Arc<ServerTls>>,
     graceful: Arc<GracefulShutdown>,
     mut stopped: watch::Receiver<bool>,
@@ -193,7 +191,7 @@ async fn accept_loop(
 }
 
 struct Connection {
-    app: Router,
+    app: App,
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     peer: SocketAddr,
@@ -233,12 +231,15 @@ impl Connection {
             peer,
         } = self;
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
             if let Some(certificate) = &certificate {
                 request.extensions_mut().insert(certificate.clone());
             }
-            let mut app = app.clone();
-            app.call(request.map(axum::body::Body::new))
+            let app = app.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    app.call(request.map(axum::body::Body::new), peer).await,
+                )
+            }
         });
         let connection = builder.serve_connection(TokioIo::new(io), service);
         if let Err(error) = watcher.watch(connection.into_owned()).await {

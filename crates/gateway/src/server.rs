@@ -247,7 +247,7 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
             tracing::info!(%address, "listening on {}://{address}", scheme(&tls));
             endpoints.push(Endpoint {
                 listener,
-                app: mtls_api::surface_router(state.clone(), Surface::All),
+                app: mtls_api::App::new(state.clone(), Surface::All),
                 tls: tls.clone(),
             });
         }
@@ -259,12 +259,12 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
             tracing::info!(address = %admin, "configuration API listening on {}://{admin}", scheme(&admin_tls));
             endpoints.push(Endpoint {
                 listener,
-                app: mtls_api::surface_router(state.clone(), Surface::Runtime),
+                app: mtls_api::App::new(state.clone(), Surface::Runtime),
                 tls: tls.clone(),
             });
             endpoints.push(Endpoint {
                 listener: admin_listener,
-                app: mtls_api::surface_router(state.clone(), Surface::Admin),
+                app: mtls_api::App::new(state.clone(), Surface::Admin),
                 tls: admin_tls.clone(),
             });
         }

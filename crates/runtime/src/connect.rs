@@ -1,16 +1,12 @@
 //! The TCP connector of every upstream connection: the egress policy vets the target, then the
 //! connection goes to a vetted address (never to a second resolution), within the connect
-//! timeout. TLS is layered on top by `hyper-rustls`.
+//! timeout. TLS is layered on top by [`crate::pool`].
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::Uri;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::egress::{EgressError, EgressPolicy, SystemResolver};
@@ -43,47 +39,36 @@ impl std::fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-impl tower_service::Service<Uri> for VettedConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let policy = Arc::clone(&self.policy);
-        let timeout = self.connect_timeout;
-        Box::pin(async move {
-            let scheme = if uri.scheme_str() == Some("http") {
-                Scheme::Http
-            } else {
-                Scheme::Https
-            };
-            let host = uri
-                .host()
-                .ok_or_else(|| ConnectError::Io(io::Error::other("no host")))?
-                .to_owned();
-            let port = uri
-                .port_u16()
-                .unwrap_or(if scheme == Scheme::Http { 80 } else { 443 });
-            let addresses = policy
-                .vet(scheme, &host, port, &SystemResolver)
-                .await
-                .map_err(ConnectError::Egress)?;
-            let mut last = io::Error::other("no address");
-            for address in addresses {
-                match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        return Ok(TokioIo::new(stream));
-                    }
-                    Ok(Err(error)) => last = error,
-                    Err(_) => return Err(ConnectError::Timeout),
+impl VettedConnector {
+    /// A TCP connection to `uri`'s host, through the egress policy.
+    pub async fn connect(&self, uri: &Uri) -> Result<TcpStream, ConnectError> {
+        let scheme = if uri.scheme_str() == Some("http") {
+            Scheme::Http
+        } else {
+            Scheme::Https
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| ConnectError::Io(io::Error::other("no host")))?;
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == Scheme::Http { 80 } else { 443 });
+        let addresses = self
+            .policy
+            .vet(scheme, host, port, &SystemResolver)
+            .await
+            .map_err(ConnectError::Egress)?;
+        let mut last = io::Error::other("no address");
+        for address in addresses {
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
                 }
+                Ok(Err(error)) => last = error,
+                Err(_) => return Err(ConnectError::Timeout),
             }
-            Err(ConnectError::Io(last))
-        })
+        }
+        Err(ConnectError::Io(last))
     }
 }

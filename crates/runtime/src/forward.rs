@@ -5,7 +5,7 @@
 //!
 //! Two levels: the *identity* (the TLS client configuration with the certificate, chain and key,
 //! parsed once, shared by every worker thread so that TLS sessions resume across them) and the
-//! *client* (a hyper-util client with its keep-alive pool, one per identity on each worker
+//! *client* ([`crate::pool::Client`], with its keep-alive pool, one per identity on each worker
 //! thread, so that a request and its upstream connection stay on one thread and no request
 //! waits on another thread's wake-up). Rotation installs a new identity key (the certificate
 //! version is part of it) and retires the old one; each thread drops its clients of retired
@@ -15,16 +15,13 @@
 //! Failures are classified here, once, into the stable codes of SPEC 7.4.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hashbrown::HashMap;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::connect::{ConnectError, VettedConnector};
@@ -36,7 +33,7 @@ pub type ForwardBody =
     http_body_util::combinators::UnsyncBoxBody<hyper::body::Bytes, Box<dyn StdError + Send + Sync>>;
 
 /// One identity's client on one worker thread.
-pub type UpstreamClient = Client<Metered, ForwardBody>;
+pub type UpstreamClient = crate::pool::Client;
 
 /// Upstream connections made, by how their TLS handshake went (for `/metrics`: requests minus
 /// connections is connection reuse).
@@ -48,51 +45,6 @@ pub struct ConnectionCounters {
     pub resumed: AtomicU64,
     /// Plain `http` targets (only with `egress.allow_http`).
     pub plain: AtomicU64,
-}
-
-/// The HTTPS connector, counting the connections it makes by handshake kind.
-#[derive(Clone)]
-pub struct Metered {
-    inner: HttpsConnector<VettedConnector>,
-    counters: Arc<ConnectionCounters>,
-}
-
-impl std::fmt::Debug for Metered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metered").finish_non_exhaustive()
-    }
-}
-
-impl tower_service::Service<hyper::Uri> for Metered {
-    type Response = MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
-    type Error = Box<dyn StdError + Send + Sync>;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let counters = Arc::clone(&self.counters);
-        Box::pin(async move {
-            let stream = connecting.await?;
-            let counter = match &stream {
-                MaybeHttpsStream::Http(_) => &counters.plain,
-                MaybeHttpsStream::Https(tls) => match tls.inner().get_ref().1.handshake_kind() {
-                    Some(rustls::HandshakeKind::Resumed) => &counters.resumed,
-                    _ => &counters.full,
-                },
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            Ok(stream)
-        })
-    }
 }
 
 /// A mapping's extra trust bundle (PEM), compared by its SHA-256 so that keys stay small and
@@ -337,18 +289,12 @@ impl Forwarder {
             policy: Arc::clone(&self.policy),
             connect_timeout: self.timeouts.connect,
         };
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*config).clone())
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(connector);
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.timeouts.idle)
-            .build(Metered {
-                inner: https,
-                counters: Arc::clone(&self.connections),
-            })
+        crate::pool::Client::new(
+            (*config).clone(),
+            connector,
+            Arc::clone(&self.connections),
+            self.timeouts.idle,
+        )
     }
 }
 
@@ -371,9 +317,7 @@ pub fn classify(error: &(dyn StdError + 'static)) -> Failure {
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
     let mut connect_stage = false;
     while let Some(error) = current {
-        if let Some(client_error) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
-            connect_stage |= client_error.is_connect();
-        }
+        connect_stage |= error.is::<crate::pool::ConnectFailed>();
         if let Some(connect) = error.downcast_ref::<ConnectError>() {
             return match connect {
                 ConnectError::Egress(EgressError::Resolution(_)) => {

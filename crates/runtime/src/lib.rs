@@ -7,6 +7,7 @@ pub mod connect;
 pub mod egress;
 pub mod forward;
 pub mod identity;
+pub mod pool;
 pub mod probe;
 pub mod table;
 pub mod url;

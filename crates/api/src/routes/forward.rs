@@ -4,13 +4,16 @@
 //! ways; redirects are relayed, never followed; transport failures are 424 (SPEC 7.4).
 
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Uri, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderName, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use mtls_auth::AccountId;
 use mtls_auth::Privilege;
 use mtls_runtime::forward::{ClientKey, ForwardBody, UpstreamClient, classify};
 use mtls_runtime::identity::ClientIdentity;
+use mtls_runtime::pool::UpstreamBody;
 use mtls_runtime::{Route, normalize};
 use mtls_secrets::SecretKey;
 use zeroize::Zeroizing;
@@ -33,12 +36,18 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+const LP_FORWARD_URL: HeaderName = HeaderName::from_static("lp-forward-url");
+const LP_SERVICE_NAME: HeaderName = HeaderName::from_static("lp-service-name");
+const LP_STOP: HeaderName = HeaderName::from_static("lp-stop-if-certificate-not-found");
+const LP_AUTHORIZATION_OVERRIDE: HeaderName = HeaderName::from_static("lp-authorization-override");
+
+fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
-/// The headers to relay: end-to-end ones, without `Connection`-named ones and `skip`.
-pub(crate) fn relayed(headers: &HeaderMap, skip: impl Fn(&str) -> bool) -> HeaderMap {
+/// Removes what must not be relayed: hop-by-hop headers, those named in `Connection`, and
+/// `skip`. In place, and without allocating when nothing is to go (the common answer).
+pub(crate) fn strip(headers: &mut HeaderMap, skip: impl Fn(&str) -> bool) {
     let named_by_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -46,18 +55,19 @@ pub(crate) fn relayed(headers: &HeaderMap, skip: impl Fn(&str) -> bool) -> Heade
         .flat_map(|value| value.split(','))
         .map(|name| name.trim().to_ascii_lowercase())
         .collect();
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let lower = name.as_str();
-        if HOP_BY_HOP.contains(&lower)
-            || named_by_connection.iter().any(|named| named == lower)
-            || skip(lower)
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let lower = name.as_str();
+            HOP_BY_HOP.contains(&lower)
+                || named_by_connection.iter().any(|named| named == lower)
+                || skip(lower)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
-    out
 }
 
 /// The route for the call: by (account, service, URL), or by (account, URL) when no service is
@@ -156,7 +166,7 @@ pub(crate) async fn send(
     state: &AppState,
     client: &UpstreamClient,
     request: axum::http::Request<ForwardBody>,
-) -> Result<axum::http::Response<hyper::body::Incoming>, ApiError> {
+) -> Result<axum::http::Response<UpstreamBody>, ApiError> {
     let timeout = state.inner.forwarder.timeouts.response_headers;
     let started = std::time::Instant::now();
     let metrics = state.metrics();
@@ -173,13 +183,13 @@ pub(crate) async fn send(
             Ok(response)
         }
         Ok(Err(error)) => {
-            if source_is_length_limit(&error) {
+            if source_is_length_limit(error.as_ref()) {
                 let limit = state.inner.forward.max_body_bytes;
                 return Err(ApiError::too_large(format!(
                     "the request body is larger than {limit} bytes"
                 )));
             }
-            let failure = classify(&error);
+            let failure = classify(error.as_ref());
             metrics.failure(failure.code);
             tracing::info!(code = failure.code, "upstream call failed");
             Err(if failure.status == 403 {
@@ -193,6 +203,44 @@ pub(crate) async fn send(
             })
         }
     }
+}
+
+/// The forward route's template (the router's, and the access log's).
+pub(crate) const ROUTE: &str = "/mtls/account/{account_id}";
+
+/// The account of a request [`crate::App`] may serve without the router: exactly
+/// `/mtls/account/{id}` with a valid id, by one of the forward methods. Anything else (a
+/// percent-encoded or invalid id, another method) is left to the router and its answers.
+pub(crate) fn direct_account(method: &Method, path: &str) -> Option<AccountId> {
+    let forward_method = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ]
+    .contains(method);
+    let raw = path.strip_prefix("/mtls/account/")?;
+    if !forward_method || raw.contains('/') {
+        return None;
+    }
+    AccountId::parse(raw).ok()
+}
+
+/// The forward route without the router: the same extractors, in the same order, and the
+/// same handler.
+pub(crate) async fn direct(state: AppState, account: AccountId, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response(),
+    };
+    let request = Request::from_parts(parts, body);
+    forward(State(state), caller, AccountPath(account), request)
+        .await
+        .into_response()
 }
 
 pub async fn forward(
@@ -209,23 +257,20 @@ pub async fn forward(
         Group::Forward,
     )?;
     let headers = request.headers();
-    let target = text(headers, "lp-forward-url")
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_forward_url",
-                "the LP-forward-url header is required",
-            )
-        })?
-        .to_owned();
-    let (_, normalized) = normalize(&target)
+    let target = text(headers, &LP_FORWARD_URL).ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_forward_url",
+            "the LP-forward-url header is required",
+        )
+    })?;
+    let (_, normalized) = normalize(target)
         .map_err(|error| ApiError::bad_request("invalid_forward_url", error.to_string()))?;
-    let uri: Uri = target.parse().map_err(|_| {
+    let uri = Uri::try_from(target).map_err(|_| {
         ApiError::bad_request("invalid_forward_url", "LP-forward-url is not a valid URL")
     })?;
-    let service = text(headers, "lp-service-name").map(str::to_owned);
-    let stop = text(headers, "lp-stop-if-certificate-not-found")
-        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
-    let route = route(&state, account.as_str(), service.as_deref(), &normalized)?;
+    let service = text(headers, &LP_SERVICE_NAME);
+    let stop = text(headers, &LP_STOP).is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let route = route(&state, account.as_str(), service, &normalized)?;
     if route.is_none() && (stop || !state.inner.forward.allow_unmapped) {
         return Err(ApiError::bad_request(
             "no_certificate_mapping",
@@ -235,21 +280,20 @@ pub async fn forward(
     let client = client_for(&state, account.as_str(), client_key(route.as_ref())).await?;
 
     let (parts, body) = request.into_parts();
-    let mut upstream_headers = relayed(&parts.headers, |name| {
-        name == "authorization"
-            || name == "host"
-            || name.starts_with("lp-")
-            || name == "content-length"
+    let axum::http::request::Parts {
+        method,
+        headers: mut upstream_headers,
+        ..
+    } = parts;
+    let authorization_override = upstream_headers.get(&LP_AUTHORIZATION_OVERRIDE).cloned();
+    strip(&mut upstream_headers, |name| {
+        name == "authorization" || name == "host" || name.starts_with("lp-")
     });
-    if let Some(value) = parts.headers.get("lp-authorization-override") {
-        upstream_headers.insert(header::AUTHORIZATION, value.clone());
-    }
-    if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
-        upstream_headers.insert(header::CONTENT_LENGTH, length.clone());
+    if let Some(value) = authorization_override {
+        upstream_headers.insert(header::AUTHORIZATION, value);
     }
     let limit = state.inner.forward.max_body_bytes;
-    let declared = parts
-        .headers
+    let declared = upstream_headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
@@ -258,20 +302,16 @@ pub async fn forward(
         )));
     }
     let body: ForwardBody = http_body_util::Limited::new(body, limit).boxed_unsync();
-    let mut upstream = axum::http::Request::builder()
-        .method(parts.method.clone())
-        .uri(uri);
-    if let Some(target_headers) = upstream.headers_mut() {
-        *target_headers = upstream_headers;
-    }
-    let upstream = upstream.body(body).map_err(|_| {
-        ApiError::bad_request("invalid_forward_url", "LP-forward-url is not usable")
-    })?;
+    let mut upstream = axum::http::Request::new(body);
+    *upstream.method_mut() = method;
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = upstream_headers;
     let response = send(&state, &client, upstream).await?;
-    let (parts, incoming) = response.into_parts();
+    let (mut parts, incoming) = response.into_parts();
+    strip(&mut parts.headers, |_| false);
     let mut relayed_response = Response::new(Body::new(incoming));
     *relayed_response.status_mut() = parts.status;
-    *relayed_response.headers_mut() = relayed(&parts.headers, |_| false);
+    *relayed_response.headers_mut() = parts.headers;
     Ok(relayed_response)
 }
 

@@ -110,7 +110,7 @@ pub fn routes(state: AppState, surface: Surface) -> Router {
                 post(checks::account).layer(DefaultBodyLimit::max(1024 * 1024)),
             )
             .route(
-                "/mtls/account/{account_id}",
+                forward::ROUTE,
                 get(forward::forward)
                     .post(forward::forward)
                     .put(forward::forward)

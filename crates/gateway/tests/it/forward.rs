@@ -150,6 +150,93 @@ async fn the_mapped_certificate_is_presented_for_every_key_type() {
     app.running.stop().await.unwrap();
 }
 
+/// The upstream pool (`runtime/src/pool.rs`): an HTTP/1.1 connection is reused request after
+/// request; one the server closed is never handed out again (the next request gets a new
+/// connection and succeeds); one idle past `forward.idle_timeout_seconds` is not reused;
+/// HTTP/2 requests share one connection.
+#[tokio::test]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = upstream::server_pki() else {
+        return;
+    };
+    let roots = fixtures.path("root.pem");
+    let h1 = upstream::start_with(&pki, Some(&roots), true, false).await;
+    let h2 = upstream::start(&pki, Some(&roots)).await;
+    let app = spawn(|config| {
+        trusting(&h1)(config);
+        config.forward.idle_timeout_seconds = 1.0;
+        // Pools are per worker thread: one worker, so every request sees the same pool.
+        config.server.workers = 1;
+    })
+    .await;
+    let tenant = Tenant::new(&app);
+    let (id, fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let h1_base = format!("https://localhost:{}", h1.port);
+    let h2_base = format!("https://localhost:{}", h2.port);
+    for base in [&h1_base, &h2_base] {
+        for path in ["/a", "/close", "/b", "/c"] {
+            tenant.map(id, "1", &format!("{base}{path}")).await;
+        }
+    }
+    let fingerprint = fingerprint.as_str();
+    let call = |target: String| {
+        let request = tenant
+            .forward(reqwest::Method::GET, &target)
+            .header("LP-service-name", "IDP");
+        async move {
+            let (status, _, body) = answer(request).await;
+            assert_eq!(status, StatusCode::OK, "{target}: {body}");
+            assert_eq!(body["fingerprint"], fingerprint);
+            body
+        }
+    };
+    let first = call(format!("{h1_base}/a")).await;
+    assert_eq!(first["version"], "HTTP/1.1");
+    let again = call(format!("{h1_base}/a")).await;
+    assert_eq!(
+        again["peerPort"], first["peerPort"],
+        "kept alive and reused"
+    );
+    let closing = call(format!("{h1_base}/close")).await;
+    assert_eq!(closing["peerPort"], first["peerPort"]);
+    // The server has closed that connection: the next request must not be sent on it.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let fresh = call(format!("{h1_base}/b")).await;
+    assert_ne!(fresh["peerPort"], first["peerPort"], "a new connection");
+    let reused = call(format!("{h1_base}/c")).await;
+    assert_eq!(
+        reused["peerPort"], fresh["peerPort"],
+        "and that one is reused"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    let after_idle = call(format!("{h1_base}/a")).await;
+    assert_ne!(
+        after_idle["peerPort"], fresh["peerPort"],
+        "idle past the timeout: closed"
+    );
+
+    let opened = call(format!("{h2_base}/a")).await;
+    let (a, b, c) = tokio::join!(
+        call(format!("{h2_base}/a")),
+        call(format!("{h2_base}/b")),
+        call(format!("{h2_base}/c"))
+    );
+    let together = [a, b, c];
+    for body in &together {
+        assert_eq!(body["version"], "HTTP/2.0");
+        assert_eq!(
+            body["peerPort"], opened["peerPort"],
+            "one HTTP/2 connection"
+        );
+    }
+    app.running.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn headers_bodies_statuses_and_lookups() {
     let Some((fixtures, _pki, server)) = setup().await else {

@@ -227,7 +227,7 @@ async fn serve(pki: &Path, config: rustls::ServerConfig) -> Upstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((stream, peer)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
@@ -249,7 +249,9 @@ async fn serve(pki: &Path, config: rustls::ServerConfig) -> Upstream {
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let fingerprint = fingerprint.clone();
                     let alpn = alpn.clone();
-                    async move { Ok::<_, Infallible>(echo(request, fingerprint, alpn).await) }
+                    async move {
+                        Ok::<_, Infallible>(echo(request, fingerprint, alpn, peer.port()).await)
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
@@ -267,6 +269,7 @@ async fn echo(
     request: Request<Incoming>,
     fingerprint: Option<String>,
     alpn: Option<String>,
+    peer_port: u16,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     if parts.uri.path().starts_with("/slow") {
@@ -290,6 +293,7 @@ async fn echo(
     let answer = json!({
         "fingerprint": fingerprint,
         "alpn": alpn,
+        "peerPort": peer_port,
         "version": format!("{:?}", parts.version),
         "method": parts.method.as_str(),
         "path": path,
@@ -306,6 +310,12 @@ async fn echo(
     }
     if path.starts_with("/status/404") {
         *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+    }
+    if path.starts_with("/close") {
+        // The server ends the connection after this answer (HTTP/1.1).
+        response
+            .headers_mut()
+            .insert("connection", "close".parse().unwrap());
     }
     if path.starts_with("/redirect") {
         *response.status_mut() = hyper::StatusCode::FOUND;

@@ -1,0 +1,474 @@
+//! One identity's upstream client on one worker thread: its own keep-alive pool over hyper's
+//! connection API (`hyper::client::conn`), in place of hyper-util's general-purpose client.
+//!
+//! What it keeps of that client's behavior: HTTP/1.1 or HTTP/2 as the target's ALPN answer
+//! says, an HTTP/2 connection shared by the requests to a target (requests that find none
+//! open each make one, and all stay in the pool), HTTP/1.1 connections reused
+//! one request at a time, `Host` set and the URI sent in origin form over HTTP/1.1, a request
+//! that a reused connection closed before sending it sent again on another connection, idle
+//! connections closed after the idle timeout. What it drops: the race between a checkout and
+//! a new connection, the waiters, the task spawned per request to watch for the connection to
+//! become idle (the response body hands the connection back when it ends), and the hashing of
+//! the pool key byte by byte: a forward request pays for none of them (bench/forward.sh).
+//!
+//! Every connection passes the egress policy ([`VettedConnector`]) and verifies the server with
+//! the identity's rustls configuration.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper::header::{HOST, HeaderValue};
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+
+use crate::connect::{ConnectError, VettedConnector};
+use crate::forward::{ConnectionCounters, ForwardBody};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Sends of one request: a reused connection that closed before taking it is replaced this
+/// many times (each time by a connection of the pool, or a new one).
+const ATTEMPTS: usize = 3;
+
+/// The connection stage failed (egress, TCP, TLS or the HTTP handshake): nothing was sent.
+#[derive(Debug)]
+pub struct ConnectFailed(pub BoxError);
+
+impl fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connecting to the target failed: {}", self.0)
+    }
+}
+
+impl StdError for ConnectFailed {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// The request cannot be sent (no scheme or host).
+#[derive(Debug)]
+struct Unusable(&'static str);
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl StdError for Unusable {}
+
+enum Sender {
+    Http1(http1::SendRequest<ForwardBody>),
+    Http2(http2::SendRequest<ForwardBody>),
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// Idle connections by target authority, for each scheme.
+#[derive(Default)]
+struct Idles {
+    https: HashMap<Box<str>, Vec<Idle>>,
+    http: HashMap<Box<str>, Vec<Idle>>,
+    /// Whether the task closing idle connections runs.
+    reaping: bool,
+}
+
+impl Idles {
+    fn of(&mut self, https: bool) -> &mut HashMap<Box<str>, Vec<Idle>> {
+        if https {
+            &mut self.https
+        } else {
+            &mut self.http
+        }
+    }
+
+    /// Drops (so closes) connections idle past `timeout` or already closed.
+    fn sweep(&mut self, now: Instant, timeout: Duration) {
+        for map in [&mut self.https, &mut self.http] {
+            map.retain(|_, list| {
+                list.retain(|idle| {
+                    now.saturating_duration_since(idle.since) <= timeout
+                        && match &idle.sender {
+                            Sender::Http1(sender) => !sender.is_closed(),
+                            Sender::Http2(sender) => !sender.is_closed(),
+                        }
+                });
+                !list.is_empty()
+            });
+        }
+    }
+}
+
+struct Inner {
+    tls: tokio_rustls::TlsConnector,
+    connector: VettedConnector,
+    counters: Arc<ConnectionCounters>,
+    idle_timeout: Duration,
+    idle: Mutex<Idles>,
+}
+
+/// One identity's client (cheap to clone: the pool is shared by the clones).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client presenting what `config` holds, offering HTTP/2 and HTTP/1.1 by ALPN.
+    pub fn new(
+        mut config: ClientConfig,
+        connector: VettedConnector,
+        counters: Arc<ConnectionCounters>,
+        idle_timeout: Duration,
+    ) -> Self {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self {
+            inner: Arc::new(Inner {
+                tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+                connector,
+                counters,
+                idle_timeout,
+                idle: Mutex::new(Idles::default()),
+            }),
+        }
+    }
+
+    /// Sends `request` (absolute URI) and returns the response once its head has arrived;
+    /// the body streams from the connection, which goes back to the pool when the body ends.
+    pub async fn request(
+        &self,
+        mut request: Request<ForwardBody>,
+    ) -> Result<Response<UpstreamBody>, BoxError> {
+        let uri = request.uri().clone();
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(Box::new(Unusable("the URL has no http or https scheme"))),
+        };
+        let Some(authority) = uri.authority().map(|authority| authority.as_str()) else {
+            return Err(Box::new(Unusable("the URL has no host")));
+        };
+        for attempt in 1..=ATTEMPTS {
+            let (sender, reused) = match self.checkout(https, authority) {
+                Some(sender) => (sender, true),
+                // Boxed: the connect future is large and rare; inline, every request's
+                // future would carry (and move) its size.
+                None => {
+                    let sender = Box::pin(self.connect(&uri, https)).await?;
+                    if let Sender::Http2(shared) = &sender {
+                        // Shared from the start: the next requests multiplex on it.
+                        Client::release(
+                            &self.inner,
+                            https,
+                            Box::from(authority),
+                            Sender::Http2(shared.clone()),
+                        );
+                    }
+                    (sender, false)
+                }
+            };
+            let sent = match sender {
+                Sender::Http2(mut sender) => {
+                    if sender.ready().await.is_err() {
+                        continue;
+                    }
+                    match sender.try_send_request(request).await {
+                        Ok(response) => {
+                            return Ok(response.map(|body| UpstreamBody {
+                                body,
+                                release: None,
+                            }));
+                        }
+                        Err(error) => error,
+                    }
+                }
+                Sender::Http1(mut sender) => {
+                    if !request.headers().contains_key(HOST)
+                        && let Some(host) = host_header(&uri, https)
+                    {
+                        request.headers_mut().insert(HOST, host);
+                    }
+                    *request.uri_mut() = origin_form(&uri);
+                    match sender.try_send_request(request).await {
+                        Ok(response) => {
+                            let release = Release {
+                                sender,
+                                client: Arc::clone(&self.inner),
+                                https,
+                                authority: Box::from(authority),
+                            };
+                            return Ok(response.map(|body| UpstreamBody {
+                                body,
+                                release: Some(release),
+                            }));
+                        }
+                        Err(error) => error,
+                    }
+                }
+            };
+            let mut sent = sent;
+            match sent.take_message() {
+                // Not sent: a reused connection closed under it; another connection may take it.
+                Some(unsent) if reused && attempt < ATTEMPTS => {
+                    request = unsent;
+                    *request.uri_mut() = uri.clone();
+                }
+                _ => return Err(Box::new(sent.into_error())),
+            }
+        }
+        Err(Box::new(Unusable(
+            "no connection to the target would take the request",
+        )))
+    }
+
+    /// An idle connection to the target, if one is alive and not past the idle timeout.
+    fn checkout(&self, https: bool, authority: &str) -> Option<Sender> {
+        let mut idles = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let list = idles.of(https).get_mut(authority)?;
+        let now = Instant::now();
+        while let Some(idle) = list.pop() {
+            if now.saturating_duration_since(idle.since) > self.inner.idle_timeout {
+                continue;
+            }
+            match idle.sender {
+                Sender::Http1(sender) if sender.is_ready() => return Some(Sender::Http1(sender)),
+                Sender::Http2(sender) if !sender.is_closed() => {
+                    let shared = sender.clone();
+                    list.push(Idle {
+                        sender: Sender::Http2(sender),
+                        since: now,
+                    });
+                    return Some(Sender::Http2(shared));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Puts `sender`'s connection in the pool (HTTP/1.1 after its response body ended); the
+    /// first one starts the task that closes idle connections.
+    fn release(inner: &Arc<Inner>, https: bool, authority: Box<str>, sender: Sender) {
+        let mut idles = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if !idles.reaping {
+            idles.reaping = true;
+            tokio::spawn(reap(Arc::downgrade(inner)));
+        }
+        idles.of(https).entry(authority).or_default().push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    async fn connect(&self, uri: &Uri, https: bool) -> Result<Sender, ConnectFailed> {
+        let failed = |error: BoxError| ConnectFailed(error);
+        let tcp = self
+            .inner
+            .connector
+            .connect(uri)
+            .await
+            .map_err(|error: ConnectError| failed(Box::new(error)))?;
+        if !https {
+            self.inner.counters.plain.fetch_add(1, Ordering::Relaxed);
+            return http1_sender(TokioIo::new(tcp)).await.map_err(failed);
+        }
+        let host = uri.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            failed(Box::new(Unusable(
+                "the URL's host is not a valid TLS server name",
+            )))
+        })?;
+        let tls = self
+            .inner
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|error| failed(Box::new(error)))?;
+        let (_, session) = tls.get_ref();
+        let counter = match session.handshake_kind() {
+            Some(rustls::HandshakeKind::Resumed) => &self.inner.counters.resumed,
+            _ => &self.inner.counters.full,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let h2 = session.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        if h2 {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|error| failed(Box::new(error)))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "upstream HTTP/2 connection ended");
+                }
+            });
+            Ok(Sender::Http2(sender))
+        } else {
+            http1_sender(io).await.map_err(failed)
+        }
+    }
+}
+
+/// Every half idle timeout, closes the connections idle past it; ends with the client.
+async fn reap(client: std::sync::Weak<Inner>) {
+    let period = client
+        .upgrade()
+        .map_or(Duration::from_secs(1), |inner| inner.idle_timeout / 2)
+        .max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(inner) = client.upgrade() else {
+            return;
+        };
+        let mut idles = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idles.sweep(Instant::now(), inner.idle_timeout);
+    }
+}
+
+async fn http1_sender<I>(io: I) -> Result<Sender, BoxError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new().handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream HTTP/1.1 connection ended");
+        }
+    });
+    Ok(Sender::Http1(sender))
+}
+
+/// `Host` for HTTP/1.1: the authority without the scheme's default port (and without a
+/// `format!` when there is none to drop: the common case).
+fn host_header(uri: &Uri, https: bool) -> Option<HeaderValue> {
+    let authority = uri.authority()?;
+    let default_port = if https { 443 } else { 80 };
+    if authority.port_u16() == Some(default_port) {
+        HeaderValue::from_str(authority.host()).ok()
+    } else {
+        HeaderValue::from_str(authority.as_str()).ok()
+    }
+}
+
+/// The request target of HTTP/1.1: path and query only.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(path) if path.as_str() != "/" => {
+            let mut parts = hyper::http::uri::Parts::default();
+            parts.path_and_query = Some(path.clone());
+            Uri::from_parts(parts).unwrap_or_default()
+        }
+        _ => Uri::default(),
+    }
+}
+
+/// An HTTP/1.1 connection lent to one response.
+struct Release {
+    sender: http1::SendRequest<ForwardBody>,
+    client: Arc<Inner>,
+    https: bool,
+    authority: Box<str>,
+}
+
+impl Release {
+    /// Back to the pool: at once when the connection is idle again, else (rarely) once it is.
+    fn back(self) {
+        let Release {
+            mut sender,
+            client,
+            https,
+            authority,
+        } = self;
+        if sender.is_ready() {
+            Client::release(&client, https, authority, Sender::Http1(sender));
+        } else if !sender.is_closed() {
+            tokio::spawn(async move {
+                if sender.ready().await.is_ok() {
+                    Client::release(&client, https, authority, Sender::Http1(sender));
+                }
+            });
+        }
+    }
+}
+
+/// A response body from the target; its end hands an HTTP/1.1 connection back to the pool.
+/// Dropped before its end, the connection is dropped with it (closed, never reused).
+pub struct UpstreamBody {
+    body: Incoming,
+    release: Option<Release>,
+}
+
+impl fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamBody").finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    fn ended(&mut self) {
+        if let Some(release) = self.release.take() {
+            release.back();
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended(),
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.ended(),
+            Poll::Ready(Some(Err(_))) => self.release = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.ended();
+        }
+    }
+}
