@@ -12,7 +12,7 @@ use crate::ratelimit::Group;
 
 /// The authenticated caller; rejects with 401 before the handler runs.
 #[derive(Debug)]
-pub struct Caller(pub Principal);
+pub struct Caller(pub std::sync::Arc<Principal>);
 
 /// The client certificate (DER leaf) the listener verified on this request's connection.
 #[derive(Clone, Debug)]
@@ -38,7 +38,7 @@ impl FromRequestParts<AppState> for Caller {
         if authorization.is_none()
             && let Some(certificate) = parts.extensions.get::<PeerCertificate>()
         {
-            return by_certificate(state, &certificate.0).map(Caller);
+            return by_certificate(state, &certificate.0).map(|principal| Caller(principal.into()));
         }
         // Only an OAuth signature covers the URL: build the origin for those requests alone.
         let oauth = authorization.is_some_and(|value| {
@@ -82,10 +82,14 @@ impl FromRequestParts<AppState> for Caller {
             // The nonce store is shared by every node: a replay to another node is refused too.
             let backends = state.inner.backends.require()?;
             let expires_at = nonce.timestamp + state.inner.authenticator.oauth_window() + 1;
-            if !backends
-                .store
-                .record_nonce(&nonce.consumer_key, &nonce.nonce, expires_at)
-                .await?
+            // Boxed, as every rare path of the request: inline, its size would be part of every
+            // request's future, which is moved as a whole.
+            if !Box::pin(
+                backends
+                    .store
+                    .record_nonce(&nonce.consumer_key, &nonce.nonce, expires_at),
+            )
+            .await?
             {
                 return Err(mtls_auth::AuthError::Invalid("oauth_nonce already used").into());
             }
@@ -150,7 +154,7 @@ pub async fn keep_form_body(
         return Ok(request);
     }
     let (mut parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, FORM_BODY_LIMIT).await {
+    let bytes = match Box::pin(axum::body::to_bytes(body, FORM_BODY_LIMIT)).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return Err(ApiError::too_large("the form body is larger than 1 MiB").into_response());

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use hashbrown::HashMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -90,7 +90,7 @@ const VERIFIED_CACHE_SIZE: usize = 10_000;
 
 #[derive(Clone)]
 struct VerifiedToken {
-    principal: Principal,
+    principal: Arc<Principal>,
     /// `exp`, Unix seconds: the entry is used strictly before it.
     expires: u64,
 }
@@ -180,7 +180,7 @@ impl BearerVerifier {
     }
 
     /// Verifies `token` and returns its principal.
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs());
@@ -188,7 +188,7 @@ impl BearerVerifier {
         {
             let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
             match verified.get(&digest) {
-                Some(entry) if now < entry.expires => return Ok(entry.principal.clone()),
+                Some(entry) if now < entry.expires => return Ok(Arc::clone(&entry.principal)),
                 Some(_) => {
                     verified.remove(&digest);
                 }
@@ -196,6 +196,7 @@ impl BearerVerifier {
             }
         }
         let (principal, claims) = self.verify_uncached(token)?;
+        let principal = Arc::new(principal);
         // Cached only once valid now (not before `nbf`) and strictly before `exp`, so the
         // cache never accepts what a full check would refuse.
         if claims.nbf.is_none_or(|nbf| nbf <= now) && now < claims.exp {
@@ -209,7 +210,7 @@ impl BearerVerifier {
             verified.insert(
                 digest,
                 VerifiedToken {
-                    principal: principal.clone(),
+                    principal: Arc::clone(&principal),
                     expires: claims.exp,
                 },
             );

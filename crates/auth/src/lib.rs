@@ -28,7 +28,8 @@ pub struct Credentials<'a> {
 /// A verified caller, and the OAuth nonce to record once (OAuth requests only).
 #[derive(Debug)]
 pub struct Verified {
-    pub principal: Principal,
+    /// Shared: the Bearer cache hands out the same principal to every request of a token.
+    pub principal: std::sync::Arc<Principal>,
     pub nonce: Option<oauth::Nonce>,
 }
 
@@ -116,7 +117,7 @@ impl Authenticator {
                 self.oauth_window,
             )?;
             Ok(Verified {
-                principal,
+                principal: std::sync::Arc::new(principal),
                 nonce: Some(nonce),
             })
         } else {
