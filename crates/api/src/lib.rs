@@ -70,7 +70,9 @@ impl App {
                 request,
                 peer.ip(),
                 Some(routes::forward::ROUTE),
-                |request| routes::forward::direct(state, account, request),
+                // Boxed: the handler's future is large; the layers above it (this future,
+                // hyper's slot for it) then hold and move a pointer instead of its bytes.
+                |request| Box::pin(routes::forward::direct(state, account, request)),
             )
             .await;
         }

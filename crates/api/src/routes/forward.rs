@@ -145,7 +145,8 @@ pub(crate) async fn client_for(
         return Ok(client);
     }
     let identity = match key.certificate {
-        Some((id, _)) => Some(identity(state, account, id).await?),
+        // Boxed: the cold path's future (secret store, blocking parse) is large and rare.
+        Some((id, _)) => Some(Box::pin(identity(state, account, id)).await?),
         None => None,
     };
     forwarder
