@@ -25,15 +25,15 @@ use crate::extract::{AccountPath, Caller, authorize};
 use crate::ratelimit::Group;
 
 /// Headers that belong to one connection (RFC 9110 section 7.6.1) and never cross the gateway.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 const LP_FORWARD_URL: HeaderName = HeaderName::from_static("lp-forward-url");
@@ -46,23 +46,22 @@ fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
 }
 
 /// Removes what must not be relayed: hop-by-hop headers, those named in `Connection`, and
-/// `skip`. In place, and without allocating when nothing is to go (the common answer).
-pub(crate) fn strip(headers: &mut HeaderMap, skip: impl Fn(&str) -> bool) {
-    let named_by_connection: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .collect();
+/// `skip`. In place; names compared as `HeaderName`s (standard ones by their tag, no string
+/// compare), the `Connection` tokens read where they are (no copies); the only allocation is
+/// the list of names to remove, when there is one.
+pub(crate) fn strip(headers: &mut HeaderMap, skip: impl Fn(&HeaderName) -> bool) {
+    // Looked up once; iterating it again costs no hash.
+    let connection = headers.get_all(header::CONNECTION);
+    let named_by_connection = |name: &HeaderName| {
+        connection
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+    };
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let lower = name.as_str();
-            HOP_BY_HOP.contains(&lower)
-                || named_by_connection.iter().any(|named| named == lower)
-                || skip(lower)
-        })
+        .filter(|name| HOP_BY_HOP.contains(name) || skip(name) || named_by_connection(name))
         .cloned()
         .collect();
     for name in doomed {
@@ -288,7 +287,7 @@ pub async fn forward(
     } = parts;
     let authorization_override = upstream_headers.get(&LP_AUTHORIZATION_OVERRIDE).cloned();
     strip(&mut upstream_headers, |name| {
-        name == "authorization" || name == "host" || name.starts_with("lp-")
+        name == header::AUTHORIZATION || name == header::HOST || name.as_str().starts_with("lp-")
     });
     if let Some(value) = authorization_override {
         upstream_headers.insert(header::AUTHORIZATION, value);
@@ -328,4 +327,88 @@ fn source_is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
         current = error.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn strip_drops_hop_by_hop_connection_named_and_skipped_headers() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Private-Hop"),
+            ("connection", "upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic c2VjcmV0"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-private-hop", "1"),
+            ("authorization", "Bearer secret"),
+            ("host", "gateway"),
+            ("lp-forward-url", "https://target/"),
+            ("content-type", "application/json"),
+            ("content-length", "2"),
+            ("x-end-to-end", "kept"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut request = headers.clone();
+        strip(&mut request, |name| {
+            name == header::AUTHORIZATION
+                || name == header::HOST
+                || name.as_str().starts_with("lp-")
+        });
+        assert_eq!(
+            names(&request),
+            ["content-length", "content-type", "x-end-to-end"]
+        );
+        let mut response = headers;
+        strip(&mut response, |_| false);
+        assert_eq!(
+            names(&response),
+            [
+                "authorization",
+                "content-length",
+                "content-type",
+                "host",
+                "lp-forward-url",
+                "x-end-to-end"
+            ]
+        );
+    }
+
+    #[test]
+    fn strip_leaves_a_clean_map_alone() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        headers.insert(header::DATE, HeaderValue::from_static("today"));
+        strip(&mut headers, |_| false);
+        assert_eq!(names(&headers), ["content-type", "date"]);
+    }
+
+    #[test]
+    fn direct_account_takes_only_the_exact_forward_path() {
+        assert_eq!(
+            direct_account(&Method::GET, "/mtls/account/acme-1").map(|id| id.to_string()),
+            Some("acme-1".to_owned())
+        );
+        assert!(direct_account(&Method::GET, "/mtls/account/acme-1/").is_none());
+        assert!(direct_account(&Method::GET, "/mtls/account/acme/certificates").is_none());
+        assert!(direct_account(&Method::GET, "/mtls/account/ac%2Fme").is_none());
+        assert!(direct_account(&Method::GET, "/mtls/account/").is_none());
+        assert!(direct_account(&Method::CONNECT, "/mtls/account/acme").is_none());
+        assert!(direct_account(&Method::TRACE, "/mtls/account/acme").is_none());
+    }
 }

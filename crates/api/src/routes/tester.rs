@@ -195,7 +195,9 @@ pub async fn test_multipart(
         *relayed.status_mut() = answer.status;
         // As the forward path relays, without a Content-Length the body now sets itself.
         let mut headers = answer.headers;
-        super::forward::strip(&mut headers, |name| name == "content-length");
+        super::forward::strip(&mut headers, |name| {
+            name == axum::http::header::CONTENT_LENGTH
+        });
         *relayed.headers_mut() = headers;
         Ok(relayed)
     }
