@@ -11,6 +11,9 @@
 #            upstream keepalive) -> upstream
 # Runs alternate between the two; medians of RUNS runs are reported, with their ratio, and
 # the first-request latency of a cold identity (secret fetch + PKCS#12 parse + handshake).
+# Each run also reports the CPU time (user + system, from /proc) the gateway's process, or the
+# nginx proxy's workers, spent per request: the two compete with wrk and the upstream for the
+# same cores, so the one that needs less CPU per request can serve more.
 # Each mode of MODES is measured: `http` (wrk speaks plain HTTP to the gateway and to the nginx
 # proxy) and `https` (both listeners speak TLS with the same certificate; wrk keeps its
 # connections, so handshakes happen once per connection).
@@ -169,16 +172,28 @@ if [ -n "$callgrind" ]; then
   exit 0
 fi
 
+# CPU time (user + system, clock ticks) of the processes given, from /proc: the gateway's
+# process, or the nginx proxy's workers.
+cpu_ticks() { local total=0 pid; for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$total"; }
 measure() { # name url [script]
-  local out
+  local out pids before
+  if [ "$1" = gateway ]; then pids=$gateway_pid; else pids=$(pgrep -P "$nginx_pid" | tr '\n' ' '); fi
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $pids)
   if [ -n "${3:-}" ]; then out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$3" "$2")
   else out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency "$2"); fi
+  # shellcheck disable=SC2086
+  local ticks=$(( $(cpu_ticks $pids) - before ))
   local rps p50 p99 errors
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  echo "$1 $rps $p50 $p99 ${errors:-0}"
+  # CPU microseconds per request: ticks / CLK_TCK / requests.
+  local requests cpu_us
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  cpu_us=$(python3 -c "print(round($ticks / $(getconf CLK_TCK) / $requests * 1e6, 1))")
+  echo "$1 $rps $p50 $p99 ${errors:-0} $cpu_us"
 }
 report() { # results-file
 python3 - "$1" <<'PY'
@@ -191,11 +206,14 @@ summary = {}
 for name in ("gateway", "nginx"):
     mine = [row for row in rows if row[0] == name]
     summary[name] = (statistics.median(float(r[1]) for r in mine), statistics.median(ms(r[2]) for r in mine),
-                     statistics.median(ms(r[3]) for r in mine), sum(int(r[4]) for r in mine))
-    rps, p50, p99, errors = summary[name]
-    print(f"{name:8} median of {len(mine)}: {rps:9.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, non-2xx {errors}")
+                     statistics.median(ms(r[3]) for r in mine), sum(int(r[4]) for r in mine),
+                     statistics.median(float(r[5]) for r in mine))
+    rps, p50, p99, errors, cpu = summary[name]
+    print(f"{name:8} median of {len(mine)}: {rps:9.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+          f"non-2xx {errors}, CPU {cpu:.1f} us/request")
 print(f"ratio gateway/nginx: throughput {summary['gateway'][0] / summary['nginx'][0]:.2f}, "
-      f"p99 {summary['gateway'][2] / summary['nginx'][2]:.2f} (lower is better)")
+      f"p99 {summary['gateway'][2] / summary['nginx'][2]:.2f}, "
+      f"CPU per request {summary['gateway'][4] / summary['nginx'][4]:.2f} (lower is better for both)")
 PY
 }
 for mode in $modes; do
