@@ -208,20 +208,22 @@ pub(crate) async fn send(
 /// The forward route's template (the router's, and the access log's).
 pub(crate) const ROUTE: &str = "/mtls/account/{account_id}";
 
+/// The methods forward relays (SPEC 6.2), and the live tester's `LP-method-override` accepts.
+pub(crate) const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+];
+
 /// The account of a request [`crate::App`] may serve without the router: exactly
 /// `/mtls/account/{id}` with a valid id, by one of the forward methods. Anything else (a
 /// percent-encoded or invalid id, another method) is left to the router and its answers.
 pub(crate) fn direct_account(method: &Method, path: &str) -> Option<AccountId> {
-    let forward_method = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-    ]
-    .contains(method);
+    let forward_method = METHODS.contains(method);
     let raw = path.strip_prefix("/mtls/account/")?;
     if !forward_method || raw.contains('/') {
         return None;

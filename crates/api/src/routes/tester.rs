@@ -60,18 +60,7 @@ fn live_call(headers: &HeaderMap, target: &str) -> Result<Call, ApiError> {
         None => Method::GET,
         Some(name) => Method::from_bytes(name.trim().to_ascii_uppercase().as_bytes())
             .ok()
-            .filter(|method| {
-                [
-                    Method::GET,
-                    Method::POST,
-                    Method::PUT,
-                    Method::PATCH,
-                    Method::DELETE,
-                    Method::HEAD,
-                    Method::OPTIONS,
-                ]
-                .contains(method)
-            })
+            .filter(|method| super::forward::METHODS.contains(method))
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_method_override",
