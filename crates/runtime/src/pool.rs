@@ -187,7 +187,7 @@ impl Client {
                     (sender, false)
                 }
             };
-            let sent = match sender {
+            let mut sent = match sender {
                 Sender::Http2(mut sender) => {
                     if sender.ready().await.is_err() {
                         continue;
@@ -226,7 +226,6 @@ impl Client {
                     }
                 }
             };
-            let mut sent = sent;
             match sent.take_message() {
                 // Not sent: a reused connection closed under it; another connection may take it.
                 Some(unsent) if reused && attempt < ATTEMPTS => {
