@@ -379,52 +379,7 @@ async fn client_certificates_authenticate_callers() {
 /// A second server certificate from the same CA, with another subject.
 fn second_server_certificate(pki: &Path) -> PathBuf {
     let dir = temp_dir("listener-rotated");
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let ca = pki.join("ca.pem");
-    let ca_key = pki.join("ca.key");
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost/O=Rotated",
-        ],
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            ca.to_str().unwrap(),
-            "-CAkey",
-            ca_key.to_str().unwrap(),
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "30",
-            "-extfile",
-            "server.ext",
-        ],
-    )
-    .unwrap();
+    crate::upstream::server_certificate(pki, &dir, "/CN=localhost/O=Rotated").unwrap();
     dir
 }
 

@@ -49,8 +49,15 @@ pub fn server_pki() -> Option<PathBuf> {
             "keyUsage=critical,keyCertSign",
         ],
     )?;
+    server_certificate(&dir, &dir, "/CN=localhost")?;
+    Some(dir)
+}
+
+/// A P-256 server certificate for localhost / 127.0.0.1 with `subject`, signed by the CA in
+/// `ca_dir` (made by [`server_pki`]): `server.key` and `server.pem` in `dir`.
+pub fn server_certificate(ca_dir: &Path, dir: &Path, subject: &str) -> Option<()> {
     openssl(
-        &dir,
+        dir,
         &[
             "req",
             "-newkey",
@@ -63,25 +70,27 @@ pub fn server_pki() -> Option<PathBuf> {
             "-out",
             "server.csr",
             "-subj",
-            "/CN=localhost",
+            subject,
         ],
     )?;
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
     )
-    .unwrap();
+    .ok()?;
+    let ca = ca_dir.join("ca.pem");
+    let ca_key = ca_dir.join("ca.key");
     openssl(
-        &dir,
+        dir,
         &[
             "x509",
             "-req",
             "-in",
             "server.csr",
             "-CA",
-            "ca.pem",
+            ca.to_str()?,
             "-CAkey",
-            "ca.key",
+            ca_key.to_str()?,
             "-CAcreateserial",
             "-out",
             "server.pem",
@@ -90,8 +99,8 @@ pub fn server_pki() -> Option<PathBuf> {
             "-extfile",
             "server.ext",
         ],
-    )?;
-    Some(dir)
+    )
+    .map(drop)
 }
 
 /// Starts the server; `client_roots` (PEM) makes it require client certificates from that CA.
