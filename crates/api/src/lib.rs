@@ -69,6 +69,7 @@ impl App {
                 &self.state,
                 request,
                 peer.ip(),
+                Some(ratelimit::Group::Forward),
                 Some(routes::forward::ROUTE),
                 // Boxed: the handler's future is large; the layers above it (this future,
                 // hyper's slot for it) then hold and move a pointer instead of its bytes.

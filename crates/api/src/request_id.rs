@@ -79,10 +79,12 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+    let group = Group::of(request.uri().path());
     edge(
         &state,
         request,
         peer,
+        group,
         route.as_ref().map(MatchedPath::as_str),
         |request| next.run(request),
     )
@@ -90,11 +92,14 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
 }
 
 /// What [`layer`] does around `inner`, for the router's routes and for the forward route,
-/// which [`crate::App`] serves before the router. `route` is the template for the access log.
+/// which [`crate::App`] serves before the router. `group` is the request's rate-limit group
+/// ([`Group::of`] its path; the forward shortcut knows it), `route` the template for the
+/// access log.
 pub(crate) async fn edge<F, Fut>(
     state: &AppState,
     request: Request,
     peer: IpAddr,
+    group: Option<Group>,
     route: Option<&str>,
     inner: F,
 ) -> Response
@@ -103,7 +108,6 @@ where
     Fut: Future<Output = Response>,
 {
     let id = RequestId::next();
-    let group = Group::of(request.uri().path());
     let metrics_group = crate::metrics::group_name(group, request.uri().path());
     let method = request.method().clone();
     let started = Instant::now();
