@@ -9,8 +9,10 @@
 #   gateway: wrk -> mtls-gateway /mtls/account/bench1 (Bearer token, mapped certificate) -> upstream
 #   nginx:   wrk -> nginx proxy_pass https (proxy_ssl_certificate, proxy_ssl_verify on,
 #            upstream keepalive) -> upstream
-# Runs alternate between the two; medians of RUNS runs are reported, with their ratio, and
-# the first-request latency of a cold identity (secret fetch + PKCS#12 parse + handshake).
+# Runs alternate between the two; medians of RUNS runs are reported, with their ratio, the
+# median of the ratios of each pair of runs side by side (steadier when the machine's speed
+# drifts), and the first-request latency of a cold identity (secret fetch + PKCS#12 parse +
+# handshake).
 # Each run also reports the CPU time (user + system, from /proc) the gateway's process, or the
 # nginx proxy's workers, spent per request: the two compete with wrk and the upstream for the
 # same cores, so the one that needs less CPU per request can serve more.
@@ -214,6 +216,14 @@ for name in ("gateway", "nginx"):
 print(f"ratio gateway/nginx: throughput {summary['gateway'][0] / summary['nginx'][0]:.2f}, "
       f"p99 {summary['gateway'][2] / summary['nginx'][2]:.2f}, "
       f"CPU per request {summary['gateway'][4] / summary['nginx'][4]:.2f} (lower is better for both)")
+# Each gateway run against the nginx run right after it: the machine's speed drifts between
+# runs on a shared host, and a pair sees the same drift, so the median of the pairs' ratios
+# moves less than the ratio of the medians.
+pairs = [(g, n) for g, n in zip([r for r in rows if r[0] == "gateway"], [r for r in rows if r[0] == "nginx"])]
+print(f"paired runs, median of {len(pairs)} ratios: "
+      f"throughput {statistics.median(float(g[1]) / float(n[1]) for g, n in pairs):.2f}, "
+      f"p99 {statistics.median(ms(g[3]) / ms(n[3]) for g, n in pairs):.2f}, "
+      f"CPU per request {statistics.median(float(g[5]) / float(n[5]) for g, n in pairs):.2f}")
 PY
 }
 for mode in $modes; do
