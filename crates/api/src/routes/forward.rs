@@ -25,18 +25,19 @@ use crate::extract::{AccountPath, Caller, authorize};
 use crate::ratelimit::Group;
 
 /// Headers that belong to one connection (RFC 9110 section 7.6.1) and never cross the gateway.
+/// `name` is lower case, as a `HeaderName` is: the match compiles to a length switch.
 fn hop_by_hop(name: &str) -> bool {
-    const NAMES: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    NAMES.iter().any(|hop| hop.eq_ignore_ascii_case(name))
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 const LP_FORWARD_URL: HeaderName = HeaderName::from_static("lp-forward-url");
@@ -46,6 +47,20 @@ const LP_AUTHORIZATION_OVERRIDE: HeaderName = HeaderName::from_static("lp-author
 
 fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// [`hop_by_hop`] for a `Connection` token, in any case (`Keep-Alive` is common), without
+/// allocating: the longest hop-by-hop name has 19 letters.
+fn hop_by_hop_token(token: &str) -> bool {
+    let mut lower = [0u8; 19];
+    match lower.get_mut(..token.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(token.as_bytes());
+            slot.make_ascii_lowercase();
+            std::str::from_utf8(slot).is_ok_and(hop_by_hop)
+        }
+        None => false,
+    }
 }
 
 /// Removes what must not be relayed: hop-by-hop headers, those named in `Connection`, and
@@ -63,7 +78,7 @@ pub(crate) fn strip(headers: &mut HeaderMap, skip: impl Fn(&HeaderName) -> bool)
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(str::trim)
-        .filter(|token| !token.is_empty() && !hop_by_hop(token))
+        .filter(|token| !token.is_empty() && !hop_by_hop_token(token))
         .map(str::to_ascii_lowercase)
         .collect();
     let doomed = |name: &HeaderName| {
@@ -377,7 +392,7 @@ mod tests {
     fn strip_drops_hop_by_hop_connection_named_and_skipped_headers() {
         let mut headers = HeaderMap::new();
         for (name, value) in [
-            ("connection", "keep-alive, X-Private-Hop"),
+            ("connection", "Keep-Alive, X-Private-Hop"),
             ("connection", "upgrade"),
             ("keep-alive", "timeout=5"),
             ("proxy-authorization", "Basic c2VjcmV0"),
