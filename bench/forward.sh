@@ -28,8 +28,10 @@
 # CALLGRIND=nginx counts the nginx proxy the same way (one process: master_process off), for
 # the same requests through its path. Instruction counts repeat to within about 1 % whatever
 # else the machine does, so they compare two builds where timings on this shared machine
-# cannot. They count user space only, not the kernel's work. Valgrind runs SHA-256 without the
-# CPU's SHA extensions: the token digest counts about 16,800 instructions it does not cost natively.
+# cannot. They count user space only, not the kernel's work. CALLGRIND_OUT=<directory> keeps the
+# dump there for `callgrind_annotate --inclusive=yes <directory>/callgrind.out.*` (where the
+# instructions go). Valgrind runs SHA-256 without the CPU's SHA extensions: the token digest
+# counts about 16,800 instructions it does not cost natively.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${DURATION:-10}"; connections="${CONNECTIONS:-32}"; threads="${THREADS:-2}"; runs="${RUNS:-3}"
@@ -183,6 +185,7 @@ if [ -n "$callgrind" ]; then
   requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
   instructions=$(cat "$work"/callgrind.out.* | awk '/^totals:/ {sum += $2} END {print sum}')
   echo "instructions per forwarded request ($counted, user space): $((instructions / requests)) ($requests requests)"
+  [ -z "${CALLGRIND_OUT:-}" ] || { mkdir -p "$CALLGRIND_OUT"; cp "$work"/callgrind.out.* "$CALLGRIND_OUT"/; }
   exit 0
 fi
 
