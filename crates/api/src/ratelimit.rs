@@ -32,6 +32,19 @@ pub enum Group {
 }
 
 impl Group {
+    const COUNT: usize = 4;
+    const ALL: [Group; Group::COUNT] = [
+        Group::Configuration,
+        Group::Checks,
+        Group::Forward,
+        Group::Tester,
+    ];
+
+    /// The group's place in [`Group::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
     /// The group of a request path; `None` for health, readiness and unknown paths.
     pub fn of(path: &str) -> Option<Group> {
         // The first five segments decide; a fixed array keeps this allocation-free per request.
@@ -86,6 +99,10 @@ enum Subject {
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     limits: RateLimits,
+    /// `limits.per_ip` and `per_account` by [`Group::index`]: every request asks, and a
+    /// `HashMap` lookup hashed the group with SipHash each time.
+    per_ip: [Option<Limit>; Group::COUNT],
+    per_account: [Option<Limit>; Group::COUNT],
     buckets: Mutex<HashMap<(Group, Subject), Bucket>>,
 }
 
@@ -94,7 +111,11 @@ const MAX_BUCKETS: usize = 100_000;
 
 impl RateLimiter {
     pub fn new(limits: RateLimits) -> Self {
+        let by_group =
+            |map: &HashMap<Group, Limit>| Group::ALL.map(|group| map.get(&group).copied());
         Self {
+            per_ip: by_group(&limits.per_ip),
+            per_account: by_group(&limits.per_account),
             limits,
             buckets: Mutex::new(HashMap::new()),
         }
@@ -132,21 +153,25 @@ impl RateLimiter {
     /// Takes a token from the client IP's bucket of `group`.
     /// Whether `group` has a per-IP bucket at all.
     pub fn limits_ip(&self, group: Group) -> bool {
-        self.limits.per_ip.contains_key(&group)
+        self.ip_limit(group).is_some()
+    }
+
+    fn ip_limit(&self, group: Group) -> Option<Limit> {
+        self.per_ip.get(group.index()).copied().flatten()
     }
 
     pub fn check_ip(&self, group: Group, ip: IpAddr) -> Result<(), ApiError> {
-        match self.limits.per_ip.get(&group) {
-            Some(limit) => self.take(group, Subject::Ip(ip), *limit).map_err(limited),
+        match self.ip_limit(group) {
+            Some(limit) => self.take(group, Subject::Ip(ip), limit).map_err(limited),
             None => Ok(()),
         }
     }
 
     /// Takes a token from the account's bucket of `group` (after authorization).
     pub fn check_account(&self, group: Group, account: &str) -> Result<(), ApiError> {
-        match self.limits.per_account.get(&group) {
+        match self.per_account.get(group.index()).copied().flatten() {
             Some(limit) if limit.per_second > 0.0 => self
-                .take(group, Subject::Account(account.to_owned()), *limit)
+                .take(group, Subject::Account(account.to_owned()), limit)
                 .map_err(limited),
             _ => Ok(()),
         }
@@ -210,6 +235,13 @@ pub fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_group_sits_at_its_index() {
+        for (index, group) in Group::ALL.into_iter().enumerate() {
+            assert_eq!(group.index(), index);
+        }
+    }
 
     #[test]
     fn groups_by_path() {
