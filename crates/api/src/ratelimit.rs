@@ -98,9 +98,10 @@ enum Subject {
 /// The buckets.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    limits: RateLimits,
-    /// `limits.per_ip` and `per_account` by [`Group::index`]: every request asks, and a
-    /// `HashMap` lookup hashed the group with SipHash each time.
+    trusted_proxies: Vec<Cidr>,
+    /// The per-IP and per-account limits by [`Group::index`] (every request asks, and a
+    /// `HashMap` lookup hashed the group with SipHash each time); `None` is off, which is also
+    /// what a rate of 0 becomes here, so nothing past this point tests the rate.
     per_ip: [Option<Limit>; Group::COUNT],
     per_account: [Option<Limit>; Group::COUNT],
     buckets: Mutex<HashMap<(Group, Subject), Bucket>>,
@@ -111,20 +112,23 @@ const MAX_BUCKETS: usize = 100_000;
 
 impl RateLimiter {
     pub fn new(limits: RateLimits) -> Self {
-        let by_group =
-            |map: &HashMap<Group, Limit>| Group::ALL.map(|group| map.get(&group).copied());
+        let by_group = |map: &HashMap<Group, Limit>| {
+            Group::ALL.map(|group| {
+                map.get(&group)
+                    .copied()
+                    .filter(|limit| limit.per_second > 0.0)
+            })
+        };
         Self {
             per_ip: by_group(&limits.per_ip),
             per_account: by_group(&limits.per_account),
-            limits,
+            trusted_proxies: limits.trusted_proxies,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
+    /// `limit` has a positive rate: [`RateLimiter::new`] turns the others off.
     fn take(&self, group: Group, subject: Subject, limit: Limit) -> Result<(), Duration> {
-        if limit.per_second <= 0.0 {
-            return Ok(());
-        }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.len() > MAX_BUCKETS {
@@ -170,21 +174,16 @@ impl RateLimiter {
     /// Takes a token from the account's bucket of `group` (after authorization).
     pub fn check_account(&self, group: Group, account: &str) -> Result<(), ApiError> {
         match self.per_account.get(group.index()).copied().flatten() {
-            Some(limit) if limit.per_second > 0.0 => self
+            Some(limit) => self
                 .take(group, Subject::Account(account.to_owned()), limit)
                 .map_err(limited),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
     /// The client's address: the peer, or the forwarded address when the peer is a trusted proxy.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let trusted = |ip: IpAddr| {
-            self.limits
-                .trusted_proxies
-                .iter()
-                .any(|cidr| cidr.contains(ip))
-        };
+        let trusted = |ip: IpAddr| self.trusted_proxies.iter().any(|cidr| cidr.contains(ip));
         if !trusted(peer) {
             return peer;
         }
@@ -235,6 +234,28 @@ pub fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_of_zero_is_off() {
+        let off = Limit {
+            per_second: 0.0,
+            burst: 5.0,
+        };
+        let limiter = RateLimiter::new(RateLimits {
+            per_ip: HashMap::from([(Group::Tester, off)]),
+            per_account: HashMap::from([(Group::Tester, off)]),
+            ..RateLimits::default()
+        });
+        assert!(!limiter.limits_ip(Group::Tester));
+        for _ in 0..20 {
+            assert!(
+                limiter
+                    .check_ip(Group::Tester, IpAddr::from([1, 2, 3, 4]))
+                    .is_ok()
+            );
+            assert!(limiter.check_account(Group::Tester, "acme").is_ok());
+        }
+    }
 
     #[test]
     fn every_group_sits_at_its_index() {
@@ -300,14 +321,5 @@ mod tests {
         assert!(limiter.take(Group::Tester, ip.clone(), limit).is_err());
         std::thread::sleep(Duration::from_millis(5));
         assert!(limiter.take(Group::Tester, ip, limit).is_ok());
-        assert!(
-            limiter
-                .take(
-                    Group::Checks,
-                    Subject::Ip(IpAddr::from([1, 2, 3, 4])),
-                    Limit::default()
-                )
-                .is_ok()
-        );
     }
 }
