@@ -31,7 +31,8 @@
 # cannot. They count user space only, not the kernel's work. CALLGRIND_OUT=<directory> keeps the
 # dump there for `callgrind_annotate --inclusive=yes <directory>/callgrind.out.*` (where the
 # instructions go). Valgrind runs SHA-256 without the CPU's SHA extensions: the token digest
-# counts about 16,800 instructions it does not cost natively.
+# counts about 16,800 instructions it does not cost natively. CALLGRIND_LISTENER=https counts
+# with both listeners speaking TLS (wrk's handshakes happen in the warm-up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${DURATION:-10}"; connections="${CONNECTIONS:-32}"; threads="${THREADS:-2}"; runs="${RUNS:-3}"
@@ -175,8 +176,12 @@ wrk.headers["LP-forward-url"] = "$target"
 wrk.headers["LP-service-name"] = "IDP"
 LUA
 if [ -n "$callgrind" ]; then
-  if [ "$callgrind" = nginx ]; then load=(wrk -t1 -c8 "http://127.0.0.1:$proxy_port/"); counted="the nginx proxy"
-  else load=(wrk -t1 -c8 -s "$work/gateway.lua" "http://127.0.0.1:$gateway_port/mtls/account/bench1"); counted="the gateway"; fi
+  if [ "${CALLGRIND_LISTENER:-http}" = https ]; then
+    scheme=https; nginx_port=$proxy_tls_port
+    [ "$callgrind" = nginx ] || start_gateway https
+  else scheme=http; nginx_port=$proxy_port; fi
+  if [ "$callgrind" = nginx ]; then load=(wrk -t1 -c8 "$scheme://127.0.0.1:$nginx_port/"); counted="the nginx proxy"
+  else load=(wrk -t1 -c8 -s "$work/gateway.lua" "$scheme://127.0.0.1:$gateway_port/mtls/account/bench1"); counted="the gateway"; fi
   "${load[@]}" -d2s >/dev/null   # warm-up: every connection's upstream handshake happens here
   callgrind_control -z >/dev/null 2>&1
   "${load[@]}" -d"${CALLGRIND_SECONDS:-10}s" >"$work/wrk.out"

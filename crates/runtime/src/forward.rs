@@ -337,6 +337,9 @@ pub fn classify(error: &(dyn StdError + 'static)) -> Failure {
         if let Some(tls) = error.downcast_ref::<rustls::Error>() {
             return tls_failure(tls);
         }
+        if let Some(malformed) = error.downcast_ref::<crate::h1::Malformed>() {
+            return transport("connection_reset", &malformed.to_string());
+        }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             if let Some(tls) = rustls_inside(io) {
                 return tls_failure(tls);

@@ -6,6 +6,7 @@ pub mod cidr;
 pub mod connect;
 pub mod egress;
 pub mod forward;
+pub mod h1;
 pub mod identity;
 pub mod pool;
 pub mod probe;

@@ -1,12 +1,15 @@
-//! One identity's upstream client on one worker thread: its own keep-alive pool over hyper's
-//! connection API (`hyper::client::conn`), in place of hyper-util's general-purpose client.
+//! One identity's upstream client on one worker thread: its own keep-alive pool, of HTTP/1.1
+//! connections driven by the request's own task ([`crate::h1`]) and of HTTP/2 connections over
+//! hyper's connection API (`hyper::client::conn`), in place of hyper-util's general-purpose
+//! client.
 //!
 //! What it keeps of that client's behavior: HTTP/1.1 or HTTP/2 as the target's ALPN answer
 //! says, an HTTP/2 connection shared by the requests to a target (requests that find none
 //! open each make one, and all stay in the pool), HTTP/1.1 connections reused
 //! one request at a time, `Host` set and the URI sent in origin form over HTTP/1.1, a request
-//! that a reused connection closed before sending it sent again on another connection, idle
-//! connections closed after the idle timeout. What it drops: the race between a checkout and
+//! that a reused connection closed before answering sent again on another connection (for
+//! HTTP/1.1, only an idempotent request with no body), idle connections closed after the idle
+//! timeout. What it drops: the race between a checkout and
 //! a new connection, the waiters, the task spawned per request to watch for the connection to
 //! become idle (the response body hands the connection back when it ends), and the hashing of
 //! the pool key byte by byte: a forward request pays for none of them (bench/forward.sh).
@@ -24,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::client::conn::{http1, http2};
-use hyper::header::{HOST, HeaderValue};
+use hyper::client::conn::http2;
+use hyper::header::HeaderValue;
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
@@ -33,6 +36,7 @@ use rustls_pki_types::ServerName;
 
 use crate::connect::{ConnectError, VettedConnector};
 use crate::forward::{ConnectionCounters, ForwardBody};
+use crate::h1::{self, Conn, Stream};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -69,7 +73,7 @@ impl fmt::Display for Unusable {
 impl StdError for Unusable {}
 
 enum Sender {
-    Http1(http1::SendRequest<ForwardBody>),
+    Http1(Box<Conn>),
     Http2(http2::SendRequest<ForwardBody>),
 }
 
@@ -100,10 +104,10 @@ impl Idles {
     fn sweep(&mut self, now: Instant, timeout: Duration) {
         for map in [&mut self.https, &mut self.http] {
             map.retain(|_, list| {
-                list.retain(|idle| {
+                list.retain_mut(|idle| {
                     now.saturating_duration_since(idle.since) <= timeout
-                        && match &idle.sender {
-                            Sender::Http1(sender) => !sender.is_closed(),
+                        && match &mut idle.sender {
+                            Sender::Http1(conn) => conn.reusable(),
                             Sender::Http2(sender) => !sender.is_closed(),
                         }
                 });
@@ -168,6 +172,8 @@ impl Client {
         let Some(authority) = uri.authority().map(|authority| authority.as_str()) else {
             return Err(Box::new(Unusable("the URL has no host")));
         };
+        // The HTTP/1.1 head, encoded at the first HTTP/1.1 attempt and kept for another.
+        let mut encoded: Option<h1::Encoded> = None;
         for attempt in 1..=ATTEMPTS {
             let (sender, reused) = match self.checkout(https, authority) {
                 Some(sender) => (sender, true),
@@ -187,56 +193,60 @@ impl Client {
                     (sender, false)
                 }
             };
-            let mut sent = match sender {
+            match sender {
                 Sender::Http2(mut sender) => {
                     if sender.ready().await.is_err() {
                         continue;
                     }
-                    match sender.try_send_request(request).await {
+                    let mut sent = match sender.try_send_request(request).await {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
-                                body,
+                                body: Source::Http2(body),
                                 release: None,
                             }));
                         }
                         Err(error) => error,
+                    };
+                    match sent.take_message() {
+                        // Not sent: the connection closed under it; another may take it.
+                        Some(unsent) if reused && attempt < ATTEMPTS => request = unsent,
+                        _ => return Err(Box::new(sent.into_error())),
                     }
                 }
-                Sender::Http1(mut sender) => {
-                    if !request.headers().contains_key(HOST)
-                        && let Some(host) = host_header(&uri, https)
-                    {
-                        request.headers_mut().insert(HOST, host);
-                    }
-                    *request.uri_mut() = origin_form(&uri);
-                    match sender.try_send_request(request).await {
-                        Ok(response) => {
-                            let release = Release {
-                                sender,
-                                client: Arc::clone(&self.inner),
-                                https,
-                                authority: Box::from(authority),
-                            };
-                            return Ok(response.map(|body| UpstreamBody {
-                                body,
-                                release: Some(release),
-                            }));
+                Sender::Http1(mut conn) => {
+                    let encoded = match &mut encoded {
+                        Some(encoded) => encoded,
+                        None => encoded.insert(h1::Encoded::new(
+                            &request,
+                            host_header(&uri, https).as_ref(),
+                        )?),
+                    };
+                    match h1::exchange(&mut conn, &mut request, encoded, reused).await {
+                        Ok(head) => {
+                            let body = h1::Body::new(conn, &head);
+                            let mut response = Response::new(UpstreamBody {
+                                body: Source::Http1(body),
+                                release: Some(Release {
+                                    client: Arc::clone(&self.inner),
+                                    https,
+                                    authority: Box::from(authority),
+                                }),
+                            });
+                            *response.status_mut() = head.status;
+                            *response.version_mut() = head.version;
+                            *response.headers_mut() = head.headers;
+                            return Ok(response);
                         }
-                        Err(error) => error,
+                        Err(h1::Failed::Retry) if attempt < ATTEMPTS => {}
+                        Err(h1::Failed::Retry) => break,
+                        Err(h1::Failed::Error(error)) => return Err(error),
                     }
                 }
-            };
-            match sent.take_message() {
-                // Not sent: a reused connection closed under it; another connection may take it.
-                Some(unsent) if reused && attempt < ATTEMPTS => {
-                    request = unsent;
-                    *request.uri_mut() = uri.clone();
-                }
-                _ => return Err(Box::new(sent.into_error())),
             }
         }
-        Err(Box::new(Unusable(
-            "no connection to the target would take the request",
+        Err(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "the target closed every connection the request was sent on",
         )))
     }
 
@@ -254,7 +264,11 @@ impl Client {
                 continue;
             }
             match idle.sender {
-                Sender::Http1(sender) if sender.is_ready() => return Some(Sender::Http1(sender)),
+                Sender::Http1(conn) => {
+                    if let Some(conn) = conn.checked() {
+                        return Some(Sender::Http1(conn));
+                    }
+                }
                 Sender::Http2(sender) if !sender.is_closed() => {
                     let shared = sender.clone();
                     list.push(Idle {
@@ -293,7 +307,7 @@ impl Client {
             .map_err(|error: ConnectError| failed(Box::new(error)))?;
         if !https {
             self.inner.counters.plain.fetch_add(1, Ordering::Relaxed);
-            return http1_sender(TokioIo::new(tcp)).await.map_err(failed);
+            return Ok(Sender::Http1(Conn::new(Stream::Plain(tcp))));
         }
         let host = uri.host().unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -314,9 +328,8 @@ impl Client {
             _ => &self.inner.counters.full,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let h2 = session.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(tls);
-        if h2 {
+        if session.alpn_protocol() == Some(b"h2") {
+            let io = TokioIo::new(tls);
             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake(io)
@@ -329,7 +342,7 @@ impl Client {
             });
             Ok(Sender::Http2(sender))
         } else {
-            http1_sender(io).await.map_err(failed)
+            Ok(Sender::Http1(Conn::new(Stream::Tls(Box::new(tls)))))
         }
     }
 }
@@ -350,19 +363,6 @@ async fn reap(client: std::sync::Weak<Inner>) {
     }
 }
 
-async fn http1_sender<I>(io: I) -> Result<Sender, BoxError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, connection) = http1::Builder::new().handshake(io).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "upstream HTTP/1.1 connection ended");
-        }
-    });
-    Ok(Sender::Http1(sender))
-}
-
 /// `Host` for HTTP/1.1: the authority without the scheme's default port (and without a
 /// `format!` when there is none to drop: the common case).
 fn host_header(uri: &Uri, https: bool) -> Option<HeaderValue> {
@@ -375,51 +375,22 @@ fn host_header(uri: &Uri, https: bool) -> Option<HeaderValue> {
     }
 }
 
-/// The request target of HTTP/1.1: path and query only.
-fn origin_form(uri: &Uri) -> Uri {
-    match uri.path_and_query() {
-        Some(path) if path.as_str() != "/" => {
-            let mut parts = hyper::http::uri::Parts::default();
-            parts.path_and_query = Some(path.clone());
-            Uri::from_parts(parts).unwrap_or_default()
-        }
-        _ => Uri::default(),
-    }
-}
-
-/// An HTTP/1.1 connection lent to one response.
+/// Where an HTTP/1.1 connection goes back when its response body ends.
 struct Release {
-    sender: http1::SendRequest<ForwardBody>,
     client: Arc<Inner>,
     https: bool,
     authority: Box<str>,
 }
 
-impl Release {
-    /// Back to the pool: at once when the connection is idle again, else (rarely) once it is.
-    fn back(self) {
-        let Release {
-            mut sender,
-            client,
-            https,
-            authority,
-        } = self;
-        if sender.is_ready() {
-            Client::release(&client, https, authority, Sender::Http1(sender));
-        } else if !sender.is_closed() {
-            tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
-                    Client::release(&client, https, authority, Sender::Http1(sender));
-                }
-            });
-        }
-    }
+enum Source {
+    Http1(h1::Body),
+    Http2(Incoming),
 }
 
 /// A response body from the target; its end hands an HTTP/1.1 connection back to the pool.
 /// Dropped before its end, the connection is dropped with it (closed, never reused).
 pub struct UpstreamBody {
-    body: Incoming,
+    body: Source,
     release: Option<Release>,
 }
 
@@ -430,44 +401,64 @@ impl fmt::Debug for UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// Hands the connection back if the body has ended where its framing said.
     fn ended(&mut self) {
-        if let Some(release) = self.release.take() {
-            release.back();
+        let Source::Http1(body) = &mut self.body else {
+            return;
+        };
+        if !body.is_end_stream() {
+            return;
+        }
+        if let (Some(release), Some(conn)) = (self.release.take(), body.reusable()) {
+            Client::release(
+                &release.client,
+                release.https,
+                release.authority,
+                Sender::Http1(conn),
+            );
         }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = match &mut self.body {
+            Source::Http1(body) => Pin::new(body).poll_frame(cx),
+            Source::Http2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|error| Box::new(error) as BoxError),
+        };
         match &polled {
-            Poll::Ready(None) => self.ended(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.ended(),
+            Poll::Ready(Some(Ok(_)) | None) => self.ended(),
             Poll::Ready(Some(Err(_))) => self.release = None,
-            _ => {}
+            Poll::Pending => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.body {
+            Source::Http1(body) => body.is_end_stream(),
+            Source::Http2(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.body {
+            Source::Http1(body) => body.size_hint(),
+            Source::Http2(body) => body.size_hint(),
+        }
     }
 }
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if self.body.is_end_stream() {
-            self.ended();
-        }
+        self.ended();
     }
 }

@@ -372,6 +372,172 @@ async fn headers_bodies_statuses_and_lookups() {
     app.running.stop().await.unwrap();
 }
 
+/// The gateway's own HTTP/1.1 client against answers written byte by byte: chunked bodies,
+/// connections the target closes silently or drops under the next request, bytes past an
+/// answer, bodies framed by the close, and a head that contradicts itself. A connection is
+/// reused only when its last answer ended cleanly, and only an idempotent request without a
+/// body is sent again.
+#[tokio::test]
+async fn http1_answers_are_framed_strictly_and_connections_reused_safely() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = upstream::server_pki() else {
+        return;
+    };
+    let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
+    let app = spawn(|config| {
+        trusting(&server)(config);
+        // Pools are per worker thread: one worker, so every request sees the same pool.
+        config.server.workers = 1;
+    })
+    .await;
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let base = format!("https://localhost:{}", server.port);
+    let paths = [
+        "/plain",
+        "/chunked",
+        "/quiet-close",
+        "/drop-next",
+        "/extra",
+        "/until-close",
+        "/double-length",
+    ];
+    for path in paths {
+        tenant.map(id, "1", &format!("{base}{path}")).await;
+    }
+    let call = |method: reqwest::Method, path: &str| {
+        let request = tenant
+            .forward(method, &format!("{base}{path}"))
+            .header("LP-service-name", "IDP");
+        async move { answer(request).await }
+    };
+    let conn = |path: &'static str, expected: u64| {
+        let call = &call;
+        async move {
+            let (status, headers, body) = call(reqwest::Method::GET, path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {headers:?} {body}");
+            assert_eq!(body["conn"], expected, "{path}");
+        }
+    };
+    conn("/plain", 1).await;
+    conn("/chunked", 1).await;
+    conn("/plain", 1).await;
+    // Closed by the target after an answer that did not say so: not lent again, so even a
+    // request that is never sent twice (a POST with a body) finds a live connection.
+    conn("/quiet-close", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let post = |body: &'static str| {
+        let request = tenant
+            .forward(reqwest::Method::POST, &format!("{base}/plain"))
+            .header("LP-service-name", "IDP")
+            .body(body);
+        async move { answer(request).await }
+    };
+    let (status, _, body) = post("after the close").await;
+    assert_eq!(
+        (status, &body["conn"]),
+        (StatusCode::OK, &json!(2)),
+        "{body}"
+    );
+    // Dropped under the next request: a GET is sent again on a new connection...
+    conn("/drop-next", 2).await;
+    conn("/plain", 3).await;
+    // ...a POST with a body is not (it may have been acted on).
+    conn("/drop-next", 3).await;
+    let (status, headers, body) = post("payload").await;
+    assert_eq!(status, StatusCode::FAILED_DEPENDENCY, "{body}");
+    assert_eq!(headers["lp-error-from-transport"], "connection_reset");
+    conn("/plain", 4).await;
+    // Bytes past the answer: the answer is relayed as framed, the connection not reused.
+    conn("/extra", 4).await;
+    conn("/plain", 5).await;
+    // No framing: the body is what comes until the close.
+    conn("/until-close", 5).await;
+    conn("/plain", 6).await;
+    let (status, headers, body) = call(reqwest::Method::GET, "/double-length").await;
+    assert_eq!(status, StatusCode::FAILED_DEPENDENCY, "{body}");
+    assert_eq!(headers["lp-error-from-transport"], "connection_reset");
+    let message = headers["lp-message-from-transport"].to_str().unwrap();
+    assert!(message.contains("Content-Length"), "{message}");
+    conn("/plain", 7).await;
+    app.running.stop().await.unwrap();
+}
+
+/// Request bodies over the gateway's own HTTP/1.1 client: sent with the caller's
+/// `Content-Length`, or chunked when the caller's body has no known length; and a `HEAD`
+/// answer, which has no body whatever its `Content-Length` says, leaves its connection
+/// reusable.
+#[tokio::test]
+async fn http1_request_bodies_and_head_answers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = upstream::server_pki() else {
+        return;
+    };
+    let server = upstream::start_with(&pki, Some(&fixtures.path("root.pem")), true, false).await;
+    let app = spawn(|config| {
+        trusting(&server)(config);
+        config.server.workers = 1;
+    })
+    .await;
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let echo = format!("https://localhost:{}/echo", server.port);
+    tenant.map(id, "1", &echo).await;
+
+    let (status, _, sized) = answer(
+        tenant
+            .forward(reqwest::Method::POST, &echo)
+            .body("hello upstream"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{sized}");
+    assert_eq!(sized["version"], "HTTP/1.1");
+    assert_eq!(sized["body"], "hello upstream");
+    assert_eq!(sized["headers"]["content-length"], "14");
+    assert!(sized["headers"].get("transfer-encoding").is_none());
+
+    // A chunked body from the caller (written by hand: the test client sends only sized ones).
+    let address = app.base.trim_start_matches("http://");
+    let mut raw = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "POST /mtls/account/{} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\n\
+         lp-forward-url: {echo}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         6\r\nhello \r\n7\r\nchunked\r\n0\r\n\r\n",
+        tenant.account, tenant.token
+    );
+    raw.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    raw.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    let chunked: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(chunked["body"], "hello chunked");
+    assert_eq!(chunked["headers"]["transfer-encoding"], "chunked");
+    assert!(chunked["headers"].get("content-length").is_none());
+
+    let (status, headers, _) = answer(tenant.forward(reqwest::Method::HEAD, &echo)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.contains_key("content-length"), "{headers:?}");
+    let (_, _, after) = answer(tenant.forward(reqwest::Method::GET, &echo)).await;
+    assert_eq!(after["method"], "GET");
+    assert_eq!(
+        after["peerPort"], sized["peerPort"],
+        "every answer ended cleanly: one connection throughout"
+    );
+    app.running.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn transport_failures_egress_and_size() {
     let Some((fixtures, _pki, server)) = setup().await else {

@@ -193,6 +193,16 @@ async fn start_versions(
     h2: bool,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Upstream {
+    serve(pki, config(pki, client_roots, required, h2, versions)).await
+}
+
+fn config(
+    pki: &Path,
+    client_roots: Option<&Path>,
+    required: bool,
+    h2: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ServerConfig {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.join("server.pem"))
         .unwrap()
@@ -228,7 +238,7 @@ async fn start_versions(
     } else {
         vec![b"http/1.1".to_vec()]
     };
-    serve(pki, config).await
+    config
 }
 
 async fn serve(pki: &Path, config: rustls::ServerConfig) -> Upstream {
@@ -336,6 +346,121 @@ async fn echo(
         .headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     response
+}
+
+/// An HTTP/1.1-only server requiring client certificates from `client_roots`, whose answers
+/// are written byte by byte, by path, to try the gateway's own HTTP/1.1 client
+/// (`runtime::h1`). Each body is `{"conn":N}`, N numbering the server's connections from 1:
+///
+/// * `/plain`: `Content-Length`; `/chunked`: chunked, in two chunks, with a trailer;
+/// * `/quiet-close`: `Content-Length`, then the connection closed without a word;
+/// * `/drop-next`: `Content-Length`, then the next request on the connection is read and the
+///   connection closed without an answer;
+/// * `/extra`: `Content-Length`, then bytes past it; `/until-close`: no framing, then closed;
+/// * `/double-length`: two `Content-Length` values that differ.
+pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let config = config(pki, Some(client_roots), true, false, rustls::ALL_VERSIONS);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let connections = Arc::clone(&connections);
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let conn = connections.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = format!("{{\"conn\":{conn}}}");
+                let mut buf = Vec::new();
+                let mut drop_next = false;
+                loop {
+                    // One request: its head, then its Content-Length body.
+                    let head_end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .map_or(0, |value| value.trim().parse().unwrap());
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 4096];
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + length);
+                    if drop_next {
+                        return;
+                    }
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let sized = |extra: &str| {
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}{extra}",
+                            body.len()
+                        )
+                    };
+                    let (answer, close) = match path.as_str() {
+                        "/chunked" => {
+                            let (a, b) = body.split_at(4);
+                            (
+                                format!(
+                                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\nx-trailer: t\r\n\r\n",
+                                    a.len(),
+                                    b.len()
+                                ),
+                                false,
+                            )
+                        }
+                        "/quiet-close" => (sized(""), true),
+                        "/drop-next" => {
+                            drop_next = true;
+                            (sized(""), false)
+                        }
+                        "/extra" => (sized("JUNK"), false),
+                        "/until-close" => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{body}"
+                            ),
+                            true,
+                        ),
+                        "/double-length" => (
+                            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"
+                                .to_owned(),
+                            false,
+                        ),
+                        _ => (sized(""), false),
+                    };
+                    if tls.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let _ = tls.flush().await;
+                    if close {
+                        let _ = tls.shutdown().await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Upstream {
+        port,
+        ca_pem: pki.join("ca.pem"),
+    }
 }
 
 /// nginx (Debian's) as an upstream that requires client certificates from `client_ca` and
