@@ -19,6 +19,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -201,10 +202,7 @@ pub struct Encoded {
 impl Encoded {
     /// Encodes `request`'s head in origin form, adding `host` unless the request has a `Host`,
     /// and the body's framing (its `Content-Length`, the body's exact size, or chunked).
-    pub fn new(
-        request: &Request<ForwardBody>,
-        host: Option<&HeaderValue>,
-    ) -> Result<Self, Malformed> {
+    pub fn new(request: &Request<ForwardBody>, host: Option<&str>) -> Result<Self, Malformed> {
         let method = request.method();
         let headers = request.headers();
         let body = request.body();
@@ -239,6 +237,9 @@ impl Encoded {
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         if let Some(host) = host.filter(|_| !headers.contains_key(header::HOST)) {
+            if host.bytes().any(|byte| byte.is_ascii_control()) {
+                return Err(Malformed("the request's host"));
+            }
             field(&mut head, b"host", host.as_bytes());
         }
         for (name, value) in headers {
@@ -327,14 +328,6 @@ pub async fn exchange(
             }
         }
         loop {
-            match parse_head(&mut conn.buf, encoded.head_request) {
-                Ok(Some(mut head)) => {
-                    head.keep_alive &= sending.done;
-                    return Poll::Ready(Ok(head));
-                }
-                Ok(None) => {}
-                Err(malformed) => return Poll::Ready(Err(Failed::Error(Box::new(malformed)))),
-            }
             match conn.poll_fill(cx) {
                 Poll::Ready(Ok(0)) => {
                     if reused && !received && encoded.retry_safe && !sending.polled_body {
@@ -348,7 +341,20 @@ pub async fn exchange(
                     });
                     return Poll::Ready(Err(Failed::Error(Box::new(error))));
                 }
-                Poll::Ready(Ok(_)) => received = true,
+                // The head is parsed only when bytes came (a connection starts with none).
+                Poll::Ready(Ok(_)) => {
+                    received = true;
+                    match parse_head(&mut conn.buf, encoded.head_request) {
+                        Ok(Some(mut head)) => {
+                            head.keep_alive &= sending.done;
+                            return Poll::Ready(Ok(head));
+                        }
+                        Ok(None) => {}
+                        Err(malformed) => {
+                            return Poll::Ready(Err(Failed::Error(Box::new(malformed))));
+                        }
+                    }
+                }
                 Poll::Ready(Err(error)) => {
                     // A TLS connection closed without `close_notify` ends in `UnexpectedEof`.
                     let reset = matches!(
@@ -496,9 +502,15 @@ impl Sending {
 /// yet). Interim (1xx) responses are skipped; 101 is refused, since no upgrade is asked for.
 pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Malformed> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut slots);
-        let len = match response.parse(buf) {
+        // Uninitialized slots: httparse fills only as many as the head has.
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buf,
+            &mut slots,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
                 return Err(Malformed("the response head is too large"));
@@ -531,7 +543,10 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         let block = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
         let base = buf.as_ptr().addr();
         let mut headers = HeaderMap::with_capacity(response.headers.len());
+        // The fields that frame the message, read as they go by (no lookups after).
+        let mut fields = Framing::default();
         for field in response.headers.iter() {
+            fields.see(field.name.as_bytes(), field.value)?;
             let name = HeaderName::from_bytes(field.name.as_bytes())
                 .map_err(|_| Malformed("a field name"))?;
             let start = field
@@ -547,8 +562,8 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             headers.append(name, value);
         }
         buf.advance(len);
-        let (decoder, framed) = framing(head_request, status, version, &headers)?;
-        let keep_alive = framed && version == Version::HTTP_11 && !close_asked(&headers);
+        let (decoder, framed) = fields.decide(head_request, status, version)?;
+        let keep_alive = framed && version == Version::HTTP_11 && !fields.close;
         return Ok(Some(Head {
             status,
             version,
@@ -559,50 +574,68 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     }
 }
 
-/// The body's framing (RFC 9112 6.3), and whether the connection may carry another exchange
-/// after it.
-fn framing(
-    head_request: bool,
-    status: StatusCode,
-    version: Version,
-    headers: &HeaderMap,
-) -> Result<(Decoder, bool), Malformed> {
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Decoder::Done, true));
-    }
-    let mut encodings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
-    if encodings.peek().is_some() {
-        if version == Version::HTTP_10 {
-            return Err(Malformed("Transfer-Encoding in an HTTP/1.0 response"));
-        }
-        let last = encodings
-            .last()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .map(str::trim)
-            .unwrap_or_default();
-        if last.eq_ignore_ascii_case("chunked") {
-            // With a Content-Length beside it, the message is read as chunked and the
-            // connection closed after it (RFC 9112 6.3, rule 3).
-            let alone = !headers.contains_key(header::CONTENT_LENGTH);
-            return Ok((Decoder::Chunked(Chunk::Size), alone));
-        }
-        return Ok((Decoder::Close, false));
-    }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|byte| *byte == b',') {
-            let part = digits(part.trim_ascii()).ok_or(Malformed("the Content-Length"))?;
-            if length.is_some_and(|length| length != part) {
-                return Err(Malformed("Content-Length values differ"));
+/// What a response head says about its body's framing and its connection.
+#[derive(Debug, Default)]
+struct Framing {
+    /// Whether there is a `Transfer-Encoding`, and whether its last coding is `chunked`.
+    encoded: bool,
+    chunked: bool,
+    length: Option<u64>,
+    close: bool,
+}
+
+impl Framing {
+    fn see(&mut self, name: &[u8], value: &[u8]) -> Result<(), Malformed> {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.encoded = true;
+            let last = value
+                .rsplit(|byte| *byte == b',')
+                .next()
+                .unwrap_or_default();
+            self.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            for part in value.split(|byte| *byte == b',') {
+                let part = digits(part.trim_ascii()).ok_or(Malformed("the Content-Length"))?;
+                if self.length.is_some_and(|length| length != part) {
+                    return Err(Malformed("Content-Length values differ"));
+                }
+                self.length = Some(part);
             }
-            length = Some(part);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.close |= value
+                .split(|byte| *byte == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
+        Ok(())
     }
-    Ok(match length {
-        Some(length) => (Decoder::Length(length), true),
-        None => (Decoder::Close, false),
-    })
+
+    /// The body's framing (RFC 9112 6.3), and whether the connection may carry another
+    /// exchange after it.
+    fn decide(
+        &self,
+        head_request: bool,
+        status: StatusCode,
+        version: Version,
+    ) -> Result<(Decoder, bool), Malformed> {
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok((Decoder::Done, true));
+        }
+        if self.encoded {
+            if version == Version::HTTP_10 {
+                return Err(Malformed("Transfer-Encoding in an HTTP/1.0 response"));
+            }
+            if self.chunked {
+                // With a Content-Length beside it, the message is read as chunked and the
+                // connection closed after it (RFC 9112 6.3, rule 3).
+                return Ok((Decoder::Chunked(Chunk::Size), self.length.is_none()));
+            }
+            return Ok((Decoder::Close, false));
+        }
+        Ok(match self.length {
+            Some(length) => (Decoder::Length(length), true),
+            None => (Decoder::Close, false),
+        })
+    }
 }
 
 /// A decimal length: digits only, no sign, no overflow.
@@ -614,15 +647,6 @@ fn digits(text: &[u8]) -> Option<u64> {
         byte.is_ascii_digit()
             .then(|| sum * 10 + u64::from(byte - b'0'))
     })
-}
-
-fn close_asked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
 /// Where a chunked body is.
@@ -1113,13 +1137,13 @@ mod tests {
                 .map_err(|never| match never {})
                 .boxed_unsync()
         };
-        let host = HeaderValue::from_static("target.example");
+        let host = "target.example";
         let request = Request::get("https://target.example/a?b=1")
             .body(body(b""))
             .ok();
         let encoded = request
             .as_ref()
-            .map(|request| Encoded::new(request, Some(&host)));
+            .map(|request| Encoded::new(request, Some(host)));
         let encoded = encoded.and_then(Result::ok);
         assert_eq!(
             encoded
@@ -1133,7 +1157,7 @@ mod tests {
             .ok();
         let encoded = request
             .as_ref()
-            .map(|request| Encoded::new(request, Some(&host)));
+            .map(|request| Encoded::new(request, Some(host)));
         let encoded = encoded.and_then(Result::ok);
         assert_eq!(
             encoded

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::client::conn::http2;
-use hyper::header::HeaderValue;
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
@@ -216,10 +215,7 @@ impl Client {
                 Sender::Http1(mut conn) => {
                     let encoded = match &mut encoded {
                         Some(encoded) => encoded,
-                        None => encoded.insert(h1::Encoded::new(
-                            &request,
-                            host_header(&uri, https).as_ref(),
-                        )?),
+                        None => encoded.insert(h1::Encoded::new(&request, host_text(&uri, https))?),
                     };
                     match h1::exchange(&mut conn, &mut request, encoded, reused).await {
                         Ok(head) => {
@@ -363,15 +359,15 @@ async fn reap(client: std::sync::Weak<Inner>) {
     }
 }
 
-/// `Host` for HTTP/1.1: the authority without the scheme's default port (and without a
-/// `format!` when there is none to drop: the common case).
-fn host_header(uri: &Uri, https: bool) -> Option<HeaderValue> {
+/// `Host` for HTTP/1.1: the authority without the scheme's default port, borrowed from the
+/// URI (which has checked its characters).
+fn host_text(uri: &Uri, https: bool) -> Option<&str> {
     let authority = uri.authority()?;
     let default_port = if https { 443 } else { 80 };
     if authority.port_u16() == Some(default_port) {
-        HeaderValue::from_str(authority.host()).ok()
+        Some(authority.host())
     } else {
-        HeaderValue::from_str(authority.as_str()).ok()
+        Some(authority.as_str())
     }
 }
 

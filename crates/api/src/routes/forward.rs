@@ -89,12 +89,11 @@ pub(crate) fn strip(headers: &mut HeaderMap, skip: impl Fn(&HeaderName) -> bool)
         return;
     }
     if count * 2 < headers.keys_len() {
-        let names: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| doomed(name))
-            .cloned()
-            .collect();
-        for name in names {
+        // Few to go (a response's `Connection`, usually): one at a time, with no list.
+        for _ in 0..count {
+            let Some(name) = headers.keys().find(|name| doomed(name)).cloned() else {
+                break;
+            };
             headers.remove(name);
         }
         return;
