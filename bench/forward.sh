@@ -9,7 +9,9 @@
 #   gateway: wrk -> mtls-gateway /mtls/account/bench1 (Bearer token, mapped certificate) -> upstream
 #   nginx:   wrk -> nginx proxy_pass https (proxy_ssl_certificate, proxy_ssl_verify on,
 #            upstream keepalive) -> upstream
-# Runs alternate between the two; medians of RUNS runs are reported, with their ratio, the
+# Each listener mode starts with a 2 s warm-up of both paths (not measured), so that both
+# have filled their upstream keep-alive pools; then runs alternate between the two; medians
+# of RUNS runs are reported, with their ratio, the
 # median of the ratios of each pair of runs side by side (steadier when the machine's speed
 # drifts), and the first-request latency of a cold identity (secret fetch + PKCS#12 parse +
 # handshake).
@@ -32,7 +34,8 @@
 # dump there for `callgrind_annotate --inclusive=yes <directory>/callgrind.out.*` (where the
 # instructions go). Valgrind runs SHA-256 without the CPU's SHA extensions: the token digest
 # counts about 16,800 instructions it does not cost natively. CALLGRIND_LISTENER=https counts
-# with both listeners speaking TLS (wrk's handshakes happen in the warm-up).
+# with both listeners speaking TLS; the counted wrk run opens its 8 connections anew, so 8
+# listener handshakes (RSA-2048 signatures) are in both proxies' figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${DURATION:-10}"; connections="${CONNECTIONS:-32}"; threads="${THREADS:-2}"; runs="${RUNS:-3}"
@@ -196,26 +199,29 @@ fi
 
 # CPU time (user + system, clock ticks) of the processes given, from /proc: the gateway's
 # process, or the nginx proxy's workers.
-cpu_ticks() { local total=0 pid; for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$total"; }
+cpu_ticks() { local user=0 sys=0 pid; for pid in "$@"; do read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat"); user=$((user + u)); sys=$((sys + s)); done; echo "$user $sys"; }
 measure() { # name url [script]
   local out pids before
   if [ "$1" = gateway ]; then pids=$gateway_pid; else pids=$(pgrep -P "$nginx_pid" | tr '\n' ' '); fi
   # shellcheck disable=SC2086
-  before=$(cpu_ticks $pids)
+  read -r user_before sys_before < <(cpu_ticks $pids)
   if [ -n "${3:-}" ]; then out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$3" "$2")
   else out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency "$2"); fi
+  local user_after sys_after
   # shellcheck disable=SC2086
-  local ticks=$(( $(cpu_ticks $pids) - before ))
+  read -r user_after sys_after < <(cpu_ticks $pids)
+  local user_ticks=$((user_after - user_before)) sys_ticks=$((sys_after - sys_before))
   local rps p50 p99 errors
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   # CPU microseconds per request: ticks / CLK_TCK / requests.
-  local requests cpu_us
+  local requests per_tick
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
-  cpu_us=$(python3 -c "print(round($ticks / $(getconf CLK_TCK) / $requests * 1e6, 1))")
-  echo "$1 $rps $p50 $p99 ${errors:-0} $cpu_us"
+  per_tick=$(python3 -c "print(1e6 / $(getconf CLK_TCK) / $requests)")
+  # name, requests/s, p50, p99, non-2xx, CPU, user CPU, system CPU (microseconds per request)
+  python3 -c "u, s = $user_ticks * $per_tick, $sys_ticks * $per_tick; print('$1 $rps $p50 $p99 ${errors:-0}', round(u + s, 1), round(u, 1), round(s, 1))"
 }
 report() { # results-file
 python3 - "$1" <<'PY'
@@ -229,10 +235,11 @@ for name in ("gateway", "nginx"):
     mine = [row for row in rows if row[0] == name]
     summary[name] = (statistics.median(float(r[1]) for r in mine), statistics.median(ms(r[2]) for r in mine),
                      statistics.median(ms(r[3]) for r in mine), sum(int(r[4]) for r in mine),
-                     statistics.median(float(r[5]) for r in mine))
-    rps, p50, p99, errors, cpu = summary[name]
+                     statistics.median(float(r[5]) for r in mine), statistics.median(float(r[6]) for r in mine),
+                     statistics.median(float(r[7]) for r in mine))
+    rps, p50, p99, errors, cpu, user, system = summary[name]
     print(f"{name:8} median of {len(mine)}: {rps:9.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-          f"non-2xx {errors}, CPU {cpu:.1f} us/request")
+          f"non-2xx {errors}, CPU {cpu:.1f} us/request (user {user:.1f}, system {system:.1f})")
 print(f"ratio gateway/nginx: throughput {summary['gateway'][0] / summary['nginx'][0]:.2f}, "
       f"p99 {summary['gateway'][2] / summary['nginx'][2]:.2f}, "
       f"CPU per request {summary['gateway'][4] / summary['nginx'][4]:.2f} (lower is better for both)")
@@ -252,6 +259,10 @@ for mode in $modes; do
   if [ "$mode" = https ]; then gateway_url="https://127.0.0.1:$gateway_port/mtls/account/bench1"; nginx_url="https://127.0.0.1:$proxy_tls_port/"
   else gateway_url="http://127.0.0.1:$gateway_port/mtls/account/bench1"; nginx_url="http://127.0.0.1:$proxy_port/"; fi
   echo "== $mode listeners"
+  # Warm-up, not measured: both proxies fill their upstream keep-alive pools (the gateway was
+  # just restarted for https, with a cold identity) before the first measured run.
+  wrk -t"$threads" -c"$connections" -d2s -s "$work/gateway.lua" "$gateway_url" >/dev/null
+  wrk -t"$threads" -c"$connections" -d2s "$nginx_url" >/dev/null
   for run in $(seq 1 "$runs"); do
     measure gateway "$gateway_url" "$work/gateway.lua" | tee -a "$results"
     measure nginx "$nginx_url" | tee -a "$results"
