@@ -467,6 +467,48 @@ async fn http1_answers_are_framed_strictly_and_connections_reused_safely() {
     app.running.stop().await.unwrap();
 }
 
+/// A target that refuses an upload at once and reads none of it: its answer is relayed while
+/// the body is still going out (a client that sent the whole body before reading would wait
+/// until the response timeout, with the target's and the kernel's buffers full).
+#[tokio::test]
+async fn http1_an_early_answer_is_relayed_during_the_upload() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = upstream::server_pki() else {
+        return;
+    };
+    let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
+    let app = spawn(|config| {
+        trusting(&server)(config);
+        config.forward.max_body_bytes = 64 * 1024 * 1024;
+        config.forward.response_timeout_seconds = 2.0;
+    })
+    .await;
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let early = format!("https://localhost:{}/early", server.port);
+    tenant.map(id, "1", &early).await;
+    // Larger than what loopback's socket buffers hold, so the upload cannot finish unread.
+    let upload = vec![b'x'; 32 * 1024 * 1024];
+    let started = std::time::Instant::now();
+    let response = tenant
+        .forward(reqwest::Method::POST, &early)
+        .body(upload)
+        .send()
+        .await;
+    let status = response.as_ref().map(reqwest::Response::status);
+    assert_eq!(
+        status.ok(),
+        Some(StatusCode::PAYLOAD_TOO_LARGE),
+        "{response:?} after {:?}",
+        started.elapsed()
+    );
+    app.running.stop().await.unwrap();
+}
+
 /// Request bodies over the gateway's own HTTP/1.1 client: sent with the caller's
 /// `Content-Length`, or chunked when the caller's body has no known length; and a `HEAD`
 /// answer, which has no body whatever its `Content-Length` says, leaves its connection

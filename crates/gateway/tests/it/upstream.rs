@@ -357,7 +357,8 @@ async fn echo(
 /// * `/drop-next`: `Content-Length`, then the next request on the connection is read and the
 ///   connection closed without an answer;
 /// * `/extra`: `Content-Length`, then bytes past it; `/until-close`: no framing, then closed;
-/// * `/double-length`: two `Content-Length` values that differ.
+/// * `/double-length`: two `Content-Length` values that differ;
+/// * `/early`: 413 as soon as the head is in, the body left unread for 3 s, then closed.
 pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
     use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -392,6 +393,14 @@ pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
                         }
                     };
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    if head.split(' ').nth(1) == Some("/early") {
+                        // Refuses the upload at once and reads none of it, for a while.
+                        let refusal = "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+                        let _ = tls.write_all(refusal.as_bytes()).await;
+                        let _ = tls.flush().await;
+                        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                        return;
+                    }
                     let length: usize = head
                         .lines()
                         .find_map(|line| line.strip_prefix("content-length:"))
