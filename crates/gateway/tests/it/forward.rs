@@ -98,11 +98,46 @@ pub(crate) async fn answer(
     (status, headers, body)
 }
 
+/// The PKCS#12 fixtures and a server PKI, or `None` when the tools that make them are missing
+/// (the test skips, and says so; with `CI=true` it fails).
+fn fixtures_and_pki() -> Option<(P12Fixtures, std::path::PathBuf)> {
+    Some((p12_fixtures()?, upstream::server_pki()?))
+}
+
 async fn setup() -> Option<(P12Fixtures, std::path::PathBuf, Upstream)> {
-    let fixtures = p12_fixtures()?;
-    let pki = upstream::server_pki()?;
+    let (fixtures, pki) = fixtures_and_pki()?;
     let server = upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
     Some((fixtures, pki, server))
+}
+
+/// A gateway with one worker (pools are per worker thread, so every request sees the same
+/// pool) trusting `server`.
+async fn one_worker(
+    server: &Upstream,
+    configure: impl FnOnce(&mut mtls_gateway::config::Config),
+) -> TestApp {
+    spawn(|config| {
+        trusting(server)(config);
+        config.server.workers = 1;
+        configure(config);
+    })
+    .await
+}
+
+/// A tenant whose P-256 certificate is mapped to each of `urls` for service 1.
+async fn mapped_tenant<'a>(
+    app: &'a TestApp,
+    fixtures: &P12Fixtures,
+    urls: &[String],
+) -> Tenant<'a> {
+    let tenant = Tenant::new(app);
+    let (id, _) = tenant
+        .certificate(fixtures, "openssl-default-p256.p12")
+        .await;
+    for url in urls {
+        tenant.map(id, "1", url).await;
+    }
+    tenant
 }
 
 pub(crate) fn trusting(server: &Upstream) -> impl FnOnce(&mut mtls_gateway::config::Config) + '_ {
@@ -156,10 +191,7 @@ async fn the_mapped_certificate_is_presented_for_every_key_type() {
 /// HTTP/2 requests share one connection.
 #[tokio::test]
 async fn upstream_connections_are_reused_and_closed_ones_replaced() {
-    let Some(fixtures) = p12_fixtures() else {
-        return;
-    };
-    let Some(pki) = upstream::server_pki() else {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
         return;
     };
     let roots = fixtures.path("root.pem");
@@ -379,23 +411,11 @@ async fn headers_bodies_statuses_and_lookups() {
 /// body is sent again.
 #[tokio::test]
 async fn http1_answers_are_framed_strictly_and_connections_reused_safely() {
-    let Some(fixtures) = p12_fixtures() else {
-        return;
-    };
-    let Some(pki) = upstream::server_pki() else {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
         return;
     };
     let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
-    let app = spawn(|config| {
-        trusting(&server)(config);
-        // Pools are per worker thread: one worker, so every request sees the same pool.
-        config.server.workers = 1;
-    })
-    .await;
-    let tenant = Tenant::new(&app);
-    let (id, _) = tenant
-        .certificate(&fixtures, "openssl-default-p256.p12")
-        .await;
+    let app = one_worker(&server, |_| {}).await;
     let base = format!("https://localhost:{}", server.port);
     let paths = [
         "/plain",
@@ -406,9 +426,8 @@ async fn http1_answers_are_framed_strictly_and_connections_reused_safely() {
         "/until-close",
         "/double-length",
     ];
-    for path in paths {
-        tenant.map(id, "1", &format!("{base}{path}")).await;
-    }
+    let urls: Vec<String> = paths.iter().map(|path| format!("{base}{path}")).collect();
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
     let call = |method: reqwest::Method, path: &str| {
         let request = tenant
             .forward(method, &format!("{base}{path}"))
@@ -472,25 +491,17 @@ async fn http1_answers_are_framed_strictly_and_connections_reused_safely() {
 /// until the response timeout, with the target's and the kernel's buffers full).
 #[tokio::test]
 async fn http1_an_early_answer_is_relayed_during_the_upload() {
-    let Some(fixtures) = p12_fixtures() else {
-        return;
-    };
-    let Some(pki) = upstream::server_pki() else {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
         return;
     };
     let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
-    let app = spawn(|config| {
-        trusting(&server)(config);
+    let app = one_worker(&server, |config| {
         config.forward.max_body_bytes = 64 * 1024 * 1024;
         config.forward.response_timeout_seconds = 2.0;
     })
     .await;
-    let tenant = Tenant::new(&app);
-    let (id, _) = tenant
-        .certificate(&fixtures, "openssl-default-p256.p12")
-        .await;
     let early = format!("https://localhost:{}/early", server.port);
-    tenant.map(id, "1", &early).await;
+    let tenant = mapped_tenant(&app, &fixtures, std::slice::from_ref(&early)).await;
     // Larger than what loopback's socket buffers hold, so the upload cannot finish unread.
     let upload = vec![b'x'; 32 * 1024 * 1024];
     let started = std::time::Instant::now();
@@ -517,24 +528,13 @@ async fn http1_an_early_answer_is_relayed_during_the_upload() {
 async fn http1_request_bodies_and_head_answers() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let Some(fixtures) = p12_fixtures() else {
-        return;
-    };
-    let Some(pki) = upstream::server_pki() else {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
         return;
     };
     let server = upstream::start_with(&pki, Some(&fixtures.path("root.pem")), true, false).await;
-    let app = spawn(|config| {
-        trusting(&server)(config);
-        config.server.workers = 1;
-    })
-    .await;
-    let tenant = Tenant::new(&app);
-    let (id, _) = tenant
-        .certificate(&fixtures, "openssl-default-p256.p12")
-        .await;
+    let app = one_worker(&server, |_| {}).await;
     let echo = format!("https://localhost:{}/echo", server.port);
-    tenant.map(id, "1", &echo).await;
+    let tenant = mapped_tenant(&app, &fixtures, std::slice::from_ref(&echo)).await;
 
     let (status, _, sized) = answer(
         tenant
