@@ -191,7 +191,6 @@ enum Outgoing {
 }
 
 /// A request encoded for the wire: its head (kept for a second attempt) and its framing.
-#[derive(Debug)]
 pub struct Encoded {
     head: Vec<u8>,
     outgoing: Outgoing,
@@ -264,6 +263,16 @@ impl Encoded {
     }
 }
 
+/// Without the head: it holds the request's fields, `Authorization` among them.
+impl fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encoded")
+            .field("outgoing", &self.outgoing)
+            .field("retry_safe", &self.retry_safe)
+            .finish_non_exhaustive()
+    }
+}
+
 fn field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     head.extend_from_slice(name);
     head.extend_from_slice(b": ");
@@ -305,7 +314,6 @@ pub async fn exchange(
         queue_pos: 0,
         written: 0,
         body_done: encoded.outgoing == Outgoing::Empty,
-        polled_body: false,
         done: false,
     };
     let mut write_error: Option<io::Error> = None;
@@ -330,7 +338,7 @@ pub async fn exchange(
         loop {
             match conn.poll_fill(cx) {
                 Poll::Ready(Ok(0)) => {
-                    if reused && !received && encoded.retry_safe && !sending.polled_body {
+                    if reused && !received && encoded.retry_safe {
                         return Poll::Ready(Err(Failed::Retry));
                     }
                     let error = write_error.take().unwrap_or_else(|| {
@@ -390,7 +398,6 @@ struct Sending {
     /// Body bytes taken from the body.
     written: u64,
     body_done: bool,
-    polled_body: bool,
     done: bool,
 }
 
@@ -404,7 +411,6 @@ impl Sending {
     ) -> Poll<Result<(), Sent>> {
         loop {
             if !self.body_done && self.queue.len() - self.queue_pos < WRITE_QUEUE {
-                self.polled_body = true;
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data() {
