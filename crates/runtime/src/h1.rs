@@ -157,8 +157,9 @@ impl Conn {
     }
 
     /// Whether an idle connection can take a request: the target has not closed it and has
-    /// sent nothing unasked. Reads without waiting (a socket known to be quiet costs no
-    /// system call); what it reads makes the connection unusable anyway.
+    /// sent nothing unasked. Reads without waiting: after an answer, one `recv` that finds
+    /// nothing (the read hyper's connection task made after each response); none while tokio
+    /// knows the socket is quiet. What it reads makes the connection unusable anyway.
     pub fn reusable(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
