@@ -201,7 +201,6 @@ impl Client {
                         Ok(response) => {
                             return Ok(response.map(|body| UpstreamBody {
                                 body: Source::Http2(body),
-                                release: None,
                             }));
                         }
                         Err(error) => error,
@@ -220,21 +219,21 @@ impl Client {
                     match h1::exchange(&mut conn, &mut request, encoded, reused).await {
                         Ok(head) => {
                             let body = h1::Body::new(conn, &head);
+                            let release = Release {
+                                client: Arc::clone(&self.inner),
+                                https,
+                                authority: Box::from(authority),
+                            };
                             let mut response = Response::new(UpstreamBody {
-                                body: Source::Http1(body),
-                                release: Some(Release {
-                                    client: Arc::clone(&self.inner),
-                                    https,
-                                    authority: Box::from(authority),
-                                }),
+                                body: Source::Http1(body, Some(release)),
                             });
                             *response.status_mut() = head.status;
                             *response.version_mut() = head.version;
                             *response.headers_mut() = head.headers;
                             return Ok(response);
                         }
-                        Err(h1::Failed::Retry) if attempt < ATTEMPTS => {}
-                        Err(h1::Failed::Retry) => break,
+                        // Another connection, if attempts are left.
+                        Err(h1::Failed::Retry) => {}
                         Err(h1::Failed::Error(error)) => return Err(error),
                     }
                 }
@@ -379,7 +378,8 @@ struct Release {
 }
 
 enum Source {
-    Http1(h1::Body),
+    /// The body, and where its connection goes back (taken when it has).
+    Http1(h1::Body, Option<Release>),
     Http2(Incoming),
 }
 
@@ -387,7 +387,6 @@ enum Source {
 /// Dropped before its end, the connection is dropped with it (closed, never reused).
 pub struct UpstreamBody {
     body: Source,
-    release: Option<Release>,
 }
 
 impl fmt::Debug for UpstreamBody {
@@ -397,15 +396,13 @@ impl fmt::Debug for UpstreamBody {
 }
 
 impl UpstreamBody {
-    /// Hands the connection back if the body has ended where its framing said.
+    /// Hands the connection back once the body has ended where its framing said
+    /// ([`h1::Body::reusable`]; a failed body has dropped its connection).
     fn ended(&mut self) {
-        let Source::Http1(body) = &mut self.body else {
-            return;
-        };
-        if !body.is_end_stream() {
-            return;
-        }
-        if let (Some(release), Some(conn)) = (self.release.take(), body.reusable()) {
+        if let Source::Http1(body, release) = &mut self.body
+            && let Some(conn) = body.reusable()
+            && let Some(release) = release.take()
+        {
             Client::release(
                 &release.client,
                 release.https,
@@ -425,29 +422,29 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = match &mut self.body {
-            Source::Http1(body) => Pin::new(body).poll_frame(cx),
-            Source::Http2(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(|error| Box::new(error) as BoxError),
+            Source::Http1(body, _) => Pin::new(body).poll_frame(cx),
+            Source::Http2(body) => {
+                return Pin::new(body)
+                    .poll_frame(cx)
+                    .map_err(|error| Box::new(error) as BoxError);
+            }
         };
-        match &polled {
-            Poll::Ready(Some(Ok(_)) | None) => self.ended(),
-            Poll::Ready(Some(Err(_))) => self.release = None,
-            Poll::Pending => {}
+        if polled.is_ready() {
+            self.ended();
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.body {
-            Source::Http1(body) => body.is_end_stream(),
+            Source::Http1(body, _) => body.is_end_stream(),
             Source::Http2(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.body {
-            Source::Http1(body) => body.size_hint(),
+            Source::Http1(body, _) => body.size_hint(),
             Source::Http2(body) => body.size_hint(),
         }
     }
