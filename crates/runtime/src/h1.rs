@@ -18,7 +18,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -247,7 +247,7 @@ impl Encoded {
         }
         match add {
             Some(Outgoing::Length(length)) => {
-                field(&mut head, b"content-length", length.to_string().as_bytes());
+                let _ = write!(head, "content-length: {length}\r\n");
             }
             Some(Outgoing::Chunked) => field(&mut head, b"transfer-encoding", b"chunked"),
             _ => {}
@@ -291,13 +291,23 @@ pub enum Failed {
 }
 
 /// The response head, and how its body goes on.
-#[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
     decoder: Decoder,
     keep_alive: bool,
+}
+
+/// Without the fields: a target's (`Set-Cookie`, say) are for the caller, not for logs.
+impl fmt::Debug for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Head")
+            .field("status", &self.status)
+            .field("decoder", &self.decoder)
+            .field("keep_alive", &self.keep_alive)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sends `request` on `conn` and reads the response head. The body is written while the head
@@ -318,8 +328,10 @@ pub async fn exchange(
         done: false,
     };
     let mut write_error: Option<io::Error> = None;
-    // Whether any byte of an answer came: only a connection closed before one may be retried.
+    // Whether any byte of an answer came: only a reused connection closed before one came may
+    // be given up for another, and only for a request that may be sent twice.
     let mut received = false;
+    let retry = |received: bool| reused && !received && encoded.retry_safe;
     let body = request.body_mut();
     poll_fn(|cx| {
         if !sending.done && write_error.is_none() {
@@ -339,7 +351,7 @@ pub async fn exchange(
         loop {
             match conn.poll_fill(cx) {
                 Poll::Ready(Ok(0)) => {
-                    if reused && !received && encoded.retry_safe {
+                    if retry(received) {
                         return Poll::Ready(Err(Failed::Retry));
                     }
                     let error = write_error.take().unwrap_or_else(|| {
@@ -372,7 +384,7 @@ pub async fn exchange(
                             | io::ErrorKind::BrokenPipe
                             | io::ErrorKind::UnexpectedEof
                     );
-                    if reused && reset && !received && encoded.retry_safe {
+                    if reset && retry(received) {
                         return Poll::Ready(Err(Failed::Retry));
                     }
                     return Poll::Ready(Err(Failed::Error(Box::new(error))));
@@ -491,8 +503,7 @@ impl Sending {
                 "the request body is longer than its Content-Length",
             ))),
             Outgoing::Chunked => {
-                self.queue
-                    .extend_from_slice(format!("{length:x}\r\n").as_bytes());
+                let _ = write!(self.queue, "{length:x}\r\n");
                 self.queue.extend_from_slice(data);
                 self.queue.extend_from_slice(b"\r\n");
                 Ok(())
