@@ -1,37 +1,48 @@
 #!/usr/bin/env bash
-# The forward path against nginx, side by side on this machine in one run.
+# The forward path against nginx, side by side on this machine in one run, with many tenants.
 #
-#   bench/forward.sh            (DURATION=10 CONNECTIONS=32 THREADS=2 RUNS=3 MODES="http https")
+#   bench/forward.sh   (DURATION=10 CONNECTIONS=32 THREADS=2 RUNS=3 MODES="http https"
+#                       TENANTS="1 100" UPSTREAMS="h2 http1")
 #
-# One nginx upstream requires client certificates (ssl_verify_client on) and answers a small
-# body. Two paths reach it with the same client certificate, under the same wrk load with
-# keep-alive:
-#   gateway: wrk -> mtls-gateway /mtls/account/bench1 (Bearer token, mapped certificate) -> upstream
-#   nginx:   wrk -> nginx proxy_pass https (proxy_ssl_certificate, proxy_ssl_verify on,
-#            upstream keepalive) -> upstream
-# Each listener mode starts with a 2 s warm-up of both paths (not measured), so that both
-# have filled their upstream keep-alive pools; then runs alternate between the two; medians
-# of RUNS runs are reported, with their ratio, the
-# median of the ratios of each pair of runs side by side (steadier when the machine's speed
-# drifts), and the first-request latency of a cold identity (secret fetch + PKCS#12 parse +
-# handshake).
+# N tenants (each of TENANTS; TENANTS="1 100 1000" for the large case), each an account tN with
+# its own freshly made key and certificate (RSA-2048 and P-256 alternating, bench/tenants.py),
+# each mapped to its own URL on one nginx upstream that requires client certificates
+# (ssl_verify_client on) and answers a small body naming the certificate it saw. The upstream
+# is measured twice: offering HTTP/2 by ALPN (`h2`; the gateway then speaks HTTP/2 to it, the
+# nginx peer always HTTP/1.1) and HTTP/1.1 only (`http1`). Two paths reach it under the same
+# wrk load with keep-alive, whose Lua script cycles over the N tenants:
+#   gateway: wrk -> mtls-gateway /mtls/account/tN (Bearer token, mapped certificate) -> upstream
+#   nginx:   wrk -> nginx /h2/tN or /h1/tN: one `upstream` block per upstream (keepalive
+#            NGINX_KEEPALIVE, 32) and one `location` per tenant with its proxy_ssl_certificate
+#            (proxy_ssl_verify on) -> upstream
+# Each case (upstream, tenants, listener mode) starts a fresh gateway process, then warms both
+# paths up (not measured) until the gateway has loaded every identity and both have filled
+# their upstream pools; then runs alternate between the two; medians of RUNS runs are
+# reported, with their ratio, the median of the ratios of each pair of runs side by side
+# (steadier when the machine's speed drifts), the gateway's upstream TLS handshakes of the
+# whole case (full and resumed, from /metrics) and its resident memory (VmRSS after start, after
+# the case, and its peak). The first-request latency of a cold identity (secret fetch + PKCS#12
+# parse + handshake) is printed once, for tenant 1.
 # Each run also reports the CPU time (user + system, from /proc) the gateway's process, or the
 # nginx proxy's workers, spent per request: the two compete with wrk and the upstream for the
 # same cores, so the one that needs less CPU per request can serve more.
 # Each mode of MODES is measured: `http` (wrk speaks plain HTTP to the gateway and to the nginx
 # proxy) and `https` (both listeners speak TLS with the same certificate; wrk keeps its
 # connections, so handshakes happen once per connection).
-# Needs wrk and nginx (Debian packages), curl, python3, openssl.
+# Needs wrk and nginx (Debian packages), curl, python3 with pyca/cryptography (.venv from
+# scripts/test, or `pip install cryptography`), openssl.
 #
 # CALLGRIND=1 counts instead of timing: the gateway runs under valgrind's callgrind, wrk sends
 # forwards for CALLGRIND_SECONDS (10) on 8 connections, and the script prints the instructions
-# the gateway executed per forwarded request (counters zeroed after start-up and a 2 s warm-up
-# on the same connections count, so that no upstream handshake is in the figure).
+# the gateway executed per forwarded request, for each tenant count of TENANTS and each
+# upstream of UPSTREAMS (counters zeroed after start-up and a warm-up that loads every identity
+# and opens the connections, so that no upstream handshake is in the figure): a per-request
+# cost that grows with the number of tenants shows as a larger count at N than at 1.
 # CALLGRIND=nginx counts the nginx proxy the same way (one process: master_process off), for
 # the same requests through its path. Instruction counts repeat to within about 1 % whatever
 # else the machine does, so they compare two builds where timings on this shared machine
 # cannot. They count user space only, not the kernel's work. CALLGRIND_OUT=<directory> keeps the
-# dump there for `callgrind_annotate --inclusive=yes <directory>/callgrind.out.*` (where the
+# dumps there for `callgrind_annotate --inclusive=yes <directory>/callgrind.out.*` (where the
 # instructions go). Valgrind runs SHA-256 without the CPU's SHA extensions: the token digest
 # counts about 16,800 instructions it does not cost natively. CALLGRIND_LISTENER=https counts
 # with both listeners speaking TLS; the counted wrk run opens its 8 connections anew, so 8
@@ -40,29 +51,36 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${DURATION:-10}"; connections="${CONNECTIONS:-32}"; threads="${THREADS:-2}"; runs="${RUNS:-3}"
-callgrind="${CALLGRIND:-}"
+callgrind="${CALLGRIND:-}"; tenant_counts="${TENANTS:-1 100}"; upstreams="${UPSTREAMS:-h2 http1}"
 for tool in wrk nginx curl openssl python3 ${callgrind:+valgrind callgrind_control}; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: apt-get install wrk nginx curl openssl)" >&2; exit 1; }
 done
+python=python3
+[ -x .venv/bin/python ] && python=.venv/bin/python
+"$python" -c 'import cryptography' 2>/dev/null || { echo "pyca/cryptography is missing: run scripts/test once (it fills .venv) or pip install cryptography" >&2; exit 1; }
+most=0
+for n in $tenant_counts; do [ "$n" -gt "$most" ] && most=$n; done
+[ "$most" -ge 1 ] || { echo "TENANTS must name at least one count of 1 or more" >&2; exit 1; }
 [ -n "${GATEWAY_BIN:-}" ] || cargo build --release --bin mtls-gateway -q
-[ -f target/test-fixtures/p12/rsa2048.key ] || cargo test -q -p mtls-pki --test intake every_source >/dev/null
-fixtures=$(pwd)/target/test-fixtures/p12
+# Thousands of upstream connections on both sides at 1000 tenants.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-upstream_port=$(free_port); proxy_port=$(free_port); proxy_tls_port=$(free_port); gateway_port=$(free_port)
+h2_port=$(free_port); http1_port=$(free_port); proxy_port=$(free_port); proxy_tls_port=$(free_port); gateway_port=$(free_port)
 modes="${MODES:-http https}"
 
-# Server PKI for the upstream; the client identity is the fixtures' RSA-2048 leaf with its chain.
+# Server PKI for the upstream and the listeners; the tenants' keys and certificates.
 ( cd "$work"
   openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=Bench CA" \
     -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
   printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > server.ext
   openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
-  cat "$fixtures/rsa2048.pem" "$fixtures/int.pem" > client-chain.pem
   # The listeners' certificate (the gateway's and the nginx proxy's, for the https mode).
   openssl req -newkey rsa:2048 -nodes -keyout listener.key -out listener.csr -subj "/CN=localhost" 2>/dev/null
   openssl x509 -req -in listener.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out listener.pem -days 2 -extfile server.ext 2>/dev/null )
+echo "making $most tenants' keys and certificates"
+"$python" bench/tenants.py make "$work/tenants" "$most"
 
 # Two nginx instances: the upstream, and the peer proxy. They are separate processes, as the
 # gateway and the upstream are: one nginx serving both roles could hand a request from its
@@ -72,26 +90,30 @@ nginx_common() { # name
   cat <<COMMON
 daemon off;
 worker_processes auto;
+worker_rlimit_nofile 65536;
 pid $work/$1/nginx.pid;
 error_log $work/$1/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections 30000; }
 COMMON
 }
 temp_paths() { # name
   echo "client_body_temp_path $work/$1/body; proxy_temp_path $work/$1/proxy; fastcgi_temp_path $work/$1/fastcgi; uwsgi_temp_path $work/$1/uwsgi; scgi_temp_path $work/$1/scgi;"
 }
+upstream_tls="ssl_certificate $work/server.pem; ssl_certificate_key $work/server.key;
+        ssl_client_certificate $work/tenants/ca.pem; ssl_verify_client on; ssl_verify_depth 2;"
 { nginx_common upstream; cat <<NGINX
 http {
     access_log off;
     $(temp_paths upstream)
     keepalive_requests 1000000;
     server {
-        listen 127.0.0.1:$upstream_port ssl;
-        ssl_certificate $work/server.pem;
-        ssl_certificate_key $work/server.key;
-        ssl_client_certificate $fixtures/root.pem;
-        ssl_verify_client on;
-        ssl_verify_depth 3;
+        listen 127.0.0.1:$h2_port ssl http2;
+        $upstream_tls
+        location / { default_type text/plain; return 200 "ok \$ssl_client_s_dn\n"; }
+    }
+    server {
+        listen 127.0.0.1:$http1_port ssl;
+        $upstream_tls
         location / { default_type text/plain; return 200 "ok \$ssl_client_s_dn\n"; }
     }
 }
@@ -102,24 +124,23 @@ http {
     access_log off;
     $(temp_paths proxy)
     keepalive_requests 1000000;
-    upstream backend { server 127.0.0.1:$upstream_port; keepalive 64; }
+    upstream backend_h2 { server 127.0.0.1:$h2_port; keepalive ${NGINX_KEEPALIVE:-32}; }
+    upstream backend_http1 { server 127.0.0.1:$http1_port; keepalive ${NGINX_KEEPALIVE:-32}; }
     server {
         listen 127.0.0.1:$proxy_port;
         listen 127.0.0.1:$proxy_tls_port ssl;
         ssl_certificate $work/listener.pem;
         ssl_certificate_key $work/listener.key;
-        location / {
-            proxy_pass https://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_ssl_certificate $work/client-chain.pem;
-            proxy_ssl_certificate_key $fixtures/rsa2048.key;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate $work/ca.pem;
-            proxy_ssl_name localhost;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
-        }
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_ssl_verify on;
+        proxy_ssl_trusted_certificate $work/ca.pem;
+        proxy_ssl_name localhost;
+        proxy_ssl_server_name on;
+        proxy_ssl_session_reuse on;
+$(for n in $(seq 1 "$most"); do for upstream in h2 http1; do
+  echo "        location = /$upstream/t$n { proxy_pass https://backend_$upstream/t$n; proxy_ssl_certificate $work/tenants/t$n.chain.pem; proxy_ssl_certificate_key $work/tenants/t$n.key; }"
+done; done)
     }
 }
 NGINX
@@ -127,87 +148,130 @@ NGINX
 nginx -c "$work/upstream.conf" -p "$work/upstream" &
 upstream_pid=$!
 if [ "$callgrind" = nginx ]; then
-  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.nginx" \
     nginx -c "$work/proxy.conf" -p "$work/proxy" -g "master_process off;" >"$work/valgrind.log" 2>&1 &
 else
   nginx -c "$work/proxy.conf" -p "$work/proxy" &
 fi
 nginx_pid=$!
+# Rate limits off for the set-up's thousands of configuration calls (forward has none).
 export MTLS_GATEWAY__DATA_DIR="$work/data" MTLS_GATEWAY__SERVER__LISTEN="127.0.0.1:$gateway_port" \
   MTLS_GATEWAY__LOG__LEVEL=warn MTLS_GATEWAY__EGRESS__ALLOW_CIDRS='["127.0.0.1/32"]' \
-  MTLS_GATEWAY__TLS__TRUST_ROOTS="[\"$work/ca.pem\"]"
+  MTLS_GATEWAY__TLS__TRUST_ROOTS="[\"$work/ca.pem\"]" \
+  MTLS_GATEWAY__RATE_LIMITS__CONFIGURATION__PER_IP_PER_SECOND=0 \
+  MTLS_GATEWAY__RATE_LIMITS__CONFIGURATION__PER_ACCOUNT_PER_SECOND=0
 bin="${GATEWAY_BIN:-target/release/mtls-gateway}"   # GATEWAY_BIN: measure another build
 wrap=()
-[ -n "$callgrind" ] && [ "$callgrind" != nginx ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out")
+[ -n "$callgrind" ] && [ "$callgrind" != nginx ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.gateway.%p")
 gateway_pid=""
 trap 'kill $gateway_pid $nginx_pid $upstream_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-start_gateway() { # http|https
+start_gateway() { # http|https [wrapper...]
+  local scheme=$1; shift
   [ -n "$gateway_pid" ] && { kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; }
-  if [ "$1" = https ]; then
+  if [ "$scheme" = https ]; then
     MTLS_GATEWAY__SERVER__TLS__CERT_FILE="$work/listener.pem" MTLS_GATEWAY__SERVER__TLS__KEY_FILE="$work/listener.key" \
-      "${wrap[@]}" "$bin" serve >>"$work/gateway.log" 2>&1 &
+      "$@" "$bin" serve >>"$work/gateway.log" 2>&1 &
   else
-    "${wrap[@]}" "$bin" serve >>"$work/gateway.log" 2>&1 &
+    "$@" "$bin" serve >>"$work/gateway.log" 2>&1 &
   fi
   gateway_pid=$!
-  for _ in $(seq 1 600); do curl -fsk "$1://127.0.0.1:$gateway_port/readyz" >/dev/null && return; sleep 0.1; done
+  for _ in $(seq 1 600); do curl -fsk "$scheme://127.0.0.1:$gateway_port/readyz" >/dev/null && return; sleep 0.1; done
   echo "the gateway did not start" >&2; cat "$work/gateway.log" >&2; exit 1
 }
+metric() { # scheme name-with-labels: its value in the gateway's /metrics, 0 when absent
+  curl -fsk "$1://127.0.0.1:$gateway_port/metrics" | awk -v name="$2" '$1 == name {print $2; found=1} END {if (!found) print 0}'
+}
+rss_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 start_gateway http
-token=$("$bin" token issue --account bench1 --privileges MTLS_WRITE_INTERNAL,MTLS_FORWARD --ttl 2h)
-target="https://localhost:$upstream_port/"
-p12=$(base64 -w0 "$fixtures/openssl-default-rsa2048.p12")
-certificate=$(curl -fs -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  -d "[{\"name\":\"bench\",\"p12\":\"$p12\",\"password\":\"fixture-secret\"}]" \
-  "http://127.0.0.1:$gateway_port/mtls/account/bench1/certificates" \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["successfulySavedCertificates"][0]["id"])')
-curl -fs -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  -d "[{\"name\":\"bench\",\"certificationId\":\"$certificate\",\"serviceId\":\"1\",\"url\":\"$target\",\"siteId\":\"bench1\"}]" \
-  "http://127.0.0.1:$gateway_port/api/account/bench1/configuration/ac-common/mtls?v=3.0"
+token=$("$bin" token issue --account '*' --privileges MTLS_WRITE_INTERNAL,MTLS_FORWARD --ttl 4h)
+echo "registering $most tenants (a certificate and two mappings each)"
+"$python" bench/tenants.py register "$work/tenants" "$most" "http://127.0.0.1:$gateway_port" "$token" \
+  "https://localhost:$h2_port/t" "https://localhost:$http1_port/t"
 
-forward() { curl -s -o "$work/out" -w "$1" -H "Authorization: Bearer $token" -H "LP-forward-url: $target" \
-  -H "LP-service-name: IDP" "http://127.0.0.1:$gateway_port/mtls/account/bench1"; }
+forward() { curl -s -o "$work/out" -w "$1" -H "Authorization: Bearer $token" -H "LP-forward-url: https://localhost:$h2_port/t1" \
+  -H "LP-service-name: IDP" "http://127.0.0.1:$gateway_port/mtls/account/t1"; }
 cold=$(forward '%{time_total}')
-grep -q "CN=client-rsa2048" "$work/out" || { echo "the upstream did not see the mapped certificate" >&2; cat "$work/out" >&2; exit 1; }
+grep -q "CN=tenant-1" "$work/out" || { echo "the upstream did not see the mapped certificate" >&2; cat "$work/out" >&2; exit 1; }
 warm=$(forward '%{time_total}')
-for _ in $(seq 1 300); do curl -fs -o /dev/null "http://127.0.0.1:$proxy_port/" && break; sleep 0.1; done
-curl -fs "http://127.0.0.1:$proxy_port/" | grep -q "CN=client-rsa2048" || { echo "the nginx peer is not presenting the certificate" >&2; exit 1; }
-echo "first request of a cold identity: $(python3 -c "print(round($cold*1000,1))") ms (warm: $(python3 -c "print(round($warm*1000,1))") ms)"
+for _ in $(seq 1 300); do curl -fs -o /dev/null "http://127.0.0.1:$proxy_port/h2/t1" && break; sleep 0.1; done
+curl -fs "http://127.0.0.1:$proxy_port/http1/t$most" | grep -q "CN=tenant-$most" || { echo "the nginx peer is not presenting the tenants' certificates" >&2; exit 1; }
+echo "first request of a cold identity (tenant 1, RSA-2048): $(python3 -c "print(round($cold*1000,1))") ms (warm: $(python3 -c "print(round($warm*1000,1))") ms)"
 
-cat >"$work/gateway.lua" <<LUA
-wrk.headers["Authorization"] = "Bearer $token"
-wrk.headers["LP-forward-url"] = "$target"
-wrk.headers["LP-service-name"] = "IDP"
+lua() { # gateway|nginx upstream tenants: a wrk script cycling over the tenants, each thread from its own start
+  local port=$h2_port; [ "$2" = http1 ] && port=$http1_port
+  cat <<LUA
+local tenants, threads, i, started = $3, $threads, 0, 0
+function setup(thread) thread:set("index", started); started = started + 1 end
+function init(args) i = math.floor((index or 0) * tenants / threads) % tenants end
+function request()
+  i = i % tenants + 1
 LUA
+  if [ "$1" = gateway ]; then cat <<LUA
+  return wrk.format(nil, "/mtls/account/t" .. i, {["Authorization"] = "Bearer $token",
+    ["LP-forward-url"] = "https://localhost:$port/t" .. i, ["LP-service-name"] = "IDP"})
+end
+LUA
+  else cat <<LUA
+  return wrk.format(nil, "/$2/t" .. i)
+end
+LUA
+  fi
+}
+# Warm-up, not measured: until the gateway has loaded every identity of the case (a cold
+# identity costs a secret read, a PKCS#12 parse and a handshake) and both paths have filled
+# their upstream pools. At most WARMUP_LIMIT seconds (600).
+warm_up() { # scheme gateway-url nginx-url tenants per-round-seconds
+  local loaded=0 deadline=$((SECONDS + ${WARMUP_LIMIT:-600}))
+  while :; do
+    wrk -t"$threads" -c"$connections" -d"$5s" -s "$work/gateway.lua" "$2" >/dev/null
+    loaded=$(metric "$1" mtls_forward_identities_loaded)
+    [ "${loaded%.*}" -ge "$4" ] && break
+    [ "$SECONDS" -ge "$deadline" ] && { echo "warm-up: only $loaded of $4 identities loaded" >&2; break; }
+  done
+  [ -z "$3" ] || wrk -t"$threads" -c"$connections" -d"$5s" -s "$work/nginx.lua" "$3" >/dev/null
+}
+
 if [ -n "$callgrind" ]; then
-  if [ "${CALLGRIND_LISTENER:-http}" = https ]; then
-    scheme=https; nginx_port=$proxy_tls_port
-    [ "$callgrind" = nginx ] || start_gateway https
+  if [ "${CALLGRIND_LISTENER:-http}" = https ]; then scheme=https; nginx_port=$proxy_tls_port
   else scheme=http; nginx_port=$proxy_port; fi
-  if [ "$callgrind" = nginx ]; then load=(wrk -t1 -c8 "$scheme://127.0.0.1:$nginx_port/"); counted="the nginx proxy"
-  else load=(wrk -t1 -c8 -s "$work/gateway.lua" "$scheme://127.0.0.1:$gateway_port/mtls/account/bench1"); counted="the gateway"; fi
-  "${load[@]}" -d2s >/dev/null   # warm-up: every connection's upstream handshake happens here
-  callgrind_control -z >/dev/null 2>&1
-  "${load[@]}" -d"${CALLGRIND_SECONDS:-10}s" >"$work/wrk.out"
-  callgrind_control -d >/dev/null 2>&1
-  sleep 1
-  requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-  instructions=$(cat "$work"/callgrind.out.* | awk '/^totals:/ {sum += $2} END {print sum}')
-  echo "instructions per forwarded request ($counted, user space): $((instructions / requests)) ($requests requests)"
-  [ -z "${CALLGRIND_OUT:-}" ] || { mkdir -p "$CALLGRIND_OUT"; cp "$work"/callgrind.out.* "$CALLGRIND_OUT"/; }
+  for upstream in $upstreams; do
+    for n in $tenant_counts; do
+      lua gateway "$upstream" "$n" >"$work/gateway.lua"; lua nginx "$upstream" "$n" >"$work/nginx.lua"
+      if [ "$callgrind" = nginx ]; then
+        load=(wrk -t1 -c8 -s "$work/nginx.lua" "$scheme://127.0.0.1:$nginx_port/"); counted="the nginx proxy"
+        "${load[@]}" -d"$((2 + n / 20))s" >/dev/null
+        callgrind_control -z >/dev/null 2>&1
+      else
+        start_gateway "$scheme" "${wrap[@]}"
+        load=(wrk -t1 -c8 -s "$work/gateway.lua" "$scheme://127.0.0.1:$gateway_port/mtls/account/t1"); counted="the gateway"
+        # Under valgrind a cold identity costs tens of times its native time: warm up in rounds.
+        warm_up "$scheme" "$scheme://127.0.0.1:$gateway_port/mtls/account/t1" "" "$n" 5
+        "${load[@]}" -d2s >/dev/null
+        callgrind_control -z "$gateway_pid" >/dev/null 2>&1
+      fi
+      "${load[@]}" -d"${CALLGRIND_SECONDS:-10}s" >"$work/wrk.out"
+      if [ "$callgrind" = nginx ]; then callgrind_control -d >/dev/null 2>&1; dumps="$work/callgrind.nginx."
+      else callgrind_control -d "$gateway_pid" >/dev/null 2>&1; dumps="$work/callgrind.gateway.$gateway_pid."; fi
+      sleep 1
+      requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+      instructions=$(cat "$dumps"* | awk '/^totals:/ {sum += $2} END {print sum}')
+      echo "instructions per forwarded request ($counted, user space, $upstream upstream, $n tenants): $((instructions / requests)) ($requests requests)"
+      mkdir -p "$work/dumps/$upstream-$n"; mv "$dumps"* "$work/dumps/$upstream-$n/"
+    done
+  done
+  [ -z "${CALLGRIND_OUT:-}" ] || { mkdir -p "$CALLGRIND_OUT"; cp -r "$work"/dumps/* "$CALLGRIND_OUT"/; }
   exit 0
 fi
 
 # CPU time (user + system, clock ticks) of the processes given, from /proc: the gateway's
 # process, or the nginx proxy's workers.
 cpu_ticks() { local user=0 sys=0 pid; for pid in "$@"; do read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat"); user=$((user + u)); sys=$((sys + s)); done; echo "$user $sys"; }
-measure() { # name url [script]
-  local out pids before
+measure() { # name url script
+  local out pids
   if [ "$1" = gateway ]; then pids=$gateway_pid; else pids=$(pgrep -P "$nginx_pid" | tr '\n' ' '); fi
   # shellcheck disable=SC2086
   read -r user_before sys_before < <(cpu_ticks $pids)
-  if [ -n "${3:-}" ]; then out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$3" "$2")
-  else out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency "$2"); fi
+  out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$3" "$2")
   local user_after sys_after
   # shellcheck disable=SC2086
   read -r user_after sys_after < <(cpu_ticks $pids)
@@ -254,20 +318,28 @@ print(f"paired runs, median of {len(pairs)} ratios: "
       f"CPU per request {statistics.median(float(g[5]) / float(n[5]) for g, n in pairs):.2f}")
 PY
 }
-for mode in $modes; do
-  [ "$mode" = https ] && start_gateway https
-  results="$work/results-$mode"
-  if [ "$mode" = https ]; then gateway_url="https://127.0.0.1:$gateway_port/mtls/account/bench1"; nginx_url="https://127.0.0.1:$proxy_tls_port/"
-  else gateway_url="http://127.0.0.1:$gateway_port/mtls/account/bench1"; nginx_url="http://127.0.0.1:$proxy_port/"; fi
-  echo "== $mode listeners"
-  # Warm-up, not measured: both proxies fill their upstream keep-alive pools (the gateway was
-  # just restarted for https, with a cold identity) before the first measured run.
-  wrk -t"$threads" -c"$connections" -d2s -s "$work/gateway.lua" "$gateway_url" >/dev/null
-  wrk -t"$threads" -c"$connections" -d2s "$nginx_url" >/dev/null
-  for run in $(seq 1 "$runs"); do
-    measure gateway "$gateway_url" "$work/gateway.lua" | tee -a "$results"
-    measure nginx "$nginx_url" | tee -a "$results"
+for upstream in $upstreams; do
+  for n in $tenant_counts; do
+    lua gateway "$upstream" "$n" >"$work/gateway.lua"; lua nginx "$upstream" "$n" >"$work/nginx.lua"
+    for mode in $modes; do
+      start_gateway "$mode"
+      rss_start=$(rss_kib "$gateway_pid" VmRSS)
+      results="$work/results-$upstream-$n-$mode"
+      if [ "$mode" = https ]; then gateway_url="https://127.0.0.1:$gateway_port/mtls/account/t1"; nginx_url="https://127.0.0.1:$proxy_tls_port/"
+      else gateway_url="http://127.0.0.1:$gateway_port/mtls/account/t1"; nginx_url="http://127.0.0.1:$proxy_port/"; fi
+      echo "== upstream $upstream, $n tenants, $mode listeners"
+      warm_up "$mode" "$gateway_url" "$nginx_url" "$n" 2
+      for _ in $(seq 1 "$runs"); do
+        measure gateway "$gateway_url" "$work/gateway.lua" | tee -a "$results"
+        measure nginx "$nginx_url" "$work/nginx.lua" | tee -a "$results"
+      done
+      report "$results"
+      full=$(metric "$mode" 'mtls_forward_upstream_connections_total{handshake="full"}')
+      resumed=$(metric "$mode" 'mtls_forward_upstream_connections_total{handshake="resumed"}')
+      echo "gateway: upstream handshakes ${full%.*} full, ${resumed%.*} resumed; identities loaded" \
+        "$(metric "$mode" mtls_forward_identities_loaded); RSS $((rss_start / 1024)) MiB at start," \
+        "$(($(rss_kib "$gateway_pid" VmRSS) / 1024)) MiB after, peak $(($(rss_kib "$gateway_pid" VmHWM) / 1024)) MiB"
+    done
   done
-  report "$results"
 done
 echo "(wrk -t$threads -c$connections -d${duration}s with keep-alive; $(nproc) cores shared by wrk, nginx and the gateway)"
