@@ -35,13 +35,16 @@ pub async fn collect(
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;
         let backends = state.inner.backends.require()?;
-        crate::certificates::live(&backends, account.as_str(), id).await?;
+        let row = crate::certificates::live(&backends, account.as_str(), id).await?;
         let material = backends
             .secrets
-            .get(SecretKey {
-                account: account.as_str(),
-                certificate_id: id,
-            })
+            .get(
+                SecretKey {
+                    account: account.as_str(),
+                    certificate_id: id,
+                },
+                row.version,
+            )
             .await?
             .ok_or_else(|| {
                 ApiError::new(

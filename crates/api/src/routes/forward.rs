@@ -139,25 +139,34 @@ fn route(
     })
 }
 
-/// The identity of a certificate, parsed from the secret store (the cold path).
+/// The identity of a certificate version, parsed from the secret store (the cold path). The
+/// version is the one the routing table names. When its secret is gone (a replacement moved
+/// the row on and removed it, and this node's table has not caught up yet), the row's live
+/// version is loaded instead: the row decides which secret is live, and rotation fails no
+/// request.
 async fn identity(
     state: &AppState,
     account: &str,
     certificate_id: i64,
+    version: i64,
 ) -> Result<ClientIdentity, ApiError> {
     let backends = state.inner.backends.require()?;
-    let material = backends
-        .secrets
-        .get(SecretKey {
-            account,
-            certificate_id,
-        })
-        .await?
-        .ok_or_else(|| {
-            ApiError::unavailable(
-                "the mapped certificate's secret is missing from the secret store",
-            )
-        })?;
+    let key = SecretKey {
+        account,
+        certificate_id,
+    };
+    let mut material = backends.secrets.get(key, version).await?;
+    if material.is_none() {
+        match backends.store.certificate(account, certificate_id).await? {
+            Some(row) if !row.deleted && row.version > version => {
+                material = backends.secrets.get(key, row.version).await?;
+            }
+            _ => {}
+        }
+    }
+    let material = material.ok_or_else(|| {
+        ApiError::unavailable("the mapped certificate's secret is missing from the secret store")
+    })?;
     let policy = state.inner.intake;
     let now = (state.inner.clock)();
     let inspection = tokio::task::spawn_blocking(move || {
@@ -190,7 +199,7 @@ pub(crate) async fn client_for(
     }
     let identity = match key.certificate {
         // Boxed: the cold path's future (secret store, blocking parse) is large and rare.
-        Some((id, _)) => Some(Box::pin(identity(state, account, id)).await?),
+        Some((id, version)) => Some(Box::pin(identity(state, account, id, version)).await?),
         None => None,
     };
     forwarder

@@ -134,10 +134,13 @@ async fn rows_whose_secret_is_gone_are_reported_at_start() {
         .unwrap();
     use mtls_secrets::SealedBlobs;
     store
-        .delete_blob(mtls_secrets::SecretKey {
-            account: &account,
-            certificate_id: id,
-        })
+        .delete_blobs(
+            mtls_secrets::SecretKey {
+                account: &account,
+                certificate_id: id,
+            },
+            mtls_secrets::Versions::All,
+        )
         .await
         .unwrap();
     store.close().await;
@@ -541,3 +544,305 @@ async fn concurrent_first_starts_migrate_once() {
     }
     sql(format!("DROP DATABASE {database}"));
 }
+
+// ---- Issue 17, defect 2: secrets per certificate version, and the upgrade from one per
+// certificate ----
+
+const MASTER_KEY: [u8; 32] = [0x5a; 32];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The tenant of a gateway trusting `server`, with a P-256 certificate mapped to `target`.
+async fn mapped<'a>(
+    app: &'a TestApp,
+    fixtures: &P12Fixtures,
+    target: &str,
+) -> (crate::forward::Tenant<'a>, i64, String) {
+    let tenant = crate::forward::Tenant::new(app);
+    let (id, fingerprint) = tenant
+        .certificate(fixtures, "openssl-default-p256.p12")
+        .await;
+    tenant.map(id, "1", target).await;
+    (tenant, id, fingerprint)
+}
+
+/// The fingerprint of the client certificate the upstream saw on a forward to `target`.
+async fn presented(tenant: &crate::forward::Tenant<'_>, target: &str) -> Value {
+    let (status, _, body) = crate::forward::answer(
+        tenant
+            .forward(reqwest::Method::GET, target)
+            .header("LP-service-name", "IDP"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["fingerprint"].clone()
+}
+
+/// `PUT .../by-file` of `file` for certificate `id`.
+async fn replace_by_file(
+    tenant: &crate::forward::Tenant<'_>,
+    fixtures: &P12Fixtures,
+    id: i64,
+    file: &str,
+) -> (StatusCode, Value) {
+    let case = fixtures.case(file);
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(fixtures.bytes(file)).file_name("c.p12"),
+        )
+        .text(
+            "certificate",
+            json!({"id": id, "name": "replaced", "password": case.password}).to_string(),
+        );
+    call(
+        &tenant.token,
+        client()
+            .put(tenant.app.url(&format!(
+                "/mtls/account/{}/certificates/by-file",
+                tenant.account
+            )))
+            .multipart(form),
+    )
+    .await
+}
+
+/// The plaintext layout of a stored secret: password length (u32, big-endian), password,
+/// PKCS#12 bytes.
+fn plaintext(fixtures: &P12Fixtures, file: &str) -> Vec<u8> {
+    let password = fixtures.case(file).password.clone();
+    let mut bytes = u32::try_from(password.len())
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    bytes.extend_from_slice(password.as_bytes());
+    bytes.extend_from_slice(&fixtures.bytes(file));
+    bytes
+}
+
+/// Puts certificate `id` back the way a gateway before secret versions stored it: in SQLite,
+/// the old `sealed_secrets` table (one row per certificate, the additional data naming no
+/// version) and migration 5 not applied; in Vault, one path per certificate.
+async fn rewind_to_the_legacy_layout(
+    stack: &crate::support::Stack,
+    config: &mtls_gateway::config::Config,
+    fixtures: &P12Fixtures,
+    account: &str,
+    id: i64,
+) {
+    let file = "openssl-default-p256.p12";
+    match stack.vault() {
+        None => {
+            use aes_gcm::aead::{Aead, KeyInit, Payload};
+            let nonce = [3u8; 12];
+            let aad = format!("mtls-gateway/sealed/v1/{account}/{id}");
+            let ciphertext = aes_gcm::Aes256Gcm::new_from_slice(&MASTER_KEY)
+                .unwrap()
+                .encrypt(
+                    &aes_gcm::Nonce::from(nonce),
+                    Payload {
+                        msg: &plaintext(fixtures, file),
+                        aad: aad.as_bytes(),
+                    },
+                )
+                .unwrap();
+            let key_id = mtls_secrets::MasterKey::from_hex(hex(&MASTER_KEY).as_bytes())
+                .unwrap()
+                .id()
+                .to_owned();
+            let url = format!(
+                "sqlite://{}",
+                config.data_dir.join("mtls-gateway.db").display()
+            );
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            for statement in [
+                "DROP TABLE sealed_secrets",
+                // As crates/store/migrations/sqlite/0001_initial.sql made it.
+                "CREATE TABLE sealed_secrets (
+                    account_id     VARCHAR(64) NOT NULL,
+                    certificate_id BIGINT      NOT NULL,
+                    version        BIGINT      NOT NULL,
+                    key_id         VARCHAR(32) NOT NULL,
+                    nonce          BLOB        NOT NULL,
+                    ciphertext     BLOB        NOT NULL,
+                    PRIMARY KEY (account_id, certificate_id)
+                )",
+                "DELETE FROM _sqlx_migrations WHERE version = 5",
+            ] {
+                sqlx::query(statement).execute(&pool).await.unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO sealed_secrets (account_id, certificate_id, version, key_id, nonce, ciphertext) VALUES (?, ?, 1, ?, ?, ?)",
+            )
+            .bind(account)
+            .bind(id)
+            .bind(key_id)
+            .bind(nonce.to_vec())
+            .bind(ciphertext)
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        Some((address, token)) => {
+            let base = format!("{address}/v1/secret");
+            let path = format!("mtls/accounts/{account}/certificates/{id}");
+            let response = client()
+                .delete(format!("{base}/metadata/{path}/versions/1"))
+                .header("X-Vault-Token", token)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+            let case = fixtures.case(file);
+            let response = client()
+                .post(format!("{base}/data/{path}"))
+                .header("X-Vault-Token", token)
+                .json(&json!({"data": {"p12": STANDARD.encode(fixtures.bytes(file)), "password": case.password}}))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+        }
+    }
+}
+
+/// A certificate stored before secrets were kept per version is still forwarded with after the
+/// upgrade (SQLite: the migration turns its row into the legacy version; Vault: its one path is
+/// read), counts as stored at start, and its first replacement removes the legacy secret.
+#[tokio::test]
+async fn a_secret_stored_before_versions_still_works_after_the_upgrade() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = crate::upstream::server_pki() else {
+        return;
+    };
+    let server = crate::upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
+    for stack in crate::support::stacks() {
+        let trusting = crate::forward::trusting(&server);
+        let app = crate::support::spawn_on(&stack, |config| {
+            trusting(config);
+            config.secrets.local.master_key = Some(Secret::new(hex(&MASTER_KEY)));
+        })
+        .await;
+        let target = format!("https://localhost:{}/legacy", server.port);
+        let (tenant, id, fingerprint) = mapped(&app, &fixtures, &target).await;
+        let (account, token) = (tenant.account.clone(), tenant.token.clone());
+        let config = app.config.clone();
+        app.running.stop().await.unwrap();
+
+        rewind_to_the_legacy_layout(&stack, &config, &fixtures, &account, id).await;
+
+        let mut restart = config.clone();
+        restart.server.listen = "127.0.0.1:0".parse().unwrap();
+        let running = mtls_gateway::server::start(&restart).await.unwrap();
+        let app = TestApp {
+            base: format!("http://{}", running.address),
+            running,
+            config: restart,
+        };
+        let tenant = crate::forward::Tenant {
+            app: &app,
+            account,
+            token,
+        };
+        assert_eq!(
+            crate::certificates::stored_versions(&stack, &app, &tenant.account, id).await,
+            (vec![], true),
+            "{stack:?}: the legacy layout, and no version yet"
+        );
+        let (status, readiness) = ready(&app).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            readiness["certificatesWithoutSecret"],
+            json!([]),
+            "{stack:?}"
+        );
+        assert_eq!(presented(&tenant, &target).await, fingerprint.as_str());
+
+        let (status, body) =
+            replace_by_file(&tenant, &fixtures, id, "openssl-default-p384.p12").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let replaced = &body["successfulySavedCertificates"][0];
+        assert_eq!(replaced["version"], 2);
+        assert_eq!(
+            presented(&tenant, &target).await,
+            replaced["fingerprintSha256"]
+        );
+        assert_eq!(
+            crate::certificates::stored_versions(&stack, &app, &tenant.account, id).await,
+            (vec![2], false),
+            "{stack:?}: the replacement removed the legacy secret"
+        );
+        app.running.stop().await.unwrap();
+    }
+}
+
+/// A version claimed by a writer that never updated the row blocks replacements only until it
+/// is old (then it is taken over); a recent claim is another writer at work: 409, and its
+/// claim is left alone.
+#[tokio::test]
+async fn an_abandoned_version_claim_is_taken_over_and_a_recent_one_is_not() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = crate::upstream::server_pki() else {
+        return;
+    };
+    let server = crate::upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
+    let app = spawn(crate::forward::trusting(&server)).await;
+    let target = format!("https://localhost:{}/claims", server.port);
+    let (tenant, id, fingerprint) = mapped(&app, &fixtures, &target).await;
+    let store = mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
+        .await
+        .unwrap();
+    use mtls_secrets::SealedBlobs;
+    let key = mtls_secrets::SecretKey {
+        account: &tenant.account,
+        certificate_id: id,
+    };
+    let claim = |version: i64, written_at: i64| mtls_secrets::SealedBlob {
+        version,
+        key_id: "someone".to_owned(),
+        nonce: vec![0; 12],
+        ciphertext: b"a writer's claim".to_vec(),
+        written_at,
+    };
+    let now = i64::try_from(mtls_auth::bearer::unix_now()).unwrap();
+
+    assert!(store.insert_blob(key, claim(2, now - 10)).await.unwrap());
+    let (status, body) = replace_by_file(&tenant, &fixtures, id, "openssl-default-p384.p12").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("concurrent_update")),
+        "{body}"
+    );
+    assert_eq!(
+        store.blob(key, 2).await.unwrap().unwrap().ciphertext,
+        b"a writer's claim",
+        "the other writer's claim is untouched"
+    );
+    assert_eq!(presented(&tenant, &target).await, fingerprint.as_str());
+
+    store
+        .delete_blobs(key, mtls_secrets::Versions::One(2))
+        .await
+        .unwrap();
+    assert!(store.insert_blob(key, claim(2, now - 3600)).await.unwrap());
+    let (status, body) = replace_by_file(&tenant, &fixtures, id, "openssl-default-p384.p12").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let replaced = &body["successfulySavedCertificates"][0];
+    assert_eq!(replaced["version"], 2);
+    assert_eq!(
+        presented(&tenant, &target).await,
+        replaced["fingerprintSha256"]
+    );
+    assert!(store.blob(key, 1).await.unwrap().is_none());
+    store.close().await;
+    app.running.stop().await.unwrap();
+}
+
+// ---- end of issue 17, defect 2 ----
