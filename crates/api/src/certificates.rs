@@ -267,6 +267,30 @@ pub async fn live(
     }
 }
 
+/// The secret material of `version` of a certificate. When that version's secret is gone
+/// because a replacement moved the row past it (and removed it) since the caller read the
+/// version, the row's live version is read instead: the row decides which secret is live.
+pub async fn material(
+    backends: &Backends,
+    account: &str,
+    id: i64,
+    version: i64,
+) -> Result<Option<SecretMaterial>, ApiError> {
+    let key = SecretKey {
+        account,
+        certificate_id: id,
+    };
+    if let Some(material) = backends.secrets.get(key, version).await? {
+        return Ok(Some(material));
+    }
+    match backends.store.certificate(account, id).await? {
+        Some(row) if !row.deleted && row.version > version => {
+            Ok(backends.secrets.get(key, row.version).await?)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Creates every item: secrets first, then all rows in one transaction.
 pub async fn create(
     backends: &Backends,

@@ -15,7 +15,6 @@ use mtls_runtime::forward::{ClientKey, ForwardBody, UpstreamClient, classify};
 use mtls_runtime::identity::ClientIdentity;
 use mtls_runtime::pool::UpstreamBody;
 use mtls_runtime::{Route, normalize};
-use mtls_secrets::SecretKey;
 use zeroize::Zeroizing;
 
 use crate::AppState;
@@ -151,19 +150,8 @@ async fn identity(
     version: i64,
 ) -> Result<ClientIdentity, ApiError> {
     let backends = state.inner.backends.require()?;
-    let key = SecretKey {
-        account,
-        certificate_id,
-    };
-    let mut material = backends.secrets.get(key, version).await?;
-    if material.is_none() {
-        match backends.store.certificate(account, certificate_id).await? {
-            Some(row) if !row.deleted && row.version > version => {
-                material = backends.secrets.get(key, row.version).await?;
-            }
-            _ => {}
-        }
-    }
+    let material =
+        crate::certificates::material(&backends, account, certificate_id, version).await?;
     let material = material.ok_or_else(|| {
         ApiError::unavailable("the mapped certificate's secret is missing from the secret store")
     })?;

@@ -845,4 +845,46 @@ async fn an_abandoned_version_claim_is_taken_over_and_a_recent_one_is_not() {
     app.running.stop().await.unwrap();
 }
 
+/// Two nodes on one database: node B's routing table still names version 1 after node A
+/// replaced the certificate (B syncs only hourly here) and removed version 1's secret. B's
+/// first forward loads the row's live version instead of failing: a rotation fails no request
+/// on the other nodes either.
+#[tokio::test]
+async fn a_node_whose_table_lags_loads_the_live_version() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = crate::upstream::server_pki() else {
+        return;
+    };
+    let server = crate::upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
+    let node_a = spawn(crate::forward::trusting(&server)).await;
+    let target = format!("https://localhost:{}/lagging", server.port);
+    let (tenant_a, id, _) = mapped(&node_a, &fixtures, &target).await;
+    let trusting = crate::forward::trusting(&server);
+    let data_dir = node_a.config.data_dir.clone();
+    let node_b = spawn(|config| {
+        trusting(config);
+        config.data_dir = data_dir;
+        config.runtime.sync_interval_seconds = 3600.0;
+        config.forward.preload_identities = false;
+    })
+    .await;
+    let (status, body) =
+        replace_by_file(&tenant_a, &fixtures, id, "openssl-default-p384.p12").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let replaced = &body["successfulySavedCertificates"][0];
+    let tenant_b = crate::forward::Tenant {
+        app: &node_b,
+        account: tenant_a.account.clone(),
+        token: tenant_a.token.clone(),
+    };
+    assert_eq!(
+        presented(&tenant_b, &target).await,
+        replaced["fingerprintSha256"]
+    );
+    node_b.running.stop().await.unwrap();
+    node_a.running.stop().await.unwrap();
+}
+
 // ---- end of issue 17, defect 2 ----
