@@ -781,6 +781,87 @@ async fn a_secret_stored_before_versions_still_works_after_the_upgrade() {
     }
 }
 
+/// Another writer's claim of `version` of certificate `id`, written `age` seconds ago: a
+/// sealed row that opens as nothing, or a Vault path holding a marker.
+async fn plant_claim(
+    stack: &crate::support::Stack,
+    app: &TestApp,
+    account: &str,
+    id: i64,
+    version: i64,
+    age: i64,
+) {
+    let written_at = i64::try_from(mtls_auth::bearer::unix_now()).unwrap() - age;
+    match stack.vault() {
+        None => {
+            use mtls_secrets::SealedBlobs;
+            let store =
+                mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
+                    .await
+                    .unwrap();
+            let claim = mtls_secrets::SealedBlob {
+                version,
+                key_id: "someone".to_owned(),
+                nonce: vec![0; 12],
+                ciphertext: b"a writer's claim".to_vec(),
+                written_at,
+            };
+            let key = mtls_secrets::SecretKey {
+                account,
+                certificate_id: id,
+            };
+            assert!(store.insert_blob(key, claim).await.unwrap());
+            store.close().await;
+        }
+        Some((address, token)) => {
+            let response = client()
+                .post(format!("{address}/v1/secret/data/mtls/accounts/{account}/certificates/{id}/versions/{version}"))
+                .header("X-Vault-Token", token)
+                .json(&json!({"data": {"p12": "YSB3cml0ZXIncyBjbGFpbQ==", "password": "", "writtenAt": written_at}}))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+        }
+    }
+}
+
+/// Whether the claim [`plant_claim`] wrote for `version` is still there, untouched.
+async fn claim_left(
+    stack: &crate::support::Stack,
+    app: &TestApp,
+    account: &str,
+    id: i64,
+    version: i64,
+) -> bool {
+    match stack.vault() {
+        None => {
+            use mtls_secrets::SealedBlobs;
+            let store =
+                mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
+                    .await
+                    .unwrap();
+            let key = mtls_secrets::SecretKey {
+                account,
+                certificate_id: id,
+            };
+            let blob = store.blob(key, version).await.unwrap();
+            store.close().await;
+            blob.is_some_and(|blob| blob.ciphertext == b"a writer's claim")
+        }
+        Some((address, token)) => {
+            let response = client()
+                .get(format!("{address}/v1/secret/data/mtls/accounts/{account}/certificates/{id}/versions/{version}"))
+                .header("X-Vault-Token", token)
+                .send()
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            body["data"]["data"]["p12"] == "YSB3cml0ZXIncyBjbGFpbQ=="
+        }
+    }
+}
+
 /// A version claimed by a writer that never updated the row blocks replacements only until it
 /// is old (then it is taken over); a recent claim is another writer at work: 409, and its
 /// claim is left alone.
@@ -793,56 +874,72 @@ async fn an_abandoned_version_claim_is_taken_over_and_a_recent_one_is_not() {
         return;
     };
     let server = crate::upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
-    let app = spawn(crate::forward::trusting(&server)).await;
-    let target = format!("https://localhost:{}/claims", server.port);
-    let (tenant, id, fingerprint) = mapped(&app, &fixtures, &target).await;
-    let store = mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
-        .await
-        .unwrap();
-    use mtls_secrets::SealedBlobs;
-    let key = mtls_secrets::SecretKey {
-        account: &tenant.account,
-        certificate_id: id,
-    };
-    let claim = |version: i64, written_at: i64| mtls_secrets::SealedBlob {
-        version,
-        key_id: "someone".to_owned(),
-        nonce: vec![0; 12],
-        ciphertext: b"a writer's claim".to_vec(),
-        written_at,
-    };
-    let now = i64::try_from(mtls_auth::bearer::unix_now()).unwrap();
+    for stack in crate::support::stacks() {
+        let app = crate::support::spawn_on(&stack, crate::forward::trusting(&server)).await;
+        let target = format!("https://localhost:{}/claims", server.port);
+        let (tenant, id, fingerprint) = mapped(&app, &fixtures, &target).await;
+        let account = tenant.account.clone();
 
-    assert!(store.insert_blob(key, claim(2, now - 10)).await.unwrap());
-    let (status, body) = replace_by_file(&tenant, &fixtures, id, "openssl-default-p384.p12").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("concurrent_update")),
-        "{body}"
-    );
-    assert_eq!(
-        store.blob(key, 2).await.unwrap().unwrap().ciphertext,
-        b"a writer's claim",
-        "the other writer's claim is untouched"
-    );
-    assert_eq!(presented(&tenant, &target).await, fingerprint.as_str());
+        plant_claim(&stack, &app, &account, id, 2, 10).await;
+        let (status, body) =
+            replace_by_file(&tenant, &fixtures, id, "openssl-default-p384.p12").await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("concurrent_update")),
+            "{stack:?}: {body}"
+        );
+        assert!(
+            claim_left(&stack, &app, &account, id, 2).await,
+            "{stack:?}: the other writer's claim is untouched"
+        );
+        assert_eq!(presented(&tenant, &target).await, fingerprint.as_str());
 
-    store
-        .delete_blobs(key, mtls_secrets::Versions::One(2))
-        .await
-        .unwrap();
-    assert!(store.insert_blob(key, claim(2, now - 3600)).await.unwrap());
-    let (status, body) = replace_by_file(&tenant, &fixtures, id, "openssl-default-p384.p12").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let replaced = &body["successfulySavedCertificates"][0];
-    assert_eq!(replaced["version"], 2);
-    assert_eq!(
-        presented(&tenant, &target).await,
-        replaced["fingerprintSha256"]
-    );
-    assert!(store.blob(key, 1).await.unwrap().is_none());
-    store.close().await;
-    app.running.stop().await.unwrap();
+        // The same claim, an hour old: abandoned, taken over.
+        let key = mtls_secrets::SecretKey {
+            account: &account,
+            certificate_id: id,
+        };
+        match stack.vault() {
+            None => {
+                use mtls_secrets::SealedBlobs;
+                let store =
+                    mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
+                        .await
+                        .unwrap();
+                store
+                    .delete_blobs(key, mtls_secrets::Versions::One(2))
+                    .await
+                    .unwrap();
+                store.close().await;
+            }
+            Some((address, token)) => {
+                let response = client()
+                    .delete(format!("{address}/v1/secret/metadata/mtls/accounts/{account}/certificates/{id}/versions/2"))
+                    .header("X-Vault-Token", token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success());
+            }
+        }
+        plant_claim(&stack, &app, &account, id, 2, 3600).await;
+        let (status, body) =
+            replace_by_file(&tenant, &fixtures, id, "openssl-default-p384.p12").await;
+        assert_eq!(status, StatusCode::OK, "{stack:?}: {body}");
+        let replaced = &body["successfulySavedCertificates"][0];
+        assert_eq!(replaced["version"], 2);
+        assert_eq!(
+            presented(&tenant, &target).await,
+            replaced["fingerprintSha256"]
+        );
+        assert!(!claim_left(&stack, &app, &account, id, 2).await);
+        assert_eq!(
+            crate::certificates::stored_versions(&stack, &app, &account, id).await,
+            (vec![2], false),
+            "{stack:?}"
+        );
+        app.running.stop().await.unwrap();
+    }
 }
 
 /// Two nodes on one database: node B's routing table still names version 1 after node A
