@@ -349,7 +349,9 @@ async fn no_password_or_key_lies_in_clear_in_the_database() {
                 assert!(bytes.len() > 4096, "the SQLite files were read");
                 bytes
             }
-            Some(_) => {
+            Some(url) => {
+                // The database the gateway used (MTLS_TEST_MYSQL_URL may name another one).
+                let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
                 let query = format!(
                     "SELECT * FROM certificates WHERE account_id='{account}'; \
                      SELECT account_id, certificate_id, key_id, nonce, ciphertext FROM sealed_secrets WHERE account_id='{account}'"
@@ -360,7 +362,7 @@ async fn no_password_or_key_lies_in_clear_in_the_database() {
                         "-h127.0.0.1",
                         "--batch",
                         "--raw",
-                        "test",
+                        name,
                         "-e",
                         &query,
                     ])
