@@ -387,7 +387,7 @@ fn concurrent_update() -> ApiError {
 /// Writes `material` as `version` (the row's version + 1). `Ok(false)`: another writer holds
 /// that version (the caller answers 409). A claim left by a writer that died before its row
 /// update (older than [`ABANDONED_CLAIM_SECONDS`], the row still at the version before it) is
-/// removed and claimed again.
+/// replaced, if it is still the write that was seen.
 async fn claim(
     backends: &Backends,
     key: SecretKey<'_>,
@@ -408,10 +408,10 @@ async fn claim(
     if !still_before {
         return Ok(false);
     }
-    let Some(written_at) = backends.secrets.written_at(key, version).await? else {
+    let Some(found) = backends.secrets.claim(key, version).await? else {
         return Ok(false);
     };
-    if now().saturating_sub(written_at) < ABANDONED_CLAIM_SECONDS {
+    if now().saturating_sub(found.written_at) < ABANDONED_CLAIM_SECONDS {
         return Ok(false);
     }
     tracing::warn!(
@@ -420,8 +420,12 @@ async fn claim(
         version,
         "taking over a version claimed by a writer that never updated the row"
     );
-    backends.secrets.remove(key, Versions::One(version)).await?;
-    Ok(backends.secrets.put(key, version, material).await? == Written::Stored)
+    // Compare-and-swap on the write seen: of two writers taking over at once, one wins.
+    Ok(backends
+        .secrets
+        .take_over(key, version, &found, material)
+        .await?
+        == Written::Stored)
 }
 
 /// After a row update that did not happen (or whose outcome is unknown): removes the claimed

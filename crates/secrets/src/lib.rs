@@ -65,6 +65,21 @@ pub enum Written {
     Taken,
 }
 
+/// One write of a version, as found: when it happened, and what identifies that very write
+/// (the embedded store's nonce, Vault's KV version number of the path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// Unix seconds (0 when not recorded).
+    pub written_at: i64,
+    pub(crate) write: WriteId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum WriteId {
+    Nonce(Vec<u8>),
+    KvVersion(u64),
+}
+
 /// A secret-store failure. The message is safe to log: no secret, no token, no key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretError {
@@ -142,17 +157,41 @@ impl SecretStore {
         .await
     }
 
-    /// When `version` of `key` was written (Unix seconds; 0 when not recorded), `None` when it
-    /// does not exist: how a writer tells a claim in progress from one its writer abandoned.
-    pub async fn written_at(
+    /// The write that holds `version` of `key`, `None` when the version does not exist: how a
+    /// writer tells a claim in progress from one its writer abandoned.
+    pub async fn claim(
         &self,
         key: SecretKey<'_>,
         version: i64,
-    ) -> Result<Option<i64>, SecretError> {
-        mtls_metrics::timed("secret_store", "written_at", async move {
+    ) -> Result<Option<Claim>, SecretError> {
+        mtls_metrics::timed("secret_store", "claim", async move {
             match self {
-                SecretStore::Local(store) => store.written_at(key, version).await,
-                SecretStore::Vault(store) => store.written_at(key, version).await,
+                SecretStore::Local(store) => store.claim(key, version).await,
+                SecretStore::Vault(store) => store.claim(key, version).await,
+            }
+        })
+        .await
+    }
+
+    /// Replaces the abandoned `claim` of `version` with `material`, only if that very write
+    /// still holds the version (compare-and-swap): of two writers taking over the same claim,
+    /// one gets [`Written::Stored`], the other [`Written::Taken`].
+    pub async fn take_over(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        claim: &Claim,
+        material: &SecretMaterial,
+    ) -> Result<Written, SecretError> {
+        if version <= LEGACY_VERSION {
+            return Err(SecretError::Corrupt(format!(
+                "version {version} is not writable"
+            )));
+        }
+        mtls_metrics::timed("secret_store", "take_over", async move {
+            match self {
+                SecretStore::Local(store) => store.take_over(key, version, claim, material).await,
+                SecretStore::Vault(store) => store.take_over(key, version, claim, material).await,
             }
         })
         .await

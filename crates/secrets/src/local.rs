@@ -12,7 +12,9 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::{BoxFuture, LEGACY_VERSION, SecretError, SecretKey, SecretMaterial, Written};
+use crate::{
+    BoxFuture, Claim, LEGACY_VERSION, SecretError, SecretKey, SecretMaterial, WriteId, Written,
+};
 
 /// One sealed secret as the database keeps it.
 #[derive(Clone, Debug)]
@@ -46,6 +48,14 @@ pub trait SealedBlobs: Send + Sync + fmt::Debug {
         &'a self,
         key: SecretKey<'a>,
         blob: SealedBlob,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+    /// Replaces `blob`'s version of `key` only if the row there still has `expected_nonce`
+    /// (nonces are random per write, so that names one write); `false` otherwise.
+    fn replace_blob<'a>(
+        &'a self,
+        key: SecretKey<'a>,
+        blob: SealedBlob,
+        expected_nonce: &'a [u8],
     ) -> BoxFuture<'a, Result<bool, String>>;
     /// Exactly `version` of `key`.
     fn blob<'a>(
@@ -262,17 +272,43 @@ impl LocalStore {
         Ok(self.find(key, version).await?.is_some())
     }
 
-    pub async fn written_at(
+    pub async fn claim(
         &self,
         key: SecretKey<'_>,
         version: i64,
-    ) -> Result<Option<i64>, SecretError> {
+    ) -> Result<Option<Claim>, SecretError> {
         Ok(self
             .blobs
             .blob(key, version)
             .await
             .map_err(SecretError::Unavailable)?
-            .map(|blob| blob.written_at))
+            .map(|blob| Claim {
+                written_at: blob.written_at,
+                write: WriteId::Nonce(blob.nonce),
+            }))
+    }
+
+    pub async fn take_over(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        claim: &Claim,
+        material: &SecretMaterial,
+    ) -> Result<Written, SecretError> {
+        let WriteId::Nonce(expected) = &claim.write else {
+            return Ok(Written::Taken);
+        };
+        let blob = self.seal(key, version, material)?;
+        let replaced = self
+            .blobs
+            .replace_blob(key, blob, expected)
+            .await
+            .map_err(SecretError::Unavailable)?;
+        Ok(if replaced {
+            Written::Stored
+        } else {
+            Written::Taken
+        })
     }
 
     pub async fn remove(&self, key: SecretKey<'_>, versions: Versions) -> Result<(), SecretError> {
@@ -353,6 +389,23 @@ mod tests {
                 rows.insert(row, blob);
             }
             Box::pin(async move { Ok(inserted) })
+        }
+
+        fn replace_blob<'a>(
+            &'a self,
+            key: SecretKey<'a>,
+            blob: SealedBlob,
+            expected_nonce: &'a [u8],
+        ) -> BoxFuture<'a, Result<bool, String>> {
+            let mut rows = self.rows.lock().unwrap();
+            let replaced = match rows.get_mut(&Self::row(key, blob.version)) {
+                Some(row) if row.nonce == expected_nonce => {
+                    *row = blob;
+                    true
+                }
+                _ => false,
+            };
+            Box::pin(async move { Ok(replaced) })
         }
 
         fn blob<'a>(
@@ -472,9 +525,42 @@ mod tests {
             Written::Taken
         );
         assert_eq!(read(&store, KEY, 2).await.as_deref(), Some(&b"winner"[..]));
-        let written_at = store.written_at(KEY, 2).await.unwrap().unwrap();
-        assert!((unix_now() - written_at).abs() < 60);
-        assert_eq!(store.written_at(KEY, 3).await.unwrap(), None);
+        let claim = store.claim(KEY, 2).await.unwrap().unwrap();
+        assert!((unix_now() - claim.written_at).abs() < 60);
+        assert_eq!(store.claim(KEY, 3).await.unwrap(), None);
+    }
+
+    /// Two writers taking over the same abandoned claim: the first replaces it, the second
+    /// finds the write it saw gone and gets `Taken`; the first one's material stays.
+    #[tokio::test]
+    async fn an_abandoned_claim_is_taken_over_once() {
+        let (store, _) = store();
+        store.put(KEY, 2, &material("abandoned")).await.unwrap();
+        let seen = store.claim(KEY, 2).await.unwrap().unwrap();
+        assert_eq!(
+            store
+                .take_over(KEY, 2, &seen, &material("first"))
+                .await
+                .unwrap(),
+            Written::Stored
+        );
+        assert_eq!(
+            store
+                .take_over(KEY, 2, &seen, &material("second"))
+                .await
+                .unwrap(),
+            Written::Taken
+        );
+        assert_eq!(read(&store, KEY, 2).await.as_deref(), Some(&b"first"[..]));
+        // A version that does not exist is not taken over either.
+        assert_eq!(
+            store
+                .take_over(KEY, 3, &seen, &material("third"))
+                .await
+                .unwrap(),
+            Written::Taken
+        );
+        assert_eq!(read(&store, KEY, 3).await, None);
     }
 
     /// A blob sealed the way the gateway sealed before versions existed: additional data

@@ -22,7 +22,9 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-use crate::{LEGACY_VERSION, SecretError, SecretKey, SecretMaterial, Versions, Written};
+use crate::{
+    Claim, LEGACY_VERSION, SecretError, SecretKey, SecretMaterial, Versions, WriteId, Written,
+};
 
 /// How the gateway proves itself to Vault.
 pub enum VaultAuth {
@@ -106,6 +108,12 @@ struct ReadResponse {
 #[derive(Deserialize)]
 struct ReadData {
     data: Option<StoredValue>,
+    metadata: Option<ReadMetadata>,
+}
+
+#[derive(Deserialize)]
+struct ReadMetadata {
+    version: u64,
 }
 
 #[derive(Deserialize, zeroize::ZeroizeOnDrop)]
@@ -176,9 +184,21 @@ impl VaultStore {
         material: &SecretMaterial,
     ) -> Result<Written, SecretError> {
         // cas 0: written only if the path holds nothing, so two writers never share a version.
+        self.write(key, version, 0, material).await
+    }
+
+    /// Writes `version` with check-and-set `cas`: only if the path's current KV version is
+    /// `cas` (0: the path holds nothing).
+    async fn write(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        cas: u64,
+        material: &SecretMaterial,
+    ) -> Result<Written, SecretError> {
         let body = Zeroizing::new(
             json!({
-                "options": { "cas": 0 },
+                "options": { "cas": cas },
                 "data": {
                     "p12": STANDARD.encode(material.p12.as_slice()),
                     "password": material.password.as_str(),
@@ -212,12 +232,26 @@ impl VaultStore {
         )))
     }
 
-    /// Exactly one version's stored value.
+    /// Replaces the claim seen as KV version `claim` of the path, with check-and-set.
+    pub async fn take_over(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        claim: &Claim,
+        material: &SecretMaterial,
+    ) -> Result<Written, SecretError> {
+        match claim.write {
+            WriteId::KvVersion(seen) if seen > 0 => self.write(key, version, seen, material).await,
+            _ => Ok(Written::Taken),
+        }
+    }
+
+    /// Exactly one version's stored value, with the path's KV version number.
     async fn read(
         &self,
         key: SecretKey<'_>,
         version: i64,
-    ) -> Result<Option<StoredValue>, SecretError> {
+    ) -> Result<Option<(StoredValue, u64)>, SecretError> {
         let (status, body) = self
             .call(Method::GET, &self.version_path("data", key, version), None)
             .await?;
@@ -228,7 +262,11 @@ impl VaultStore {
         expect_success(status, "read")?;
         let response: ReadResponse = serde_json::from_slice(&body)
             .map_err(|_| SecretError::Corrupt("unexpected KV v2 answer".to_owned()))?;
-        Ok(response.data.data)
+        let kv_version = response
+            .data
+            .metadata
+            .map_or(0, |metadata| metadata.version);
+        Ok(response.data.data.map(|value| (value, kv_version)))
     }
 
     pub async fn get(
@@ -240,7 +278,7 @@ impl VaultStore {
         if value.is_none() && version != LEGACY_VERSION {
             value = self.read(key, LEGACY_VERSION).await?;
         }
-        let Some(value) = value else {
+        let Some((value, _)) = value else {
             return Ok(None);
         };
         let p12 = STANDARD
@@ -274,12 +312,18 @@ impl VaultStore {
             .await
     }
 
-    pub async fn written_at(
+    pub async fn claim(
         &self,
         key: SecretKey<'_>,
         version: i64,
-    ) -> Result<Option<i64>, SecretError> {
-        Ok(self.read(key, version).await?.map(|value| value.written_at))
+    ) -> Result<Option<Claim>, SecretError> {
+        Ok(self
+            .read(key, version)
+            .await?
+            .map(|(value, kv_version)| Claim {
+                written_at: value.written_at,
+                write: WriteId::KvVersion(kv_version),
+            }))
     }
 
     /// The versions stored under `key` (the legacy layout not included).

@@ -1,6 +1,7 @@
 //! Sealed blobs of the embedded secret store: the metadata store keeps the ciphertext that
 //! `mtls-secrets` produces (it never sees plaintext), one row per certificate version. A
-//! version is inserted once and never updated: the primary key refuses a second writer.
+//! version is inserted once: the primary key refuses a second writer. The one update replaces
+//! an abandoned claim, and only the very write that was seen (by its nonce).
 
 use mtls_secrets::{BoxFuture, SealedBlob, SealedBlobs, SecretKey, Versions};
 use sqlx::Row;
@@ -31,6 +32,32 @@ impl SealedBlobs for Store {
                 Err(StoreError::Conflict) => Ok(false),
                 Err(error) => Err(error.to_string()),
             }
+        })
+    }
+
+    fn replace_blob<'a>(
+        &'a self,
+        key: SecretKey<'a>,
+        blob: SealedBlob,
+        expected_nonce: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE sealed_secrets SET key_id = ?, nonce = ?, ciphertext = ?, written_at = ? \
+                 WHERE account_id = ? AND certificate_id = ? AND version = ? AND nonce = ?",
+            )
+            .bind(blob.key_id)
+            .bind(blob.nonce)
+            .bind(blob.ciphertext)
+            .bind(blob.written_at)
+            .bind(key.account)
+            .bind(key.certificate_id)
+            .bind(blob.version)
+            .bind(expected_nonce.to_vec())
+            .execute(&self.pool)
+            .await
+            .map_err(|error| error.to_string())?;
+            Ok(done.rows_affected() == 1)
         })
     }
 

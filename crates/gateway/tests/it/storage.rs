@@ -986,4 +986,82 @@ async fn a_node_whose_table_lags_loads_the_live_version() {
     node_a.running.stop().await.unwrap();
 }
 
+/// Against the real stores (SQLite with the embedded store, OpenBao): a version is written
+/// once, and an abandoned claim is replaced by one writer only, the one that saw it last
+/// (compare-and-swap on the embedded store's nonce, on Vault's check-and-set).
+#[tokio::test]
+async fn the_real_stores_write_a_version_once_and_take_a_claim_over_once() {
+    use std::sync::Arc;
+    let dir = mtls_test_support::temp_dir("claims");
+    let store = mtls_store::Store::connect(&mtls_store::StoreOptions {
+        url: format!("sqlite://{}", dir.join("claims.db").display()),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let master = mtls_secrets::MasterKey::from_hex(hex(&MASTER_KEY).as_bytes()).unwrap();
+    let mut stores = vec![mtls_secrets::SecretStore::Local(
+        mtls_secrets::LocalStore::new(master, Arc::new(store.clone())),
+    )];
+    if let Some((address, token)) = vault() {
+        stores.push(mtls_secrets::SecretStore::Vault(Box::new(
+            mtls_secrets::VaultStore::new(mtls_secrets::VaultOptions {
+                address,
+                mount: "secret".to_owned(),
+                prefix: "mtls".to_owned(),
+                namespace: None,
+                ca_pem: None,
+                auth: mtls_secrets::VaultAuth::Token(zeroize::Zeroizing::new(token)),
+                timeout: Duration::from_secs(5),
+            })
+            .unwrap(),
+        )));
+    }
+    let material = |text: &str| mtls_secrets::SecretMaterial {
+        p12: zeroize::Zeroizing::new(text.as_bytes().to_vec()),
+        password: zeroize::Zeroizing::new(String::new()),
+    };
+    let p12 = |found: Option<mtls_secrets::SecretMaterial>| found.map(|found| found.p12.to_vec());
+    use mtls_secrets::Written::{Stored, Taken};
+    for secrets in &stores {
+        let account = random_account();
+        let key = mtls_secrets::SecretKey {
+            account: &account,
+            certificate_id: 7,
+        };
+        assert_eq!(
+            secrets.put(key, 2, &material("first")).await.unwrap(),
+            Stored
+        );
+        assert_eq!(
+            secrets.put(key, 2, &material("second")).await.unwrap(),
+            Taken
+        );
+        assert_eq!(
+            p12(secrets.get(key, 2).await.unwrap()),
+            Some(b"first".to_vec())
+        );
+
+        let seen = secrets.claim(key, 2).await.unwrap().unwrap();
+        let now = i64::try_from(mtls_auth::bearer::unix_now()).unwrap();
+        assert!((now - seen.written_at).abs() < 60, "{}", secrets.backend());
+        let over = secrets
+            .take_over(key, 2, &seen, &material("a"))
+            .await
+            .unwrap();
+        let again = secrets
+            .take_over(key, 2, &seen, &material("b"))
+            .await
+            .unwrap();
+        assert_eq!((over, again), (Stored, Taken), "{}", secrets.backend());
+        assert_eq!(p12(secrets.get(key, 2).await.unwrap()), Some(b"a".to_vec()));
+
+        secrets.destroy(key).await.unwrap();
+        assert_eq!(secrets.claim(key, 2).await.unwrap(), None);
+    }
+    store.close().await;
+}
+
 // ---- end of issue 17, defect 2 ----
