@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use mtls_auth::oauth::{AppKey, AppKeys};
 use mtls_auth::{AccountScope, Privileges};
-use mtls_secrets::{APP_KEYS, SecretKey, SecretMaterial};
+use mtls_secrets::{APP_KEY_VERSION, APP_KEYS, SecretKey, SecretMaterial};
 use zeroize::Zeroizing;
 
 use crate::backends::Backends;
@@ -53,7 +53,7 @@ impl AppKeyCache {
                 account: APP_KEYS,
                 certificate_id: row.id,
             };
-            let material = match backends.secrets.get(key).await {
+            let material = match backends.secrets.get(key, APP_KEY_VERSION).await {
                 Ok(Some(material)) => material,
                 Ok(None) => {
                     tracing::warn!(consumer_key = %row.consumer_key, "app key without secret; ignored");

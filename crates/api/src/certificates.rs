@@ -1,13 +1,16 @@
 //! Certificate operations behind the routes: turning request items into checked identities
 //! (the whole request is validated before anything is stored), then the writes in SPEC 4.3's
-//! order: secret first, then the row.
+//! order: secret first, then the row. A replacement writes the new version's secret under its
+//! own key (a version is claimed by the one writer that writes it first), then moves the row to
+//! that version with a conditional update; only then are older versions' secrets removed. The
+//! row thus decides which secret is live: a losing writer never touches the live one.
 
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mtls_secrets::{SecretKey, SecretMaterial};
+use mtls_secrets::{SecretKey, SecretMaterial, Versions, Written};
 use mtls_store::{NewCertificate, Replacement, SecretState};
 use serde::Deserialize;
 use serde_json::Value;
@@ -264,6 +267,30 @@ pub async fn live(
     }
 }
 
+/// The secret material of `version` of a certificate. When that version's secret is gone
+/// because a replacement moved the row past it (and removed it) since the caller read the
+/// version, the row's live version is read instead: the row decides which secret is live.
+pub async fn material(
+    backends: &Backends,
+    account: &str,
+    id: i64,
+    version: i64,
+) -> Result<Option<SecretMaterial>, ApiError> {
+    let key = SecretKey {
+        account,
+        certificate_id: id,
+    };
+    if let Some(material) = backends.secrets.get(key, version).await? {
+        return Ok(Some(material));
+    }
+    match backends.store.certificate(account, id).await? {
+        Some(row) if !row.deleted && row.version > version => {
+            Ok(backends.secrets.get(key, row.version).await?)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Creates every item: secrets first, then all rows in one transaction.
 pub async fn create(
     backends: &Backends,
@@ -288,7 +315,16 @@ pub async fn create(
             certificate_id: id,
         };
         let secret_state = match backends.secrets.put(key, 1, &item.material).await {
-            Ok(()) => SecretState::Stored,
+            Ok(Written::Stored) => SecretState::Stored,
+            // A fresh random id holds nothing; if it somehow does, that secret is not ours.
+            Ok(Written::Taken) => {
+                tracing::warn!(
+                    account,
+                    certificate_id = id,
+                    "a new certificate's secret already existed; the certificate is kept UnAvailable"
+                );
+                SecretState::Missing
+            }
             Err(error) => {
                 tracing::warn!(account, certificate_id = id, %error, "secret store write failed; the certificate is kept UnAvailable");
                 SecretState::Missing
@@ -335,7 +371,88 @@ pub async fn create(
     Ok((result, all_failed))
 }
 
-/// Replaces every item in place: same id, version + 1, new secret first.
+/// How long a claimed version may wait for its row update before another writer may take it
+/// over: far longer than a conditional update can take, so only a writer that died between
+/// its secret write and its row update leaves a claim this old.
+pub const ABANDONED_CLAIM_SECONDS: i64 = 300;
+
+fn concurrent_update() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "concurrent_update",
+        "the certificate was changed by another request; retry",
+    )
+}
+
+/// Writes `material` as `version` (the row's version + 1). `Ok(false)`: another writer holds
+/// that version (the caller answers 409). A claim left by a writer that died before its row
+/// update (older than [`ABANDONED_CLAIM_SECONDS`], the row still at the version before it) is
+/// replaced, if it is still the write that was seen.
+async fn claim(
+    backends: &Backends,
+    key: SecretKey<'_>,
+    version: i64,
+    material: &SecretMaterial,
+) -> Result<bool, ApiError> {
+    if backends.secrets.put(key, version, material).await? == Written::Stored {
+        return Ok(true);
+    }
+    let still_before = match backends
+        .store
+        .certificate(key.account, key.certificate_id)
+        .await?
+    {
+        Some(row) => !row.deleted && row.version == version - 1,
+        None => false,
+    };
+    if !still_before {
+        return Ok(false);
+    }
+    let Some(found) = backends.secrets.claim(key, version).await? else {
+        return Ok(false);
+    };
+    if now().saturating_sub(found.written_at) < ABANDONED_CLAIM_SECONDS {
+        return Ok(false);
+    }
+    tracing::warn!(
+        account = key.account,
+        certificate_id = key.certificate_id,
+        version,
+        "taking over a version claimed by a writer that never updated the row"
+    );
+    // Compare-and-swap on the write seen: of two writers taking over at once, one wins.
+    Ok(backends
+        .secrets
+        .take_over(key, version, &found, material)
+        .await?
+        == Written::Stored)
+}
+
+/// After a row update that did not happen (or whose outcome is unknown): removes the claimed
+/// `version` unless the row went live with it, and destroys every secret of a certificate
+/// deleted meanwhile (its delete may have run before this claim was written).
+async fn release(backends: &Backends, key: SecretKey<'_>, version: i64) {
+    let outcome = match backends
+        .store
+        .certificate(key.account, key.certificate_id)
+        .await
+    {
+        // Live at this version or past it: the claim may be the live secret (an update whose
+        // answer was lost, or a takeover); a later replacement removes it when superseded.
+        Ok(Some(row)) if !row.deleted && row.version >= version => return,
+        Ok(Some(row)) if !row.deleted => backends.secrets.remove(key, Versions::One(version)).await,
+        Ok(_) => backends.secrets.destroy(key).await,
+        // Unknown: the claim stays; it is taken over once abandoned, or destroyed with the
+        // certificate.
+        Err(_) => return,
+    };
+    if let Err(error) = outcome {
+        tracing::warn!(account = key.account, certificate_id = key.certificate_id, version, %error, "an unused secret version could not be removed");
+    }
+}
+
+/// Replaces every item in place: same id, version + 1, the new version's secret first, then
+/// the conditional row update, then the older versions' secrets removed.
 pub async fn replace(
     backends: &Backends,
     account: &str,
@@ -362,35 +479,43 @@ pub async fn replace(
             account,
             certificate_id: row.id,
         };
-        match backends
-            .secrets
-            .put(key, row.version + 1, &item.material)
-            .await
-        {
-            Ok(()) => {
-                if !backends
-                    .store
-                    .replace_certificate(account, row.id, row.version, &item.facts, now)
-                    .await?
-                {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        "concurrent_update",
-                        "the certificate was changed by another request; retry",
-                    ));
-                }
-                let stored = backends
-                    .store
-                    .certificate(account, row.id)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("certificate"))?;
-                result.saved.push(Certificate::from_row(&stored, now));
-            }
+        let version = row.version + 1;
+        match claim(backends, key, version, &item.material).await {
+            Ok(true) => {}
+            Ok(false) => return Err(concurrent_update()),
             Err(error) => {
-                tracing::warn!(account, certificate_id = row.id, %error, "secret store write failed; the certificate is unchanged");
+                tracing::warn!(account, certificate_id = row.id, status = %error.status(), "secret store write failed; the certificate is unchanged");
                 result.failed.push(Certificate::from_row(&row, now));
+                continue;
             }
         }
+        match backends
+            .store
+            .replace_certificate(account, row.id, row.version, &item.facts, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                release(backends, key, version).await;
+                return Err(concurrent_update());
+            }
+            Err(error) => {
+                release(backends, key, version).await;
+                return Err(error.into());
+            }
+        }
+        // The row names `version` now: older secrets (the one it replaced, the legacy
+        // layout, versions left by failed writers) are no longer live. A failure here leaves
+        // garbage, never a wrong key: the next replacement or the delete removes it.
+        if let Err(error) = backends.secrets.remove(key, Versions::Below(version)).await {
+            tracing::warn!(account, certificate_id = row.id, %error, "older secret versions could not be removed yet");
+        }
+        let stored = backends
+            .store
+            .certificate(account, row.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("certificate"))?;
+        result.saved.push(Certificate::from_row(&stored, now));
     }
     let all_failed = result.saved.is_empty();
     Ok((result, all_failed))

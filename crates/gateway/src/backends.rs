@@ -157,7 +157,7 @@ async fn reconcile(store: &Store, secrets: &SecretStore, state: &AppState) {
             account: &row.account_id,
             certificate_id: row.id,
         };
-        match secrets.exists(key).await {
+        match secrets.exists(key, row.version).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(account = %row.account_id, certificate_id = row.id, "the secret of this certificate is missing from the secret store; it is UnAvailable until replaced");

@@ -1,6 +1,8 @@
 //! The embedded secret store: AES-256-GCM with a random 96-bit nonce per write, the additional
-//! data binding each ciphertext to its account and certificate (a blob copied to another row
-//! does not open), ciphertext kept in the metadata database through [`SealedBlobs`].
+//! data binding each ciphertext to its account, certificate and version (a blob copied to
+//! another row or another version does not open), ciphertext kept in the metadata database
+//! through [`SealedBlobs`]. A blob of the legacy layout ([`crate::LEGACY_VERSION`], written
+//! before versions existed) was bound to account and certificate only, and opens only as that.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,27 +12,62 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::{BoxFuture, SecretError, SecretKey, SecretMaterial};
+use crate::{
+    BoxFuture, Claim, LEGACY_VERSION, SecretError, SecretKey, SecretMaterial, WriteId, Written,
+};
 
 /// One sealed secret as the database keeps it.
 #[derive(Clone, Debug)]
 pub struct SealedBlob {
+    /// The certificate version it belongs to ([`LEGACY_VERSION`] for the legacy layout).
     pub version: i64,
     /// Which master key sealed it (for key rotation).
     pub key_id: String,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
+    /// When it was written, Unix seconds (0 for the legacy layout, which did not record it).
+    pub written_at: i64,
+}
+
+/// Which versions of a secret a removal means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Versions {
+    /// Exactly this version.
+    One(i64),
+    /// Every version below this one, the legacy layout included.
+    Below(i64),
+    /// Every version and the legacy layout.
+    All,
 }
 
 /// Where sealed blobs are kept: implemented by the metadata store (the only crate writing SQL).
 pub trait SealedBlobs: Send + Sync + fmt::Debug {
-    fn put_blob<'a>(
+    /// Inserts `blob` as its version of `key`; `false` (and nothing written) when that version
+    /// exists already. Never overwrites.
+    fn insert_blob<'a>(
         &'a self,
         key: SecretKey<'a>,
         blob: SealedBlob,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+    /// Replaces `blob`'s version of `key` only if the row there still has `expected_nonce`
+    /// (nonces are random per write, so that names one write); `false` otherwise.
+    fn replace_blob<'a>(
+        &'a self,
+        key: SecretKey<'a>,
+        blob: SealedBlob,
+        expected_nonce: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, String>>;
+    /// Exactly `version` of `key`.
+    fn blob<'a>(
+        &'a self,
+        key: SecretKey<'a>,
+        version: i64,
+    ) -> BoxFuture<'a, Result<Option<SealedBlob>, String>>;
+    fn delete_blobs<'a>(
+        &'a self,
+        key: SecretKey<'a>,
+        versions: Versions,
     ) -> BoxFuture<'a, Result<(), String>>;
-    fn blob<'a>(&'a self, key: SecretKey<'a>) -> BoxFuture<'a, Result<Option<SealedBlob>, String>>;
-    fn delete_blob<'a>(&'a self, key: SecretKey<'a>) -> BoxFuture<'a, Result<(), String>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 
@@ -86,9 +123,18 @@ pub struct LocalStore {
     blobs: Arc<dyn SealedBlobs>,
 }
 
-fn additional_data(key: SecretKey<'_>) -> Vec<u8> {
+/// The additional data of a blob: what it may be opened as. Version 0 is the legacy layout's
+/// text, which did not name a version.
+fn additional_data(key: SecretKey<'_>, version: i64) -> Vec<u8> {
+    if version == LEGACY_VERSION {
+        return format!(
+            "mtls-gateway/sealed/v1/{}/{}",
+            key.account, key.certificate_id
+        )
+        .into_bytes();
+    }
     format!(
-        "mtls-gateway/sealed/v1/{}/{}",
+        "mtls-gateway/sealed/v2/{}/{}/{version}",
         key.account, key.certificate_id
     )
     .into_bytes()
@@ -104,17 +150,18 @@ impl LocalStore {
             .map_err(|_| SecretError::Corrupt("master key length".to_owned()))
     }
 
-    pub async fn put(
+    /// Seals `material` as `version` of `key` (no IO).
+    fn seal(
         &self,
         key: SecretKey<'_>,
         version: i64,
         material: &SecretMaterial,
-    ) -> Result<(), SecretError> {
+    ) -> Result<SealedBlob, SecretError> {
         let plaintext = crate::encode(material)?;
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce)
             .map_err(|error| SecretError::Unavailable(format!("no randomness: {error}")))?;
-        let aad = additional_data(key);
+        let aad = additional_data(key, version);
         let ciphertext = self
             .cipher()?
             .encrypt(
@@ -125,27 +172,23 @@ impl LocalStore {
                 },
             )
             .map_err(|_| SecretError::Corrupt("encryption failed".to_owned()))?;
-        let blob = SealedBlob {
+        Ok(SealedBlob {
             version,
             key_id: self.master.id.clone(),
             nonce: nonce.to_vec(),
             ciphertext,
-        };
-        self.blobs
-            .put_blob(key, blob)
-            .await
-            .map_err(SecretError::Unavailable)
+            written_at: unix_now(),
+        })
     }
 
-    pub async fn get(&self, key: SecretKey<'_>) -> Result<Option<SecretMaterial>, SecretError> {
-        let Some(blob) = self
-            .blobs
-            .blob(key)
-            .await
-            .map_err(SecretError::Unavailable)?
-        else {
-            return Ok(None);
-        };
+    /// Opens `blob` as `version` of `key`: the version asked for, not the one the row claims,
+    /// goes into the additional data, so a blob moved to another version does not open.
+    fn open(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        blob: &SealedBlob,
+    ) -> Result<SecretMaterial, SecretError> {
         if blob.key_id != self.master.id {
             return Err(SecretError::Corrupt(format!(
                 "sealed with master key {}, but the configured key is {}",
@@ -157,7 +200,7 @@ impl LocalStore {
             .as_slice()
             .try_into()
             .map_err(|_| SecretError::Corrupt("nonce length".to_owned()))?;
-        let aad = additional_data(key);
+        let aad = additional_data(key, version);
         let plaintext = Zeroizing::new(
             self.cipher()?
                 .decrypt(
@@ -169,26 +212,425 @@ impl LocalStore {
                 )
                 .map_err(|_| SecretError::Corrupt("authentication failed".to_owned()))?,
         );
-        crate::decode(&plaintext).map(Some)
+        crate::decode(&plaintext)
     }
 
-    pub async fn exists(&self, key: SecretKey<'_>) -> Result<bool, SecretError> {
+    pub async fn put(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        material: &SecretMaterial,
+    ) -> Result<Written, SecretError> {
+        let blob = self.seal(key, version, material)?;
+        let inserted = self
+            .blobs
+            .insert_blob(key, blob)
+            .await
+            .map_err(SecretError::Unavailable)?;
+        Ok(if inserted {
+            Written::Stored
+        } else {
+            Written::Taken
+        })
+    }
+
+    /// `version`'s blob, or the legacy layout's standing in for it, with the version to open
+    /// it as.
+    async fn find(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<(i64, SealedBlob)>, SecretError> {
+        for candidate in [version, LEGACY_VERSION] {
+            if let Some(blob) = self
+                .blobs
+                .blob(key, candidate)
+                .await
+                .map_err(SecretError::Unavailable)?
+            {
+                return Ok(Some((candidate, blob)));
+            }
+            if version == LEGACY_VERSION {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn get(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<SecretMaterial>, SecretError> {
+        match self.find(key, version).await? {
+            Some((opened_as, blob)) => self.open(key, opened_as, &blob).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn exists(&self, key: SecretKey<'_>, version: i64) -> Result<bool, SecretError> {
+        Ok(self.find(key, version).await?.is_some())
+    }
+
+    pub async fn claim(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<Claim>, SecretError> {
         Ok(self
             .blobs
-            .blob(key)
+            .blob(key, version)
             .await
             .map_err(SecretError::Unavailable)?
-            .is_some())
+            .map(|blob| Claim {
+                written_at: blob.written_at,
+                write: WriteId::Nonce(blob.nonce),
+            }))
     }
 
-    pub async fn destroy(&self, key: SecretKey<'_>) -> Result<(), SecretError> {
+    pub async fn take_over(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        claim: &Claim,
+        material: &SecretMaterial,
+    ) -> Result<Written, SecretError> {
+        let WriteId::Nonce(expected) = &claim.write else {
+            return Ok(Written::Taken);
+        };
+        let blob = self.seal(key, version, material)?;
+        let replaced = self
+            .blobs
+            .replace_blob(key, blob, expected)
+            .await
+            .map_err(SecretError::Unavailable)?;
+        Ok(if replaced {
+            Written::Stored
+        } else {
+            Written::Taken
+        })
+    }
+
+    pub async fn remove(&self, key: SecretKey<'_>, versions: Versions) -> Result<(), SecretError> {
         self.blobs
-            .delete_blob(key)
+            .delete_blobs(key, versions)
             .await
             .map_err(SecretError::Unavailable)
     }
 
     pub async fn check(&self) -> Result<(), SecretError> {
         self.blobs.ping().await.map_err(SecretError::Unavailable)
+    }
+}
+
+/// Unix seconds now (0 if the clock is before 1970, which only makes a claim look old).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Blobs in memory, keyed like the database table: (account, certificate, version).
+    #[derive(Debug, Default)]
+    struct Memory {
+        rows: Mutex<BTreeMap<(String, i64, i64), SealedBlob>>,
+    }
+
+    impl Memory {
+        fn row(key: SecretKey<'_>, version: i64) -> (String, i64, i64) {
+            (key.account.to_owned(), key.certificate_id, version)
+        }
+
+        fn take(&self, key: SecretKey<'_>, version: i64) -> SealedBlob {
+            self.rows
+                .lock()
+                .unwrap()
+                .remove(&Self::row(key, version))
+                .unwrap()
+        }
+
+        fn place(&self, key: SecretKey<'_>, version: i64, blob: SealedBlob) {
+            self.rows
+                .lock()
+                .unwrap()
+                .insert(Self::row(key, version), SealedBlob { version, ..blob });
+        }
+
+        fn versions(&self, key: SecretKey<'_>) -> Vec<i64> {
+            self.rows
+                .lock()
+                .unwrap()
+                .keys()
+                .filter(|(account, id, _)| account == key.account && *id == key.certificate_id)
+                .map(|(_, _, version)| *version)
+                .collect()
+        }
+    }
+
+    impl SealedBlobs for Memory {
+        fn insert_blob<'a>(
+            &'a self,
+            key: SecretKey<'a>,
+            blob: SealedBlob,
+        ) -> BoxFuture<'a, Result<bool, String>> {
+            let mut rows = self.rows.lock().unwrap();
+            let row = Self::row(key, blob.version);
+            let inserted = !rows.contains_key(&row);
+            if inserted {
+                rows.insert(row, blob);
+            }
+            Box::pin(async move { Ok(inserted) })
+        }
+
+        fn replace_blob<'a>(
+            &'a self,
+            key: SecretKey<'a>,
+            blob: SealedBlob,
+            expected_nonce: &'a [u8],
+        ) -> BoxFuture<'a, Result<bool, String>> {
+            let mut rows = self.rows.lock().unwrap();
+            let replaced = match rows.get_mut(&Self::row(key, blob.version)) {
+                Some(row) if row.nonce == expected_nonce => {
+                    *row = blob;
+                    true
+                }
+                _ => false,
+            };
+            Box::pin(async move { Ok(replaced) })
+        }
+
+        fn blob<'a>(
+            &'a self,
+            key: SecretKey<'a>,
+            version: i64,
+        ) -> BoxFuture<'a, Result<Option<SealedBlob>, String>> {
+            let found = self
+                .rows
+                .lock()
+                .unwrap()
+                .get(&Self::row(key, version))
+                .cloned();
+            Box::pin(async move { Ok(found) })
+        }
+
+        fn delete_blobs<'a>(
+            &'a self,
+            key: SecretKey<'a>,
+            versions: Versions,
+        ) -> BoxFuture<'a, Result<(), String>> {
+            self.rows
+                .lock()
+                .unwrap()
+                .retain(|(account, id, version), _| {
+                    let ours = account == key.account && *id == key.certificate_id;
+                    !ours
+                        || match versions {
+                            Versions::One(one) => *version != one,
+                            Versions::Below(bound) => *version >= bound,
+                            Versions::All => false,
+                        }
+                });
+            Box::pin(async { Ok(()) })
+        }
+
+        fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    const KEY: SecretKey<'static> = SecretKey {
+        account: "12345678",
+        certificate_id: 42,
+    };
+
+    fn store() -> (LocalStore, Arc<Memory>) {
+        let memory = Arc::new(Memory::default());
+        let master = MasterKey::new(Zeroizing::new([7u8; 32]));
+        (LocalStore::new(master, memory.clone()), memory)
+    }
+
+    fn material(text: &str) -> SecretMaterial {
+        SecretMaterial {
+            p12: Zeroizing::new(text.as_bytes().to_vec()),
+            password: Zeroizing::new(format!("password of {text}")),
+        }
+    }
+
+    async fn read(store: &LocalStore, key: SecretKey<'_>, version: i64) -> Option<Vec<u8>> {
+        store
+            .get(key, version)
+            .await
+            .unwrap()
+            .map(|material| material.p12.to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_blob_of_one_version_does_not_open_as_another() {
+        let (store, memory) = store();
+        store.put(KEY, 2, &material("two")).await.unwrap();
+        assert_eq!(read(&store, KEY, 2).await.as_deref(), Some(&b"two"[..]));
+
+        // Moved to version 3 (a row whose version column was changed): it does not open.
+        let blob = memory.take(KEY, 2);
+        memory.place(KEY, 3, blob.clone());
+        assert!(matches!(
+            store.get(KEY, 3).await,
+            Err(SecretError::Corrupt(_))
+        ));
+        // Nor as the legacy layout, which stands in for any version.
+        memory.take(KEY, 3);
+        memory.place(KEY, LEGACY_VERSION, blob.clone());
+        assert!(matches!(
+            store.get(KEY, 2).await,
+            Err(SecretError::Corrupt(_))
+        ));
+        // Nor under another certificate or account, at the same version.
+        memory.take(KEY, LEGACY_VERSION);
+        for other in [
+            SecretKey {
+                certificate_id: 43,
+                ..KEY
+            },
+            SecretKey {
+                account: "87654321",
+                ..KEY
+            },
+        ] {
+            memory.place(other, 2, blob.clone());
+            assert!(matches!(
+                store.get(other, 2).await,
+                Err(SecretError::Corrupt(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_version_is_written_once() {
+        let (store, _) = store();
+        assert_eq!(
+            store.put(KEY, 2, &material("winner")).await.unwrap(),
+            Written::Stored
+        );
+        assert_eq!(
+            store.put(KEY, 2, &material("loser")).await.unwrap(),
+            Written::Taken
+        );
+        assert_eq!(read(&store, KEY, 2).await.as_deref(), Some(&b"winner"[..]));
+        let claim = store.claim(KEY, 2).await.unwrap().unwrap();
+        assert!((unix_now() - claim.written_at).abs() < 60);
+        assert_eq!(store.claim(KEY, 3).await.unwrap(), None);
+    }
+
+    /// Two writers taking over the same abandoned claim: the first replaces it, the second
+    /// finds the write it saw gone and gets `Taken`; the first one's material stays.
+    #[tokio::test]
+    async fn an_abandoned_claim_is_taken_over_once() {
+        let (store, _) = store();
+        store.put(KEY, 2, &material("abandoned")).await.unwrap();
+        let seen = store.claim(KEY, 2).await.unwrap().unwrap();
+        assert_eq!(
+            store
+                .take_over(KEY, 2, &seen, &material("first"))
+                .await
+                .unwrap(),
+            Written::Stored
+        );
+        assert_eq!(
+            store
+                .take_over(KEY, 2, &seen, &material("second"))
+                .await
+                .unwrap(),
+            Written::Taken
+        );
+        assert_eq!(read(&store, KEY, 2).await.as_deref(), Some(&b"first"[..]));
+        // A version that does not exist is not taken over either.
+        assert_eq!(
+            store
+                .take_over(KEY, 3, &seen, &material("third"))
+                .await
+                .unwrap(),
+            Written::Taken
+        );
+        assert_eq!(read(&store, KEY, 3).await, None);
+    }
+
+    /// A blob sealed the way the gateway sealed before versions existed: additional data
+    /// naming account and certificate only, kept as version 0 by the migration.
+    fn legacy_blob(key: SecretKey<'_>, text: &str) -> SealedBlob {
+        let plaintext = crate::encode(&material(text)).unwrap();
+        let nonce = [9u8; 12];
+        let aad = format!(
+            "mtls-gateway/sealed/v1/{}/{}",
+            key.account, key.certificate_id
+        );
+        let cipher = Aes256Gcm::new_from_slice(&[7u8; 32]).unwrap();
+        let ciphertext = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .unwrap();
+        SealedBlob {
+            version: LEGACY_VERSION,
+            key_id: MasterKey::new(Zeroizing::new([7u8; 32])).id().to_owned(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+            written_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_legacy_layout_is_read_as_the_current_version_until_replaced() {
+        let (store, memory) = store();
+        memory.place(KEY, LEGACY_VERSION, legacy_blob(KEY, "before the upgrade"));
+        for version in [1, 4] {
+            assert_eq!(
+                read(&store, KEY, version).await.as_deref(),
+                Some(&b"before the upgrade"[..])
+            );
+            assert!(store.exists(KEY, version).await.unwrap());
+        }
+        // A replacement writes version 5, then removes what is below it.
+        store.put(KEY, 5, &material("five")).await.unwrap();
+        assert_eq!(read(&store, KEY, 5).await.as_deref(), Some(&b"five"[..]));
+        store.remove(KEY, Versions::Below(5)).await.unwrap();
+        assert_eq!(memory.versions(KEY), vec![5]);
+        assert_eq!(read(&store, KEY, 4).await, None);
+        assert!(!store.exists(KEY, 4).await.unwrap());
+        // The legacy layout of another certificate does not open here.
+        let other = SecretKey {
+            certificate_id: 43,
+            ..KEY
+        };
+        memory.place(other, LEGACY_VERSION, legacy_blob(KEY, "not yours"));
+        assert!(store.get(other, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn removal_takes_one_version_the_older_ones_or_all() {
+        let (store, memory) = store();
+        memory.place(KEY, LEGACY_VERSION, legacy_blob(KEY, "legacy"));
+        for version in [1, 2, 3] {
+            store.put(KEY, version, &material("x")).await.unwrap();
+        }
+        store.remove(KEY, Versions::One(3)).await.unwrap();
+        assert_eq!(memory.versions(KEY), vec![0, 1, 2]);
+        store.put(KEY, 3, &material("x")).await.unwrap();
+        store.remove(KEY, Versions::Below(2)).await.unwrap();
+        assert_eq!(memory.versions(KEY), vec![2, 3]);
+        store.remove(KEY, Versions::All).await.unwrap();
+        assert!(memory.versions(KEY).is_empty());
     }
 }

@@ -1,7 +1,11 @@
-//! HashiCorp Vault (or OpenBao) KV version 2. A certificate's secret lives at
-//! `<mount>/data/<prefix>/accounts/<accountId>/certificates/<id>`; each replacement writes a new
-//! KV version; destroy deletes the metadata, which removes every version. Authentication by a
-//! token or by AppRole (role id + secret id), renewing the token before it expires.
+//! HashiCorp Vault (or OpenBao) KV version 2. Each certificate version's secret lives at its
+//! own path, `<mount>/data/<prefix>/accounts/<accountId>/certificates/<id>/versions/<version>`,
+//! written with check-and-set 0 (only if the path does not exist), so a version is written once,
+//! by the writer that claimed it. The legacy layout, one path per certificate
+//! (`.../certificates/<id>`, rewritten in place on each replacement), is read as the current
+//! version until the first replacement removes it. Removal deletes a path's metadata, which
+//! destroys all its KV versions. Authentication by a token or by AppRole (role id + secret id),
+//! renewing the token before it expires.
 //!
 //! Error messages carry the HTTP status and Vault's own error text, never a token, a path's
 //! secret value or the request body.
@@ -18,7 +22,9 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-use crate::{SecretError, SecretKey, SecretMaterial};
+use crate::{
+    Claim, LEGACY_VERSION, SecretError, SecretKey, SecretMaterial, Versions, WriteId, Written,
+};
 
 /// How the gateway proves itself to Vault.
 pub enum VaultAuth {
@@ -102,12 +108,32 @@ struct ReadResponse {
 #[derive(Deserialize)]
 struct ReadData {
     data: Option<StoredValue>,
+    metadata: Option<ReadMetadata>,
+}
+
+#[derive(Deserialize)]
+struct ReadMetadata {
+    version: u64,
 }
 
 #[derive(Deserialize, zeroize::ZeroizeOnDrop)]
 struct StoredValue {
     p12: String,
     password: String,
+    /// Unix seconds; absent in the legacy layout.
+    #[serde(default, rename = "writtenAt")]
+    written_at: i64,
+}
+
+#[derive(Deserialize)]
+struct ListResponse {
+    data: ListData,
+}
+
+#[derive(Deserialize)]
+struct ListData {
+    #[serde(default)]
+    keys: Vec<String>,
 }
 
 impl VaultStore {
@@ -120,6 +146,8 @@ impl VaultStore {
         })
     }
 
+    /// The path of `key`'s secrets under `kind` (`data` or `metadata`): the legacy layout's
+    /// path, under which `versions/<version>` holds each version.
     fn path(&self, kind: &str, key: SecretKey<'_>) -> String {
         if key.account == crate::APP_KEYS {
             return format!(
@@ -140,24 +168,92 @@ impl VaultStore {
         )
     }
 
+    /// The path of one version ([`LEGACY_VERSION`]: the legacy layout's path).
+    fn version_path(&self, kind: &str, key: SecretKey<'_>, version: i64) -> String {
+        let base = self.path(kind, key);
+        if version == LEGACY_VERSION {
+            return base;
+        }
+        format!("{base}/versions/{version}")
+    }
+
     pub async fn put(
         &self,
         key: SecretKey<'_>,
+        version: i64,
         material: &SecretMaterial,
-    ) -> Result<(), SecretError> {
-        let body = Zeroizing::new(
-            json!({ "data": { "p12": STANDARD.encode(material.p12.as_slice()), "password": material.password.as_str() } })
-                .to_string(),
-        );
-        let (status, _) = self
-            .call(Method::POST, &self.path("data", key), Some(body))
-            .await?;
-        expect_success(status, "write")
+    ) -> Result<Written, SecretError> {
+        // cas 0: written only if the path holds nothing, so two writers never share a version.
+        self.write(key, version, 0, material).await
     }
 
-    pub async fn get(&self, key: SecretKey<'_>) -> Result<Option<SecretMaterial>, SecretError> {
+    /// Writes `version` with check-and-set `cas`: only if the path's current KV version is
+    /// `cas` (0: the path holds nothing).
+    async fn write(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        cas: u64,
+        material: &SecretMaterial,
+    ) -> Result<Written, SecretError> {
+        let body = Zeroizing::new(
+            json!({
+                "options": { "cas": cas },
+                "data": {
+                    "p12": STANDARD.encode(material.p12.as_slice()),
+                    "password": material.password.as_str(),
+                    "writtenAt": crate::local::unix_now(),
+                }
+            })
+            .to_string(),
+        );
+        let (status, bytes) = self
+            .send(
+                Method::POST,
+                &self.version_path("data", key, version),
+                Some(body),
+            )
+            .await?;
+        if status.is_success() {
+            return Ok(Written::Stored);
+        }
+        // A check-and-set refusal is a 400; it means "taken" only if the path exists (asking
+        // is sturdier than reading Vault's wording).
+        if status == StatusCode::BAD_REQUEST
+            && self
+                .metadata_exists(&self.version_path("metadata", key, version))
+                .await?
+        {
+            return Ok(Written::Taken);
+        }
+        Err(SecretError::Unavailable(format!(
+            "Vault write answered {status}{}",
+            vault_errors(&bytes)
+        )))
+    }
+
+    /// Replaces the claim seen as KV version `claim` of the path, with check-and-set.
+    pub async fn take_over(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        claim: &Claim,
+        material: &SecretMaterial,
+    ) -> Result<Written, SecretError> {
+        match claim.write {
+            WriteId::KvVersion(seen) if seen > 0 => self.write(key, version, seen, material).await,
+            _ => Ok(Written::Taken),
+        }
+    }
+
+    /// Exactly one version's stored value, with the path's KV version number.
+    async fn read(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<(StoredValue, u64)>, SecretError> {
         let (status, body) = self
-            .call(Method::GET, &self.path("data", key), None)
+            .call(Method::GET, &self.version_path("data", key, version), None)
             .await?;
         let body = Zeroizing::new(body);
         if status == StatusCode::NOT_FOUND {
@@ -166,7 +262,23 @@ impl VaultStore {
         expect_success(status, "read")?;
         let response: ReadResponse = serde_json::from_slice(&body)
             .map_err(|_| SecretError::Corrupt("unexpected KV v2 answer".to_owned()))?;
-        let Some(value) = response.data.data else {
+        let kv_version = response
+            .data
+            .metadata
+            .map_or(0, |metadata| metadata.version);
+        Ok(response.data.data.map(|value| (value, kv_version)))
+    }
+
+    pub async fn get(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<SecretMaterial>, SecretError> {
+        let mut value = self.read(key, version).await?;
+        if value.is_none() && version != LEGACY_VERSION {
+            value = self.read(key, LEGACY_VERSION).await?;
+        }
+        let Some((value, _)) = value else {
             return Ok(None);
         };
         let p12 = STANDARD
@@ -178,24 +290,98 @@ impl VaultStore {
         }))
     }
 
-    pub async fn exists(&self, key: SecretKey<'_>) -> Result<bool, SecretError> {
-        let (status, _) = self
-            .call(Method::GET, &self.path("metadata", key), None)
-            .await?;
+    async fn metadata_exists(&self, url: &str) -> Result<bool, SecretError> {
+        let (status, _) = self.call(Method::GET, url, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(false);
         }
         expect_success(status, "metadata read").map(|()| true)
     }
 
-    pub async fn destroy(&self, key: SecretKey<'_>) -> Result<(), SecretError> {
+    pub async fn exists(&self, key: SecretKey<'_>, version: i64) -> Result<bool, SecretError> {
+        if self
+            .metadata_exists(&self.version_path("metadata", key, version))
+            .await?
+        {
+            return Ok(true);
+        }
+        if version == LEGACY_VERSION {
+            return Ok(false);
+        }
+        self.metadata_exists(&self.version_path("metadata", key, LEGACY_VERSION))
+            .await
+    }
+
+    pub async fn claim(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<Claim>, SecretError> {
+        Ok(self
+            .read(key, version)
+            .await?
+            .map(|(value, kv_version)| Claim {
+                written_at: value.written_at,
+                write: WriteId::KvVersion(kv_version),
+            }))
+    }
+
+    /// The versions stored under `key` (the legacy layout not included).
+    async fn versions(&self, key: SecretKey<'_>) -> Result<Vec<i64>, SecretError> {
+        let url = format!("{}/versions?list=true", self.path("metadata", key));
+        let (status, body) = self.call(Method::GET, &url, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        expect_success(status, "list")?;
+        let response: ListResponse = serde_json::from_slice(&body)
+            .map_err(|_| SecretError::Corrupt("unexpected KV v2 list answer".to_owned()))?;
+        // Folders (`x/`) and names that are not numbers are not ours: left alone.
+        Ok(response
+            .data
+            .keys
+            .iter()
+            .filter_map(|name| name.parse().ok())
+            .collect())
+    }
+
+    async fn delete_metadata(&self, key: SecretKey<'_>, version: i64) -> Result<(), SecretError> {
         let (status, _) = self
-            .call(Method::DELETE, &self.path("metadata", key), None)
+            .call(
+                Method::DELETE,
+                &self.version_path("metadata", key, version),
+                None,
+            )
             .await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(());
         }
         expect_success(status, "destroy")
+    }
+
+    pub async fn remove(&self, key: SecretKey<'_>, versions: Versions) -> Result<(), SecretError> {
+        let doomed: Vec<i64> = match versions {
+            Versions::One(version) => vec![version],
+            Versions::Below(bound) => {
+                let mut doomed: Vec<i64> = self
+                    .versions(key)
+                    .await?
+                    .into_iter()
+                    .filter(|version| *version < bound)
+                    .collect();
+                doomed.push(LEGACY_VERSION);
+                doomed
+            }
+            Versions::All => {
+                let mut doomed = self.versions(key).await?;
+                doomed.push(LEGACY_VERSION);
+                doomed
+            }
+        };
+        for version in doomed {
+            self.delete_metadata(key, version).await?;
+        }
+        Ok(())
     }
 
     /// Vault answers, is unsealed, and accepts our token (a token lookup).
@@ -208,7 +394,8 @@ impl VaultStore {
         expect_success(status, "token lookup")
     }
 
-    async fn call(
+    /// A call whose status the caller judges (only transport failures are errors).
+    async fn send(
         &self,
         method: Method,
         url: &str,
@@ -234,13 +421,24 @@ impl VaultStore {
             // A revoked or expired token: forget it so that the next call logs in again.
             *self.token.lock().await = None;
         }
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// A call where anything but success or 404 is an error.
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Zeroizing<String>>,
+    ) -> Result<(StatusCode, Vec<u8>), SecretError> {
+        let (status, bytes) = self.send(method, url, body).await?;
         if !status.is_success() && status != StatusCode::NOT_FOUND {
             return Err(SecretError::Unavailable(format!(
                 "Vault answered {status}{}",
                 vault_errors(&bytes)
             )));
         }
-        Ok((status, bytes.to_vec()))
+        Ok((status, bytes))
     }
 
     /// The token to use now: the configured one, or an AppRole token, logged in or renewed.

@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use mtls_auth::Privilege;
-use mtls_secrets::SecretKey;
 use zeroize::Zeroizing;
 use zip::write::SimpleFileOptions;
 
@@ -35,13 +34,8 @@ pub async fn collect(
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;
         let backends = state.inner.backends.require()?;
-        crate::certificates::live(&backends, account.as_str(), id).await?;
-        let material = backends
-            .secrets
-            .get(SecretKey {
-                account: account.as_str(),
-                certificate_id: id,
-            })
+        let row = crate::certificates::live(&backends, account.as_str(), id).await?;
+        let material = crate::certificates::material(&backends, account.as_str(), id, row.version)
             .await?
             .ok_or_else(|| {
                 ApiError::new(

@@ -15,7 +15,6 @@ use mtls_runtime::forward::{ClientKey, ForwardBody, UpstreamClient, classify};
 use mtls_runtime::identity::ClientIdentity;
 use mtls_runtime::pool::UpstreamBody;
 use mtls_runtime::{Route, normalize};
-use mtls_secrets::SecretKey;
 use zeroize::Zeroizing;
 
 use crate::AppState;
@@ -139,25 +138,23 @@ fn route(
     })
 }
 
-/// The identity of a certificate, parsed from the secret store (the cold path).
+/// The identity of a certificate version, parsed from the secret store (the cold path). The
+/// version is the one the routing table names. When its secret is gone (a replacement moved
+/// the row on and removed it, and this node's table has not caught up yet), the row's live
+/// version is loaded instead: the row decides which secret is live, and rotation fails no
+/// request.
 async fn identity(
     state: &AppState,
     account: &str,
     certificate_id: i64,
+    version: i64,
 ) -> Result<ClientIdentity, ApiError> {
     let backends = state.inner.backends.require()?;
-    let material = backends
-        .secrets
-        .get(SecretKey {
-            account,
-            certificate_id,
-        })
-        .await?
-        .ok_or_else(|| {
-            ApiError::unavailable(
-                "the mapped certificate's secret is missing from the secret store",
-            )
-        })?;
+    let material =
+        crate::certificates::material(&backends, account, certificate_id, version).await?;
+    let material = material.ok_or_else(|| {
+        ApiError::unavailable("the mapped certificate's secret is missing from the secret store")
+    })?;
     let policy = state.inner.intake;
     let now = (state.inner.clock)();
     let inspection = tokio::task::spawn_blocking(move || {
@@ -190,7 +187,7 @@ pub(crate) async fn client_for(
     }
     let identity = match key.certificate {
         // Boxed: the cold path's future (secret store, blocking parse) is large and rare.
-        Some((id, _)) => Some(Box::pin(identity(state, account, id)).await?),
+        Some((id, version)) => Some(Box::pin(identity(state, account, id, version)).await?),
         None => None,
     };
     forwarder

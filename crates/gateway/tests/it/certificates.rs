@@ -100,6 +100,152 @@ async fn vault_json(stack: &Stack, path: &str) -> (StatusCode, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+// ---- Issue 17, defect 2: the row decides which secret is live (secrets per version) ----
+
+/// The versions of certificate `id` the secret store holds: the embedded store's rows (read
+/// from the database) or the Vault paths under `.../certificates/<id>/versions/`, and whether
+/// the legacy layout (one secret per certificate, before versions) is still there.
+pub(crate) async fn stored_versions(
+    stack: &Stack,
+    app: &TestApp,
+    account: &str,
+    id: i64,
+) -> (Vec<i64>, bool) {
+    match stack.vault() {
+        None => {
+            use mtls_secrets::SealedBlobs;
+            let store =
+                mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
+                    .await
+                    .unwrap();
+            let key = mtls_secrets::SecretKey {
+                account,
+                certificate_id: id,
+            };
+            let mut versions = Vec::new();
+            for version in 1..=64 {
+                if store.blob(key, version).await.unwrap().is_some() {
+                    versions.push(version);
+                }
+            }
+            let legacy = store.blob(key, 0).await.unwrap().is_some();
+            store.close().await;
+            (versions, legacy)
+        }
+        Some(_) => {
+            let base = format!("secret/metadata/mtls/accounts/{account}/certificates/{id}");
+            let (status, listed) = vault_json(stack, &format!("{base}/versions?list=true")).await;
+            let mut versions: Vec<i64> = if status == StatusCode::NOT_FOUND {
+                Vec::new()
+            } else {
+                listed["data"]["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|key| key.as_str().unwrap().parse().unwrap())
+                    .collect()
+            };
+            versions.sort_unstable();
+            let (status, _) = vault_json(stack, &base).await;
+            (versions, status == StatusCode::OK)
+        }
+    }
+}
+
+/// Two `PUT .../by-file` of one certificate at once, with two different files, 15 times. Each
+/// round one may lose (409 `concurrent_update`) or both may pass one after the other; either
+/// way the certificate a real TLS server is then shown on a forward is the one `GET` describes,
+/// and the secret store holds that version only (the loser's and the replaced version's
+/// secrets are gone).
+#[tokio::test]
+async fn concurrent_replacements_present_the_certificate_the_row_names() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(pki) = crate::upstream::server_pki() else {
+        return;
+    };
+    let server = crate::upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
+    for stack in stacks() {
+        let app = spawn_on(&stack, crate::forward::trusting(&server)).await;
+        let tenant = crate::forward::Tenant::new(&app);
+        let api = Api {
+            app: &app,
+            account: tenant.account.clone(),
+            token: tenant.token.clone(),
+        };
+        let (id, _) = tenant
+            .certificate(&fixtures, "openssl-default-p256.p12")
+            .await;
+        let target = format!("https://localhost:{}/raced", server.port);
+        tenant.map(id, "1", &target).await;
+        let replace = |file: &'static str| {
+            let case = fixtures.case(file);
+            let form = multipart(
+                &fixtures,
+                file,
+                json!({"id": id, "name": "raced", "password": case.password}),
+            );
+            api.send(client().put(api.url("/by-file")).multipart(form))
+        };
+        let mut conflicts = 0;
+        for round in 0..15 {
+            let ((first, first_body), (second, second_body)) = tokio::join!(
+                replace("openssl-default-p384.p12"),
+                replace("openssl-default-ed25519.p12")
+            );
+            let statuses = [first, second];
+            assert!(
+                statuses.contains(&StatusCode::OK),
+                "{stack:?} round {round}: {first_body} {second_body}"
+            );
+            for (status, body) in [(first, &first_body), (second, &second_body)] {
+                if status == StatusCode::CONFLICT {
+                    assert_eq!(body["error"]["code"], "concurrent_update");
+                    conflicts += 1;
+                } else {
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                }
+            }
+            let (status, current) = api.send(client().get(api.url(&format!("/{id}")))).await;
+            assert_eq!(status, StatusCode::OK);
+            let (status, _, echoed) = crate::forward::answer(
+                tenant
+                    .forward(reqwest::Method::GET, &target)
+                    .header("LP-service-name", "IDP"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{echoed}");
+            assert_eq!(
+                echoed["fingerprint"], current["fingerprintSha256"],
+                "{stack:?} round {round}: the server was shown another certificate than GET \
+                 describes ({})",
+                current["subject"]
+            );
+            let version = current["version"].as_i64().unwrap();
+            assert_eq!(
+                stored_versions(&stack, &app, &api.account, id).await,
+                (vec![version], false),
+                "{stack:?} round {round}: only the live version's secret is kept"
+            );
+        }
+        println!("{stack:?}: {conflicts} of 15 rounds had a loser");
+
+        // Delete destroys every version's secret.
+        let (status, body) = api
+            .send(client().delete(api.url(&format!("/{id}?force=true"))))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            stored_versions(&stack, &app, &api.account, id).await,
+            (vec![], false)
+        );
+        app.running.stop().await.unwrap();
+    }
+}
+
+// ---- end of issue 17, defect 2 ----
+
 #[tokio::test]
 async fn create_read_rotate_delete_on_every_stack() {
     let Some(fixtures) = p12_fixtures() else {
@@ -185,16 +331,21 @@ async fn create_read_rotate_delete_on_every_stack() {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["successfulySavedCertificates"][0]["version"], 3);
+        assert_eq!(
+            stored_versions(&stack, &app, &api.account, id).await,
+            (vec![3], false),
+            "the replaced versions' secrets are removed"
+        );
         if stack.vault().is_some() {
             let path = format!(
-                "secret/metadata/mtls/accounts/{}/certificates/{id}",
+                "secret/metadata/mtls/accounts/{}/certificates/{id}/versions/3",
                 api.account
             );
             let (status, metadata) = vault_json(&stack, &path).await;
             assert_eq!(status, StatusCode::OK);
             assert_eq!(
-                metadata["data"]["current_version"], 3,
-                "each replacement is a new KV version"
+                metadata["data"]["current_version"], 1,
+                "each certificate version has its own path, written once"
             );
         }
 
