@@ -8,7 +8,6 @@ use axum::extract::{Path, Request, State};
 use crate::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mtls_auth::Privilege;
 use mtls_secrets::SecretKey;
 use serde::Deserialize;
 
@@ -19,10 +18,11 @@ use crate::certificates::{self, ItemInput, RawItem, now};
 use crate::dto::Certificate;
 use crate::dto::Mapping;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize, path_id, query_flag};
+use crate::extract::{
+    Authorized, Caller, ReadConfiguration, WriteConfiguration, path_id, query_flag,
+};
 use crate::mappings::{self, MappingInput};
 use crate::multipart;
-use crate::ratelimit::Group;
 use crate::routing;
 use mtls_auth::AccountId;
 
@@ -142,83 +142,51 @@ async fn save(
 
 pub async fn create_json(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     save(&state, &caller, &account, json_items(&body), false).await
 }
 
 pub async fn create_multipart(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let items = multipart_item(request, &state).await;
     save(&state, &caller, &account, items, false).await
 }
 
 pub async fn update_json(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     save(&state, &caller, &account, json_items(&body), true).await
 }
 
 pub async fn update_multipart(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let items = multipart_item(request, &state).await;
     save(&state, &caller, &account, items, true).await
 }
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<Certificate>>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     let within = match query.expiring_within_days.as_deref() {
         None => None,
         Some(days) => Some(
@@ -256,17 +224,9 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Certificate>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     let id = path_id(&id, "certificate")?;
     let backends = state.inner.backends.require()?;
     let row = certificates::live(&backends, account.as_str(), id).await?;
@@ -275,18 +235,12 @@ pub async fn get(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<Certificate>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Json<Certificate>, ApiError> = async {
         let id = path_id(&id, "certificate")?;
@@ -369,19 +323,13 @@ pub struct ActivateBody {
 /// `<serviceName>-<uuid>`.
 pub async fn activate(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<ActivateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::AppState;
 use crate::certificates::now;
 use crate::error::{ApiError, ItemError};
-use crate::extract::{AccountPath, Caller, authorize};
+use crate::extract::{Authorized, Privileged, ReadChecks, authorize};
 use crate::ratelimit::Group;
 
 /// Most triplets one check may carry.
@@ -69,7 +69,7 @@ fn text<'a>(item: &'a Map<String, Value>, key: &str) -> &'a str {
 
 pub async fn global(
     State(state): State<AppState>,
-    caller: Caller,
+    Privileged { caller, .. }: Privileged<ReadChecks>,
     Query(query): Query<CheckQuery>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -141,17 +141,9 @@ pub async fn global(
 
 pub async fn account(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadChecks>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Checks,
-    )?;
     let items = items(&body, &["serviceName", "url"])?;
     let now = now();
     let answer = state.inner.routing.with(|table| {

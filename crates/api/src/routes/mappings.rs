@@ -9,7 +9,6 @@ use axum::extract::{Path, State};
 use crate::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mtls_auth::Privilege;
 use mtls_store::MappingWrite;
 use serde::Deserialize;
 
@@ -18,9 +17,8 @@ use crate::audit;
 use crate::certificates::now;
 use crate::dto::Mapping;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize, path_id, query_flag};
+use crate::extract::{Authorized, ReadConfiguration, WriteConfiguration, path_id, query_flag};
 use crate::mappings::{self, MappingInput};
-use crate::ratelimit::Group;
 use crate::routing;
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,18 +73,12 @@ fn if_match(headers: &HeaderMap) -> Option<i64> {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Query(query): Query<MappingQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let mut ids: Vec<i64> = Vec::new();
     let result: Result<Response, ApiError> = async {
         version(&query)?;
@@ -147,17 +139,9 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Query(query): Query<MappingQuery>,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     version(&query)?;
     let backends = state.inner.backends.require()?;
     let include_deleted = query_flag(query.include_deleted.as_deref())?;
@@ -172,18 +156,10 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MappingQuery>,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     version(&query)?;
     let id = path_id(&id, "mapping")?;
     let backends = state.inner.backends.require()?;
@@ -200,20 +176,14 @@ pub async fn get(
 
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MappingQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         version(&query)?;
@@ -263,19 +233,13 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MappingQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         version(&query)?;

@@ -147,3 +147,114 @@ async fn buckets_per_ip_and_per_account() {
     );
     app.running.stop().await.unwrap();
 }
+
+/// Sends a request head announcing a 20 MB body and never sends the body; the status line of
+/// whatever answers within 5 s (`None` when nothing does: the gateway is waiting for the body).
+async fn head_without_body(
+    app: &crate::support::TestApp,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    token: Option<&str>,
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: 20000000\r\n"
+    );
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 4096];
+        while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+            let read = stream.read(&mut buffer).await.unwrap();
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ').nth(1)?.parse().ok()
+}
+
+/// ARCHITECTURE "Authorization before anything else": a caller without a credential, without
+/// the privilege, or for another account is answered at once on every route that takes a body,
+/// while the announced 20 MB never come.
+#[tokio::test]
+async fn a_refused_caller_is_answered_before_the_body() {
+    let app = spawn(|_| {}).await;
+    let account = random_account();
+    let json = "application/json";
+    let multipart = "multipart/form-data; boundary=xyz";
+    let certificates = format!("/mtls/account/{account}/certificates");
+    let mappings = format!("/api/account/{account}/configuration/ac-common/mtls");
+    let writes = [
+        ("POST", certificates.clone(), json),
+        ("PUT", certificates.clone(), json),
+        ("POST", format!("{certificates}/by-file"), multipart),
+        ("PUT", format!("{certificates}/by-file"), multipart),
+        ("POST", format!("{certificates}/byFile"), multipart),
+        ("PUT", format!("{certificates}/byFile"), multipart),
+        ("POST", format!("{certificates}/activate/1"), json),
+        ("POST", format!("{mappings}?v=3.0"), json),
+        ("PUT", format!("{mappings}/1?v=3.0"), json),
+    ];
+    let reads = [
+        (
+            "POST",
+            format!("/api/account/{account}/checks/serviceUrlMappings"),
+            json,
+        ),
+        (
+            "POST",
+            format!("/mtls/account/{account}/p12-test/multipart"),
+            multipart,
+        ),
+    ];
+    let all = [
+        Privilege::ReadInternal,
+        Privilege::WriteInternal,
+        Privilege::Forward,
+    ];
+    let another_account = app.token(&["another-account"], &all);
+    let read_only = app.token(&[&account], &[Privilege::ReadInternal, Privilege::Forward]);
+    let write_only = app.token(&[&account], &[Privilege::WriteInternal, Privilege::Forward]);
+    for (routes, lacking) in [(&writes[..], &read_only), (&reads[..], &write_only)] {
+        for (method, path, content_type) in routes {
+            for (token, expected) in [
+                (None, 401),
+                (Some(lacking.as_str()), 403),
+                (Some(another_account.as_str()), 403),
+            ] {
+                assert_eq!(
+                    head_without_body(&app, method, path, content_type, token).await,
+                    Some(expected),
+                    "{method} {path} with {}",
+                    if token.is_some() {
+                        "a token"
+                    } else {
+                        "no token"
+                    }
+                );
+            }
+        }
+    }
+    // The global check names its accounts in the body: the privilege is checked before it.
+    for (token, expected) in [(None, 401), (Some(write_only.as_str()), 403)] {
+        assert_eq!(
+            head_without_body(&app, "POST", "/mtls/mapping?v=2", json, token).await,
+            Some(expected)
+        );
+    }
+    app.running.stop().await.unwrap();
+}
