@@ -82,7 +82,10 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(nonce) = verified.nonce {
             // The nonce store is shared by every node: a replay to another node is refused too.
             let backends = state.inner.backends.require()?;
-            let expires_at = nonce.timestamp + state.inner.authenticator.oauth_window() + 1;
+            let expires_at = nonce
+                .timestamp
+                .saturating_add(state.inner.authenticator.oauth_window())
+                .saturating_add(1);
             // Boxed, as every rare path of the request: inline, its size would be part of every
             // request's future, which is moved as a whole.
             if !Box::pin(
