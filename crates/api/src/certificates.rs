@@ -94,10 +94,40 @@ fn p12_bytes(value: &Value) -> Option<Zeroizing<Vec<u8>>> {
     }
 }
 
-/// SPEC 4.1: 1 to 128 printable characters.
-fn valid_name(name: &str) -> bool {
+/// SPEC 4.1: 1 to 128 printable characters; certificate and mapping names alike.
+pub fn valid_name(name: &str) -> bool {
     let count = name.chars().count();
-    (1..=128).contains(&count) && !name.chars().any(char::is_control)
+    (1..=128).contains(&count) && !name.chars().any(|c| c.is_control() || invisible(c))
+}
+
+/// What [`valid_name`] answers with.
+pub const NAME_RULE: &str = "the name must be 1 to 128 printable characters, without control or invisible formatting characters";
+
+/// Characters that change how a name is displayed without being seen: a name shown in the
+/// console, a log or a terminal must read as what it is (no "Trojan Source" reordering, no two
+/// names that look the same). Bidirectional controls and marks, zero-width characters and
+/// joiners, line and paragraph separators, invisible operators, the byte order mark,
+/// interlinear annotations and tag characters.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// Validates every item; either all are usable or the answer lists every bad one.
@@ -148,10 +178,7 @@ pub async fn check_items(
         };
         let name = input.name.take().unwrap_or_default();
         if !valid_name(&name) {
-            fail(
-                "invalid_name",
-                "the name must be 1 to 128 printable characters".to_owned(),
-            );
+            fail("invalid_name", NAME_RULE.to_owned());
             continue;
         }
         let bytes = match (file, input.p12.as_ref()) {

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::backends::Backends;
-use crate::certificates::parse_id;
+use crate::certificates::{NAME_RULE, parse_id};
 use crate::error::{ApiError, ItemError};
 use mtls_store::MappingFields;
 
@@ -52,12 +52,8 @@ async fn check(
     input: MappingInput,
 ) -> Result<Result<MappingFields, (&'static str, String)>, ApiError> {
     let name = input.name.unwrap_or_default();
-    let count = name.chars().count();
-    if !(1..=128).contains(&count) || name.chars().any(char::is_control) {
-        return Ok(Err((
-            "invalid_name",
-            "the name must be 1 to 128 printable characters".to_owned(),
-        )));
+    if !crate::certificates::valid_name(&name) {
+        return Ok(Err(("invalid_name", NAME_RULE.to_owned())));
     }
     if let Some(site) = &input.site_id
         && text_id(site).as_deref() != Some(account)

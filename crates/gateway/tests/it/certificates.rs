@@ -438,3 +438,51 @@ async fn another_account_cannot_reach_a_certificate() {
         app.running.stop().await.unwrap();
     }
 }
+
+// ---- issue 17 (intake): names, upload limits while reading, per-account cap --------------
+
+/// Issue 17 item 11: certificate names with bidirectional controls or other invisible
+/// formatting characters are refused with `invalid_name`, in JSON and multipart alike.
+#[tokio::test]
+async fn certificate_names_refuse_invisible_characters() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let app = crate::support::spawn(|_| {}).await;
+    let api = Api::new(&app);
+    let file = "openssl-default-p256.p12";
+    for name in [
+        "invoice\u{202E}fdp.exe",
+        "\u{202A}a",
+        "\u{202B}b",
+        "\u{202C}c",
+        "\u{202D}d",
+        "\u{2066}e",
+        "\u{2067}f",
+        "\u{2068}g",
+        "h\u{2069}",
+        "i\u{200E}",
+        "zero\u{200B}width",
+        "bom\u{FEFF}",
+        "tag\u{E0041}",
+    ] {
+        let (status, body) = api.create(json!([item(&fixtures, file, name)])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_name", "{name:?}");
+        let (status, body) = api
+            .send(client().post(api.url("/by-file")).multipart(multipart(
+                &fixtures,
+                file,
+                json!({ "name": name, "password": fixtures.case(file).password }),
+            )))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_name", "{name:?}");
+    }
+    assert!(api.list(true).await.is_empty());
+    let (status, body) = api
+        .create(json!([item(&fixtures, file, "Zürich – façade ✓")]))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.running.stop().await.unwrap();
+}

@@ -710,3 +710,76 @@ async fn another_node_sees_a_change_within_the_sync_interval() {
     second.running.stop().await.unwrap();
     first.running.stop().await.unwrap();
 }
+
+// ---- issue 17: what a mapping write accepts (upstreamCaPem parsed, invisible name characters)
+
+/// Issue 17 item 11: mapping names with bidirectional controls or other invisible formatting
+/// characters are refused (create and update), as control characters were.
+#[tokio::test]
+async fn mapping_names_refuse_invisible_characters() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let app = crate::support::spawn(|_| {}).await;
+    let account = Account::new(&app);
+    let certificate = account
+        .certificate(&fixtures, "openssl-default-p256.p12", "c1")
+        .await;
+    let site = account.id.clone();
+    let names = [
+        "invoice\u{202E}fdp.exe",
+        "\u{202A}left",
+        "\u{202B}right",
+        "\u{202C}pop",
+        "\u{202D}override",
+        "\u{2066}isolate",
+        "\u{2067}isolate",
+        "\u{2068}isolate",
+        "isolate\u{2069}",
+        "mark\u{200F}",
+        "zero\u{200B}width",
+        "bom\u{FEFF}",
+        "tag\u{E0041}",
+        "line\u{2028}separator",
+    ];
+    for (index, name) in names.iter().enumerate() {
+        let url = format!("https://n{index}.example/");
+        let answer = account
+            .create(json!([mapping(name, certificate, "1", &url, &site)]))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{name:?}: {}",
+            answer.body
+        );
+        assert_eq!(answer.code(), Some("invalid_name"), "{name:?}");
+    }
+    let answer = account
+        .create(json!([mapping(
+            "Zürich – façade ✓",
+            certificate,
+            "1",
+            "https://ok.example/",
+            &site
+        )]))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let id = answer.body[0]["id"].as_i64().unwrap();
+    let answer = account
+        .send(
+            client()
+                .put(account.mappings_url(&format!("/{id}?v=3.0")))
+                .json(&mapping(
+                    "ok\u{202E}",
+                    certificate,
+                    "1",
+                    "https://ok.example/",
+                    &site,
+                )),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.code(), Some("invalid_name"));
+    app.running.stop().await.unwrap();
+}
