@@ -5,11 +5,8 @@
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use mtls_secrets::{SecretKey, SecretMaterial};
 use mtls_store::{NewCertificate, Replacement, SecretState};
-use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -21,17 +18,21 @@ use crate::error::{ApiError, ItemError};
 /// Most items one request may carry.
 pub const MAX_ITEMS: usize = 50;
 
-/// One item as it arrives (JSON array element or multipart `certificate` part + `file`).
-#[derive(Default, Deserialize)]
+/// One item as it arrives (JSON array element or multipart `certificate` part + `file`), read
+/// by [`crate::upload`].
+#[derive(Default)]
 pub struct ItemInput {
-    #[serde(default)]
     pub id: Option<Value>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
-    pub p12: Option<Value>,
-    #[serde(default)]
+    pub p12: Option<P12>,
     pub password: Option<String>,
+}
+
+/// A JSON item's `p12`, decoded while it was read.
+pub enum P12 {
+    Bytes(Zeroizing<Vec<u8>>),
+    /// Neither base64 text nor an array of byte values (-128..=255).
+    Invalid,
 }
 
 impl Drop for ItemInput {
@@ -68,30 +69,6 @@ pub fn parse_id(value: &Value) -> Option<i64> {
         _ => None,
     }
     .filter(|id| *id > 0)
-}
-
-/// `p12` as a JSON array of byte values (signed -128..127 or unsigned 0..255) or base64 text.
-fn p12_bytes(value: &Value) -> Option<Zeroizing<Vec<u8>>> {
-    match value {
-        Value::String(text) => STANDARD
-            .decode(text.trim().as_bytes())
-            .ok()
-            .map(Zeroizing::new),
-        Value::Array(values) => {
-            let mut bytes = Zeroizing::new(Vec::with_capacity(values.len()));
-            for value in values {
-                let number = value.as_i64()?;
-                let byte = match number {
-                    -128..=-1 => u8::try_from(number + 256).ok()?,
-                    0..=255 => u8::try_from(number).ok()?,
-                    _ => return None,
-                };
-                bytes.push(byte);
-            }
-            Some(bytes)
-        }
-        _ => None,
-    }
 }
 
 /// SPEC 4.1: 1 to 128 printable characters; certificate and mapping names alike.
@@ -181,18 +158,16 @@ pub async fn check_items(
             fail("invalid_name", NAME_RULE.to_owned());
             continue;
         }
-        let bytes = match (file, input.p12.as_ref()) {
+        let bytes = match (file, input.p12.take()) {
             (Some(file), _) => file,
-            (None, Some(value)) => match p12_bytes(value) {
-                Some(bytes) => bytes,
-                None => {
-                    fail(
-                        "invalid_p12_encoding",
-                        "p12 must be base64 text or an array of byte values".to_owned(),
-                    );
-                    continue;
-                }
-            },
+            (None, Some(P12::Bytes(bytes))) => bytes,
+            (None, Some(P12::Invalid)) => {
+                fail(
+                    "invalid_p12_encoding",
+                    "p12 must be base64 text or an array of byte values".to_owned(),
+                );
+                continue;
+            }
             (None, None) => {
                 fail("missing_p12", "the PKCS#12 file is missing".to_owned());
                 continue;

@@ -19,6 +19,7 @@ mod routes;
 pub mod routing;
 pub mod services;
 mod state;
+mod upload;
 
 pub use backends::{BackendSlot, Backends, Readiness};
 pub use certificates::now;

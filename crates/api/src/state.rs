@@ -20,6 +20,18 @@ pub struct Limits {
     pub password_max_bytes: usize,
 }
 
+impl Limits {
+    /// Largest JSON certificate body, capped while it streams in: room for a few files at the
+    /// limit as arrays of signed byte values (up to 5 characters per byte, "-128,"), many more
+    /// as base64. What a request holds is bounded by this, not by the item count.
+    pub fn json_body_max_bytes(&self) -> usize {
+        self.p12_max_bytes
+            .saturating_mul(6)
+            .saturating_add(64 * 1024)
+            .saturating_mul(4)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::audit;
 use crate::backends::Backends;
-use crate::certificates::{self, ItemInput, RawItem, now};
+use crate::certificates::{self, RawItem, now};
 use crate::dto::Certificate;
 use crate::dto::Mapping;
 use crate::error::ApiError;
@@ -42,13 +42,8 @@ pub struct DeleteQuery {
     force: Option<String>,
 }
 
-fn json_items(body: &Bytes) -> Result<Vec<RawItem>, ApiError> {
-    let items: Vec<ItemInput> = serde_json::from_slice(body).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_json",
-            "the body must be a JSON array of certificate objects",
-        )
-    })?;
+async fn json_items(request: Request, state: &AppState) -> Result<Vec<RawItem>, ApiError> {
+    let items = crate::upload::items(request, state).await?;
     Ok(items.into_iter().map(|item| (item, None)).collect())
 }
 
@@ -63,12 +58,13 @@ async fn multipart_item(request: Request, state: &AppState) -> Result<Vec<RawIte
             "the multipart part 'certificate' (JSON with name and password) is missing",
         )
     })?;
-    let item: ItemInput = serde_json::from_slice(&certificate).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_certificate_part",
-            "the 'certificate' part must be a JSON object",
-        )
-    })?;
+    let item =
+        crate::upload::item(&certificate, state.inner.limits.p12_max_bytes).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_certificate_part",
+                "the 'certificate' part must be a JSON object",
+            )
+        })?;
     Ok(vec![(item, Some(file))])
 }
 
@@ -145,9 +141,10 @@ pub async fn create_json(
     Authorized {
         caller, account, ..
     }: Authorized<WriteConfiguration>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    save(&state, &caller, &account, json_items(&body), false).await
+    let items = json_items(request, &state).await;
+    save(&state, &caller, &account, items, false).await
 }
 
 pub async fn create_multipart(
@@ -166,9 +163,10 @@ pub async fn update_json(
     Authorized {
         caller, account, ..
     }: Authorized<WriteConfiguration>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    save(&state, &caller, &account, json_items(&body), true).await
+    let items = json_items(request, &state).await;
+    save(&state, &caller, &account, items, true).await
 }
 
 pub async fn update_multipart(
