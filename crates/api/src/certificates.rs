@@ -205,6 +205,15 @@ pub async fn check_items(
     Ok(checked)
 }
 
+/// 409: a create would leave the account holding more than `cap` live `what`.
+pub fn over_cap(code: &'static str, what: &str, cap: usize) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        code,
+        format!("the account may hold at most {cap} {what}; delete some before creating more"),
+    )
+}
+
 pub fn conflict(name: &str) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::CONFLICT,
@@ -266,12 +275,22 @@ pub async fn live(
     }
 }
 
-/// Creates every item: secrets first, then all rows in one transaction.
+/// Creates every item: secrets first, then all rows in one transaction, within the account's
+/// cap of `cap` live certificates (checked early so that no secret is written for nothing, and
+/// again atomically with the insert).
 pub async fn create(
     backends: &Backends,
     account: &str,
     items: Vec<CheckedItem>,
+    cap: usize,
 ) -> Result<(SaveResult, bool), ApiError> {
+    let over_cap = || over_cap("certificate_limit_reached", "certificates", cap);
+    let live = backends.store.live_certificate_count(account).await?;
+    if live.saturating_add(i64::try_from(items.len()).unwrap_or(i64::MAX))
+        > i64::try_from(cap).unwrap_or(i64::MAX)
+    {
+        return Err(over_cap());
+    }
     for item in &items {
         if backends
             .store
@@ -303,7 +322,17 @@ pub async fn create(
             facts: item.facts.clone(),
         });
     }
-    if let Err(error) = backends.store.insert_certificates(&rows, now).await {
+    let refused = match backends
+        .store
+        .insert_certificates_within(account, &rows, now, cap)
+        .await
+    {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) => Some(over_cap()),
+        Err(mtls_store::StoreError::Conflict) => Some(conflict("of one of the items")),
+        Err(other) => Some(ApiError::from(other)),
+    };
+    if let Some(error) = refused {
         // Nothing was stored in the database: take the secrets back out.
         for row in &rows {
             let _ = backends
@@ -314,10 +343,7 @@ pub async fn create(
                 })
                 .await;
         }
-        return Err(match error {
-            mtls_store::StoreError::Conflict => conflict("of one of the items"),
-            other => other.into(),
-        });
+        return Err(error);
     }
     let mut result = SaveResult::default();
     for row in &rows {

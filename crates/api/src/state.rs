@@ -18,6 +18,10 @@ pub struct Limits {
     pub p12_max_bytes: usize,
     /// Largest password part, in bytes.
     pub password_max_bytes: usize,
+    /// Most live (not deleted) certificates one account may hold (409 past it).
+    pub max_certificates_per_account: usize,
+    /// Most live (not deleted) mappings one account may hold (409 past it).
+    pub max_mappings_per_account: usize,
 }
 
 impl Limits {
@@ -37,6 +41,8 @@ impl Default for Limits {
         Self {
             p12_max_bytes: 1024 * 1024,
             password_max_bytes: 4096,
+            max_certificates_per_account: 1000,
+            max_mappings_per_account: 10_000,
         }
     }
 }

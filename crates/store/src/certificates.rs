@@ -148,6 +148,76 @@ impl Store {
         .await
     }
 
+    /// [`Store::insert_certificates`] for one account, unless the account would then hold more
+    /// than `cap` live certificates ([`crate::OverCap`]): counted under [`Store::lock_account`] in
+    /// the same transaction, so concurrent creates on any node cannot pass the cap together.
+    pub async fn insert_certificates_within(
+        &self,
+        account: &str,
+        rows: &[NewCertificate],
+        now: i64,
+        cap: usize,
+    ) -> Result<Result<(), crate::mappings::OverCap>, StoreError> {
+        mtls_metrics::timed("database", "insert_certificates", async move {
+            let mut transaction = self.pool.begin().await?;
+            self.lock_account(&mut transaction, account).await?;
+            let live = Self::live_rows(
+                &mut transaction,
+                crate::mappings::LiveTable::Certificates,
+                account,
+            )
+            .await?;
+            let adding = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            if live.saturating_add(adding) > i64::try_from(cap).unwrap_or(i64::MAX) {
+                return Ok(Err(crate::mappings::OverCap { live }));
+            }
+            for new in rows {
+                let facts = &new.facts;
+                sqlx::query(concat!(
+                    "INSERT INTO certificates (",
+                    columns!(),
+                    ", active_name) VALUES (?, ?, ?, 0, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ))
+                .bind(new.id)
+                .bind(&new.account_id)
+                .bind(&facts.name)
+                .bind(new.secret_state.as_str())
+                .bind(&facts.subject)
+                .bind(&facts.issuer)
+                .bind(&facts.serial_number)
+                .bind(facts.not_before)
+                .bind(facts.not_after)
+                .bind(&facts.fingerprint_sha256)
+                .bind(&facts.key_type)
+                .bind(facts.chain_length)
+                .bind(now)
+                .bind(now)
+                .bind(&facts.name)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            transaction.commit().await?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    /// Live (not deleted) certificates of `account`, for a cap's early answer.
+    pub async fn live_certificate_count(&self, account: &str) -> Result<i64, StoreError> {
+        mtls_metrics::timed("database", "live_certificate_count", async move {
+            let mut transaction = self.pool.begin().await?;
+            let live = Self::live_rows(
+                &mut transaction,
+                crate::mappings::LiveTable::Certificates,
+                account,
+            )
+            .await?;
+            transaction.commit().await?;
+            Ok(live)
+        })
+        .await
+    }
+
     /// One certificate of `account` (deleted ones included; callers decide).
     pub async fn certificate(
         &self,

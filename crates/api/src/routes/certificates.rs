@@ -99,7 +99,8 @@ async fn save(
         let outcome = if replace {
             certificates::replace(&backends, account.as_str(), items).await?
         } else {
-            certificates::create(&backends, account.as_str(), items).await?
+            let cap = state.inner.limits.max_certificates_per_account;
+            certificates::create(&backends, account.as_str(), items, cap).await?
         };
         ids = outcome
             .0
@@ -374,12 +375,25 @@ pub async fn activate(
             validate_url(&state, account.as_str(), (id, version), &fields.url).await?;
         }
         let mapping_id = mtls_store::new_id()?;
+        let mappings_cap = state.inner.limits.max_mappings_per_account;
         match backends
             .store
-            .insert_mappings(account.as_str(), &[(mapping_id, fields)], now())
+            .insert_mappings(
+                account.as_str(),
+                &[(mapping_id, fields)],
+                now(),
+                mappings_cap,
+            )
             .await
         {
-            Ok(_) => {}
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                return Err(certificates::over_cap(
+                    "mapping_limit_reached",
+                    "mappings",
+                    mappings_cap,
+                ));
+            }
             Err(mtls_store::StoreError::Conflict) => {
                 return Err(mappings::conflict(
                     "mapping_conflict",

@@ -95,6 +95,7 @@ pub async fn create(
             ));
         }
         let backends = state.inner.backends.require()?;
+        let mappings_cap = state.inner.limits.max_mappings_per_account;
         let fields = mappings::check_all(&state, &backends, account.as_str(), inputs, None).await?;
         let mut rows = Vec::with_capacity(fields.len());
         for field in fields {
@@ -103,10 +104,17 @@ pub async fn create(
         ids = rows.iter().map(|(id, _)| *id).collect();
         let revision = match backends
             .store
-            .insert_mappings(account.as_str(), &rows, now())
+            .insert_mappings(account.as_str(), &rows, now(), mappings_cap)
             .await
         {
-            Ok(revision) => revision,
+            Ok(Ok(revision)) => revision,
+            Ok(Err(_)) => {
+                return Err(crate::certificates::over_cap(
+                    "mapping_limit_reached",
+                    "mappings",
+                    mappings_cap,
+                ));
+            }
             Err(mtls_store::StoreError::Conflict) => {
                 return Err(mappings::conflict(
                     "mapping_conflict",

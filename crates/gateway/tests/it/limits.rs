@@ -258,3 +258,231 @@ async fn a_refused_caller_is_answered_before_the_body() {
     }
     app.running.stop().await.unwrap();
 }
+
+/// Issue 17 item 11: per-account caps on live certificates and live mappings (409 with their
+/// codes; a deleted one frees its place), held under concurrent creates, on every stack.
+#[tokio::test]
+async fn per_account_caps_on_certificates_and_mappings() {
+    use base64::Engine;
+    use serde_json::json;
+    let Some(fixtures) = mtls_test_support::p12_fixtures() else {
+        return;
+    };
+    let file = "openssl-default-p256.p12";
+    let p12 = base64::engine::general_purpose::STANDARD.encode(fixtures.bytes(file));
+    let password = fixtures.case(file).password.clone();
+    let certificate = |name: &str| json!({ "name": name, "p12": p12, "password": password });
+    for stack in crate::support::stacks() {
+        let app = crate::support::spawn_on(&stack, |config| {
+            config.accounts.max_certificates = 3;
+            config.accounts.max_mappings = 4;
+        })
+        .await;
+        let account = random_account();
+        let token = app.token(
+            &[&account],
+            &[Privilege::ReadInternal, Privilege::WriteInternal],
+        );
+        let certificates = app.url(&format!("/mtls/account/{account}/certificates"));
+        let mappings = app.url(&format!(
+            "/api/account/{account}/configuration/ac-common/mtls"
+        ));
+        let send = |request: reqwest::RequestBuilder| {
+            let token = token.clone();
+            async move {
+                let response = request.bearer_auth(token).send().await.unwrap();
+                let status = response.status();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+
+        // Certificates: two, then a request for two more is refused whole, one more fits.
+        let (status, body) = send(
+            client()
+                .post(&certificates)
+                .json(&json!([certificate("c1"), certificate("c2")])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let first = body["successfulySavedCertificates"][0]["id"]
+            .as_i64()
+            .unwrap();
+        let (status, body) = send(
+            client()
+                .post(&certificates)
+                .json(&json!([certificate("c3"), certificate("c4")])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "certificate_limit_reached");
+        let (status, body) = send(
+            client()
+                .post(&certificates)
+                .json(&json!([certificate("c3")])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = send(
+            client()
+                .post(&certificates)
+                .json(&json!([certificate("c4")])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "certificate_limit_reached");
+        // Replacing one is not a create; deleting one frees its place.
+        let (status, body) = send(
+            client()
+                .put(&certificates)
+                .json(&json!([{ "id": first, "name": "c1", "p12": p12, "password": password }])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _) = send(client().delete(format!("{certificates}/{first}"))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = send(
+            client()
+                .post(&certificates)
+                .json(&json!([certificate("c4")])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let certificate_id = body["successfulySavedCertificates"][0]["id"]
+            .as_i64()
+            .unwrap();
+
+        // Mappings: three, then two more refused whole, one more fits, then activate is refused.
+        let mapping = |name: &str| {
+            json!({ "name": name, "certificationId": certificate_id, "serviceId": "1",
+                    "url": format!("https://{name}.example/") })
+        };
+        let (status, body) = send(client().post(format!("{mappings}?v=3.0")).json(&json!([
+            mapping("m1"),
+            mapping("m2"),
+            mapping("m3")
+        ])))
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let first_mapping = body[0]["id"].as_i64().unwrap();
+        let (status, body) = send(
+            client()
+                .post(format!("{mappings}?v=3.0"))
+                .json(&json!([mapping("m4"), mapping("m5")])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "mapping_limit_reached");
+        let (status, body) = send(
+            client()
+                .post(format!("{mappings}?v=3.0"))
+                .json(&json!([mapping("m4")])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let activate = format!("{certificates}/activate/{certificate_id}");
+        let (status, body) = send(
+            client()
+                .post(&activate)
+                .json(&json!({"serviceName": "WEBHOOKS", "url": "https://hooks.example/a"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "mapping_limit_reached");
+        let (status, _) = send(client().delete(format!("{mappings}/{first_mapping}?v=3.0"))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = send(
+            client()
+                .post(&activate)
+                .json(&json!({"serviceName": "WEBHOOKS", "url": "https://hooks.example/a"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+
+        // Concurrent creates on a fresh account: never more than the cap stored.
+        let other = random_account();
+        let token = app.token(
+            &[&other],
+            &[Privilege::ReadInternal, Privilege::WriteInternal],
+        );
+        let other_certificates = app.url(&format!("/mtls/account/{other}/certificates"));
+        let creates = (0..8).map(|index| {
+            client()
+                .post(&other_certificates)
+                .bearer_auth(&token)
+                .json(&json!([certificate(&format!("r{index}"))]))
+                .send()
+        });
+        let statuses: Vec<StatusCode> = futures_statuses(creates).await;
+        let created = statuses
+            .iter()
+            .filter(|status| **status == StatusCode::CREATED)
+            .count();
+        assert!(
+            statuses
+                .iter()
+                .all(|status| *status == StatusCode::CREATED || *status == StatusCode::CONFLICT),
+            "{statuses:?}"
+        );
+        let listed: Vec<Value> = client()
+            .get(&other_certificates)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), created, "{statuses:?}");
+        assert_eq!(created, 3, "{statuses:?}");
+        let id = listed[0]["id"].as_i64().unwrap();
+        let other_mappings = app.url(&format!(
+            "/api/account/{other}/configuration/ac-common/mtls"
+        ));
+        let creates = (0..8).map(|index| {
+            client()
+                .post(format!("{other_mappings}?v=3.0"))
+                .bearer_auth(&token)
+                .json(
+                    &json!([{ "name": format!("r{index}"), "certificationId": id,
+                                "serviceId": "1", "url": format!("https://r{index}.example/") }]),
+                )
+                .send()
+        });
+        let statuses = futures_statuses(creates).await;
+        let listed: Vec<Value> = client()
+            .get(format!("{other_mappings}?v=3.0"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 4, "{statuses:?}");
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|status| **status == StatusCode::CREATED)
+                .count(),
+            4,
+            "{statuses:?}"
+        );
+        app.running.stop().await.unwrap();
+    }
+}
+
+/// Runs the requests at once; their statuses in order.
+async fn futures_statuses<F>(requests: impl Iterator<Item = F>) -> Vec<StatusCode>
+where
+    F: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+{
+    let handles: Vec<_> = requests.map(tokio::spawn).collect();
+    let mut statuses = Vec::new();
+    for handle in handles {
+        statuses.push(handle.await.unwrap().unwrap().status());
+    }
+    statuses
+}
