@@ -34,15 +34,16 @@ pub struct CheckQuery {
 /// service or URL is an answer, `false`; a missing one is a malformed question, 400 with every
 /// bad item).
 fn items(body: &Bytes, fields: &[&str]) -> Result<Vec<Map<String, Value>>, ApiError> {
-    let items: Vec<Map<String, Value>> = serde_json::from_slice(body).map_err(|_| {
-        ApiError::bad_request("invalid_json", "the body must be a JSON array of objects")
-    })?;
-    if items.len() > MAX_TRIPLETS {
-        return Err(ApiError::bad_request(
-            "too_many_items",
-            format!("at most {MAX_TRIPLETS} triplets per request"),
-        ));
-    }
+    let items: Vec<Map<String, Value>> =
+        crate::upload::array(body, MAX_TRIPLETS).map_err(|error| match error {
+            crate::upload::ArrayError::TooMany => ApiError::bad_request(
+                "too_many_items",
+                format!("at most {MAX_TRIPLETS} triplets per request"),
+            ),
+            crate::upload::ArrayError::Invalid => {
+                ApiError::bad_request("invalid_json", "the body must be a JSON array of objects")
+            }
+        })?;
     let bad: Vec<ItemError> = items
         .iter()
         .enumerate()

@@ -71,6 +71,16 @@ fn if_match(headers: &HeaderMap) -> Option<i64> {
     )
 }
 
+/// Most mappings one create may carry.
+const MAX_MAPPINGS: usize = 1000;
+
+fn item_count() -> ApiError {
+    ApiError::bad_request(
+        "invalid_item_count",
+        format!("send 1 to {MAX_MAPPINGS} mappings"),
+    )
+}
+
 pub async fn create(
     State(state): State<AppState>,
     Authorized {
@@ -82,17 +92,16 @@ pub async fn create(
     let mut ids: Vec<i64> = Vec::new();
     let result: Result<Response, ApiError> = async {
         version(&query)?;
-        let inputs: Vec<MappingInput> = serde_json::from_slice(&body).map_err(|_| {
-            ApiError::bad_request(
-                "invalid_json",
-                "the body must be a JSON array of mapping objects",
-            )
-        })?;
-        if inputs.is_empty() || inputs.len() > 1000 {
-            return Err(ApiError::bad_request(
-                "invalid_item_count",
-                "send 1 to 1000 mappings",
-            ));
+        let inputs: Vec<MappingInput> =
+            crate::upload::array(&body, MAX_MAPPINGS).map_err(|error| match error {
+                crate::upload::ArrayError::TooMany => item_count(),
+                crate::upload::ArrayError::Invalid => ApiError::bad_request(
+                    "invalid_json",
+                    "the body must be a JSON array of mapping objects",
+                ),
+            })?;
+        if inputs.is_empty() {
+            return Err(item_count());
         }
         let backends = state.inner.backends.require()?;
         let mappings_cap = state.inner.limits.max_mappings_per_account;

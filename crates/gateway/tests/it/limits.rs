@@ -486,3 +486,47 @@ where
     }
     statuses
 }
+
+/// Mapping and check bodies: the item past the cap is refused before it is parsed (what follows
+/// it is never looked at, here not even valid JSON), so an array of many tiny items never
+/// becomes a vector of full-size inputs (docs/runtime.md: 549 MiB for 4 MB before).
+#[tokio::test]
+async fn item_caps_apply_while_a_body_is_parsed() {
+    let app = spawn(|_| {}).await;
+    let account = random_account();
+    let token = app.token(
+        &[&account],
+        &[Privilege::ReadInternal, Privilege::WriteInternal],
+    );
+    let mut mappings = String::from("[");
+    mappings.push_str(&"{},".repeat(1001));
+    mappings.push_str("not json");
+    let mut checks = String::from("[");
+    checks.push_str(&"{\"serviceName\":\"IDP\",\"url\":\"https://a.example/\"},".repeat(1001));
+    checks.push_str("not json");
+    for (path, body, code) in [
+        (
+            format!("/api/account/{account}/configuration/ac-common/mtls?v=3.0"),
+            mappings,
+            "invalid_item_count",
+        ),
+        (
+            format!("/api/account/{account}/checks/serviceUrlMappings"),
+            checks,
+            "too_many_items",
+        ),
+    ] {
+        let response = client()
+            .post(app.url(&path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}");
+    }
+    app.running.stop().await.unwrap();
+}
