@@ -4,6 +4,7 @@
 pub mod app_keys;
 mod audit;
 pub mod backends;
+mod capped_json;
 mod certificates;
 pub mod console;
 pub mod dto;

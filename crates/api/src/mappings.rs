@@ -16,13 +16,13 @@ use mtls_store::MappingFields;
 pub struct MappingInput {
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "crate::upload::scalar")]
+    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
     pub certification_id: Option<Value>,
-    #[serde(default, deserialize_with = "crate::upload::scalar")]
+    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
     pub service_id: Option<Value>,
     #[serde(default)]
     pub url: Option<String>,
-    #[serde(default, deserialize_with = "crate::upload::scalar")]
+    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
     pub site_id: Option<Value>,
     #[serde(default)]
     pub enable: Option<bool>,

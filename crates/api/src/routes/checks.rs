@@ -35,12 +35,12 @@ pub struct CheckQuery {
 /// bad item).
 fn items(body: &Bytes, fields: &[&str]) -> Result<Vec<Map<String, Value>>, ApiError> {
     let items: Vec<Map<String, Value>> =
-        crate::upload::array(body, MAX_TRIPLETS).map_err(|error| match error {
-            crate::upload::ArrayError::TooMany => ApiError::bad_request(
+        crate::capped_json::array(body, MAX_TRIPLETS).map_err(|error| match error {
+            crate::capped_json::ArrayError::TooMany => ApiError::bad_request(
                 "too_many_items",
                 format!("at most {MAX_TRIPLETS} triplets per request"),
             ),
-            crate::upload::ArrayError::Invalid => {
+            crate::capped_json::ArrayError::Invalid => {
                 ApiError::bad_request("invalid_json", "the body must be a JSON array of objects")
             }
         })?;

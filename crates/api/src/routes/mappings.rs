@@ -93,9 +93,9 @@ pub async fn create(
     let result: Result<Response, ApiError> = async {
         version(&query)?;
         let inputs: Vec<MappingInput> =
-            crate::upload::array(&body, MAX_MAPPINGS).map_err(|error| match error {
-                crate::upload::ArrayError::TooMany => item_count(),
-                crate::upload::ArrayError::Invalid => ApiError::bad_request(
+            crate::capped_json::array(&body, MAX_MAPPINGS).map_err(|error| match error {
+                crate::capped_json::ArrayError::TooMany => item_count(),
+                crate::capped_json::ArrayError::Invalid => ApiError::bad_request(
                     "invalid_json",
                     "the body must be a JSON array of mapping objects",
                 ),
