@@ -8,11 +8,8 @@
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use mtls_secrets::{SecretKey, SecretMaterial, Versions, Written};
 use mtls_store::{NewCertificate, Replacement, SecretState};
-use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -24,17 +21,21 @@ use crate::error::{ApiError, ItemError};
 /// Most items one request may carry.
 pub const MAX_ITEMS: usize = 50;
 
-/// One item as it arrives (JSON array element or multipart `certificate` part + `file`).
-#[derive(Default, Deserialize)]
+/// One item as it arrives (JSON array element or multipart `certificate` part + `file`), read
+/// by [`crate::upload`].
+#[derive(Default)]
 pub struct ItemInput {
-    #[serde(default)]
     pub id: Option<Value>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
-    pub p12: Option<Value>,
-    #[serde(default)]
+    pub p12: Option<P12>,
     pub password: Option<String>,
+}
+
+/// A JSON item's `p12`, decoded while it was read.
+pub enum P12 {
+    Bytes(Zeroizing<Vec<u8>>),
+    /// Neither base64 text nor an array of byte values (-128..=255).
+    Invalid,
 }
 
 impl Drop for ItemInput {
@@ -73,34 +74,40 @@ pub fn parse_id(value: &Value) -> Option<i64> {
     .filter(|id| *id > 0)
 }
 
-/// `p12` as a JSON array of byte values (signed -128..127 or unsigned 0..255) or base64 text.
-fn p12_bytes(value: &Value) -> Option<Zeroizing<Vec<u8>>> {
-    match value {
-        Value::String(text) => STANDARD
-            .decode(text.trim().as_bytes())
-            .ok()
-            .map(Zeroizing::new),
-        Value::Array(values) => {
-            let mut bytes = Zeroizing::new(Vec::with_capacity(values.len()));
-            for value in values {
-                let number = value.as_i64()?;
-                let byte = match number {
-                    -128..=-1 => u8::try_from(number + 256).ok()?,
-                    0..=255 => u8::try_from(number).ok()?,
-                    _ => return None,
-                };
-                bytes.push(byte);
-            }
-            Some(bytes)
-        }
-        _ => None,
-    }
+/// SPEC 4.1: 1 to 128 printable characters; certificate and mapping names alike.
+pub fn valid_name(name: &str) -> bool {
+    let count = name.chars().count();
+    (1..=128).contains(&count) && !name.chars().any(|c| c.is_control() || invisible(c))
 }
 
-/// SPEC 4.1: 1 to 128 printable characters.
-fn valid_name(name: &str) -> bool {
-    let count = name.chars().count();
-    (1..=128).contains(&count) && !name.chars().any(char::is_control)
+/// What [`valid_name`] answers with.
+pub const NAME_RULE: &str = "the name must be 1 to 128 printable characters, without control or invisible formatting characters";
+
+/// Characters that change how a name is displayed without being seen: a name shown in the
+/// console, a log or a terminal must read as what it is (no "Trojan Source" reordering, no two
+/// names that look the same). Bidirectional controls and marks, zero-width characters and
+/// joiners, line and paragraph separators, invisible operators, the byte order mark,
+/// interlinear annotations and tag characters.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// Validates every item; either all are usable or the answer lists every bad one.
@@ -151,24 +158,19 @@ pub async fn check_items(
         };
         let name = input.name.take().unwrap_or_default();
         if !valid_name(&name) {
-            fail(
-                "invalid_name",
-                "the name must be 1 to 128 printable characters".to_owned(),
-            );
+            fail("invalid_name", NAME_RULE.to_owned());
             continue;
         }
-        let bytes = match (file, input.p12.as_ref()) {
+        let bytes = match (file, input.p12.take()) {
             (Some(file), _) => file,
-            (None, Some(value)) => match p12_bytes(value) {
-                Some(bytes) => bytes,
-                None => {
-                    fail(
-                        "invalid_p12_encoding",
-                        "p12 must be base64 text or an array of byte values".to_owned(),
-                    );
-                    continue;
-                }
-            },
+            (None, Some(P12::Bytes(bytes))) => bytes,
+            (None, Some(P12::Invalid)) => {
+                fail(
+                    "invalid_p12_encoding",
+                    "p12 must be base64 text or an array of byte values".to_owned(),
+                );
+                continue;
+            }
             (None, None) => {
                 fail("missing_p12", "the PKCS#12 file is missing".to_owned());
                 continue;
@@ -204,6 +206,15 @@ pub async fn check_items(
         }
     }
     Ok(checked)
+}
+
+/// 409: a create would leave the account holding more than `cap` live `what`.
+pub fn over_cap(code: &'static str, what: &str, cap: usize) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        code,
+        format!("the account may hold at most {cap} {what}; delete some before creating more"),
+    )
 }
 
 pub fn conflict(name: &str) -> ApiError {
@@ -291,12 +302,22 @@ pub async fn material(
     }
 }
 
-/// Creates every item: secrets first, then all rows in one transaction.
+/// Creates every item: secrets first, then all rows in one transaction, within the account's
+/// cap of `cap` live certificates (checked early so that no secret is written for nothing, and
+/// again atomically with the insert).
 pub async fn create(
     backends: &Backends,
     account: &str,
     items: Vec<CheckedItem>,
+    cap: usize,
 ) -> Result<(SaveResult, bool), ApiError> {
+    let over_cap = || over_cap("certificate_limit_reached", "certificates", cap);
+    let live = backends.store.live_certificate_count(account).await?;
+    if live.saturating_add(i64::try_from(items.len()).unwrap_or(i64::MAX))
+        > i64::try_from(cap).unwrap_or(i64::MAX)
+    {
+        return Err(over_cap());
+    }
     for item in &items {
         if backends
             .store
@@ -337,7 +358,17 @@ pub async fn create(
             facts: item.facts.clone(),
         });
     }
-    if let Err(error) = backends.store.insert_certificates(&rows, now).await {
+    let refused = match backends
+        .store
+        .insert_certificates_within(account, &rows, now, cap)
+        .await
+    {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) => Some(over_cap()),
+        Err(mtls_store::StoreError::Conflict) => Some(conflict("of one of the items")),
+        Err(other) => Some(ApiError::from(other)),
+    };
+    if let Some(error) = refused {
         // Nothing was stored in the database: take the secrets back out.
         for row in &rows {
             let _ = backends
@@ -348,10 +379,7 @@ pub async fn create(
                 })
                 .await;
         }
-        return Err(match error {
-            mtls_store::StoreError::Conflict => conflict("of one of the items"),
-            other => other.into(),
-        });
+        return Err(error);
     }
     let mut result = SaveResult::default();
     for row in &rows {

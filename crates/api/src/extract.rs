@@ -1,4 +1,5 @@
-//! Request extractors: the authenticated caller, and the account id of the path (SPEC 2).
+//! Request extractors: the authenticated caller, the account id of the path (SPEC 2), and
+//! [`Authorized`], both checked against a route's privilege before any body is read.
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::header;
@@ -81,7 +82,10 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(nonce) = verified.nonce {
             // The nonce store is shared by every node: a replay to another node is refused too.
             let backends = state.inner.backends.require()?;
-            let expires_at = nonce.timestamp + state.inner.authenticator.oauth_window() + 1;
+            let expires_at = nonce
+                .timestamp
+                .saturating_add(state.inner.authenticator.oauth_window())
+                .saturating_add(1);
             // Boxed, as every rare path of the request: inline, its size would be part of every
             // request's future, which is moved as a whole.
             if !Box::pin(
@@ -152,6 +156,16 @@ pub async fn keep_form_body(
         });
     if !form {
         return Ok(request);
+    }
+    // Refused before a byte is read when the length says it already (the signature is checked
+    // after this read, so this is the one body read before authentication).
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > FORM_BODY_LIMIT as u64) {
+        return Err(ApiError::too_large("the form body is larger than 1 MiB").into_response());
     }
     let (mut parts, body) = request.into_parts();
     let bytes = match Box::pin(axum::body::to_bytes(body, FORM_BODY_LIMIT)).await {
@@ -237,6 +251,90 @@ where
                     "the query string has a malformed or repeated parameter",
                 )
             })
+    }
+}
+
+/// What a route asks of its caller: a privilege, and the rate-limit group its account is charged
+/// in. Marker types, so that a route's needs are part of its handler's signature.
+pub trait Need: Send + Sync + 'static {
+    const PRIVILEGE: Privilege;
+    const GROUP: Group;
+}
+
+/// Changing an account's certificates or mappings.
+#[derive(Debug)]
+pub struct WriteConfiguration;
+
+impl Need for WriteConfiguration {
+    const PRIVILEGE: Privilege = Privilege::WriteInternal;
+    const GROUP: Group = Group::Configuration;
+}
+
+/// Reading an account's certificates or mappings.
+#[derive(Debug)]
+pub struct ReadConfiguration;
+
+impl Need for ReadConfiguration {
+    const PRIVILEGE: Privilege = Privilege::ReadInternal;
+    const GROUP: Group = Group::Configuration;
+}
+
+/// The runtime mapping checks.
+#[derive(Debug)]
+pub struct ReadChecks;
+
+impl Need for ReadChecks {
+    const PRIVILEGE: Privilege = Privilege::ReadInternal;
+    const GROUP: Group = Group::Checks;
+}
+
+/// A caller allowed to act on the path's account with `N`'s privilege, its account's bucket
+/// charged. Extractors taking the request's parts run before the one taking its body, so a
+/// handler that takes this never reads a byte of the body for a caller it refuses: 401, 400
+/// (account id), 403 and 429 answer at once, whatever `Content-Length` announces.
+#[derive(Debug)]
+pub struct Authorized<N> {
+    pub caller: Caller,
+    pub account: AccountId,
+    need: std::marker::PhantomData<fn() -> N>,
+}
+
+impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let AccountPath(account) = AccountPath::from_request_parts(parts, state).await?;
+        authorize(state, &caller, &account, N::PRIVILEGE, N::GROUP)?;
+        Ok(Authorized {
+            caller,
+            account,
+            need: std::marker::PhantomData,
+        })
+    }
+}
+
+/// A caller holding `N`'s privilege for some account, for routes whose accounts are named in
+/// the body (the global mapping check): the privilege is checked before the body is read, each
+/// account with [`authorize`] once the body names it.
+#[derive(Debug)]
+pub struct Privileged<N> {
+    pub caller: Caller,
+    need: std::marker::PhantomData<fn() -> N>,
+}
+
+impl<N: Need> FromRequestParts<AppState> for Privileged<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.0.privileges.contains(N::PRIVILEGE) {
+            return Err(mtls_auth::Denied.into());
+        }
+        Ok(Privileged {
+            caller,
+            need: std::marker::PhantomData,
+        })
     }
 }
 

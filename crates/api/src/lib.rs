@@ -4,6 +4,7 @@
 pub mod app_keys;
 mod audit;
 pub mod backends;
+mod capped_json;
 mod certificates;
 pub mod console;
 pub mod dto;
@@ -19,6 +20,7 @@ mod routes;
 pub mod routing;
 pub mod services;
 mod state;
+mod upload;
 
 pub use backends::{BackendSlot, Backends, Readiness};
 pub use certificates::now;

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::backends::Backends;
-use crate::certificates::parse_id;
+use crate::certificates::{NAME_RULE, parse_id};
 use crate::error::{ApiError, ItemError};
 use mtls_store::MappingFields;
 
@@ -16,13 +16,13 @@ use mtls_store::MappingFields;
 pub struct MappingInput {
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
     pub certification_id: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
     pub service_id: Option<Value>,
     #[serde(default)]
     pub url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
     pub site_id: Option<Value>,
     #[serde(default)]
     pub enable: Option<bool>,
@@ -52,12 +52,8 @@ async fn check(
     input: MappingInput,
 ) -> Result<Result<MappingFields, (&'static str, String)>, ApiError> {
     let name = input.name.unwrap_or_default();
-    let count = name.chars().count();
-    if !(1..=128).contains(&count) || name.chars().any(char::is_control) {
-        return Ok(Err((
-            "invalid_name",
-            "the name must be 1 to 128 printable characters".to_owned(),
-        )));
+    if !crate::certificates::valid_name(&name) {
+        return Ok(Err(("invalid_name", NAME_RULE.to_owned())));
     }
     if let Some(site) = &input.site_id
         && text_id(site).as_deref() != Some(account)
@@ -104,11 +100,11 @@ async fn check(
         Err(error) => return Ok(Err(("invalid_url", error.to_string()))),
     };
     if let Some(pem) = &input.upstream_ca_pem
-        && !valid_ca_bundle(pem)
+        && let Err(error) = check_ca_bundle(pem)
     {
         return Ok(Err((
             "invalid_upstream_ca",
-            "upstreamCaPem must be a PEM bundle of certificates".to_owned(),
+            format!("upstreamCaPem must be a PEM bundle of CA certificates: {error}"),
         )));
     }
     Ok(Ok(MappingFields {
@@ -122,11 +118,23 @@ async fn check(
     }))
 }
 
-fn valid_ca_bundle(pem: &str) -> bool {
-    let blocks = pem.matches("-----BEGIN CERTIFICATE-----").count();
-    blocks > 0
-        && blocks == pem.matches("-----END CERTIFICATE-----").count()
-        && pem.len() <= 256 * 1024
+/// Largest `upstreamCaPem` accepted.
+const CA_BUNDLE_LIMIT: usize = 256 * 1024;
+
+/// `upstreamCaPem` as the forward path will load it (`runtime::identity::trust_bundle`), every
+/// certificate also a whole X.509 structure: what is stored is what every forward can use, so a
+/// broken bundle is this 400 and never a 500 at each forward.
+fn check_ca_bundle(pem: &str) -> Result<(), String> {
+    if pem.len() > CA_BUNDLE_LIMIT {
+        return Err(format!("longer than {CA_BUNDLE_LIMIT} bytes"));
+    }
+    let certificates = mtls_runtime::identity::trust_bundle(pem)?;
+    for (index, der) in certificates.iter().enumerate() {
+        if mtls_pki::read_certificate(der).is_none() {
+            return Err(format!("certificate {} is not X.509", index + 1));
+        }
+    }
+    Ok(())
 }
 
 /// Validates every item; either all are usable or the 400 lists every bad one. Then the

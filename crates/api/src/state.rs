@@ -18,6 +18,22 @@ pub struct Limits {
     pub p12_max_bytes: usize,
     /// Largest password part, in bytes.
     pub password_max_bytes: usize,
+    /// Most live (not deleted) certificates one account may hold (409 past it).
+    pub max_certificates_per_account: usize,
+    /// Most live (not deleted) mappings one account may hold (409 past it).
+    pub max_mappings_per_account: usize,
+}
+
+impl Limits {
+    /// Largest JSON certificate body, capped while it streams in: room for a few files at the
+    /// limit as arrays of signed byte values (up to 5 characters per byte, "-128,"), many more
+    /// as base64. What a request holds is bounded by this, not by the item count.
+    pub fn json_body_max_bytes(&self) -> usize {
+        self.p12_max_bytes
+            .saturating_mul(6)
+            .saturating_add(64 * 1024)
+            .saturating_mul(4)
+    }
 }
 
 impl Default for Limits {
@@ -25,6 +41,8 @@ impl Default for Limits {
         Self {
             p12_max_bytes: 1024 * 1024,
             password_max_bytes: 4096,
+            max_certificates_per_account: 1000,
+            max_mappings_per_account: 10_000,
         }
     }
 }

@@ -203,7 +203,9 @@ pub fn verify(
     if get("oauth_version").is_some_and(|version| version != "1.0") {
         return Err(AuthError::Invalid("oauth_version must be 1.0"));
     }
-    if (now - timestamp).abs() > window {
+    // `abs_diff` cannot overflow: a timestamp of i64::MIN against any `now` is simply far. A
+    // negative window accepts nothing.
+    if !u64::try_from(window).is_ok_and(|window| now.abs_diff(timestamp) <= window) {
         return Err(AuthError::Invalid(
             "oauth_timestamp outside the accepted window",
         ));
@@ -268,6 +270,76 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct NoKeys;
+
+    impl AppKeys for NoKeys {
+        fn app_key(&self, _: &str) -> Option<std::sync::Arc<AppKey>> {
+            None
+        }
+    }
+
+    fn verify_at(timestamp: &str, now: i64, window: i64) -> String {
+        let header = format!(
+            r#"OAuth oauth_consumer_key="key", oauth_signature_method="HMAC-SHA1", oauth_timestamp="{timestamp}", oauth_nonce="n", oauth_signature="c2ln""#
+        );
+        let request = SignedRequest {
+            method: "GET",
+            origin: "http://example.com",
+            path: "/",
+            query: "",
+            form_body: None,
+        };
+        match verify(&header, &request, &NoKeys, now, window) {
+            Ok(_) => "accepted".to_owned(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    /// The window check at the extremes of i64 (and past them) neither overflows nor lets a
+    /// far timestamp through; inside the window the signature is what decides.
+    #[test]
+    fn timestamp_window_at_the_extremes() {
+        let outside = "oauth_timestamp outside the accepted window";
+        let max = i64::MAX.to_string();
+        let min = i64::MIN.to_string();
+        for (timestamp, now, window) in [
+            (min.as_str(), i64::MAX, 300),
+            (max.as_str(), i64::MIN, 300),
+            (min.as_str(), 1_700_000_000, i64::MAX),
+            (max.as_str(), -1, i64::MAX),
+            (min.as_str(), 0, i64::MAX),
+            ("0", i64::MIN, 300),
+            ("1700000000", 1_700_000_301, 300),
+            ("1700000000", 1_700_000_000, -1),
+            ("1700000000", 1_700_000_000, i64::MIN),
+        ] {
+            assert!(
+                verify_at(timestamp, now, window).contains(outside),
+                "{timestamp} at {now} within {window}"
+            );
+        }
+        for (timestamp, now, window) in [
+            (max.as_str(), i64::MAX, 0),
+            (min.as_str(), i64::MIN, 0),
+            (max.as_str(), 0, i64::MAX),
+            (min.as_str(), -1, i64::MAX),
+            ("1700000000", 1_700_000_300, 300),
+        ] {
+            assert!(
+                verify_at(timestamp, now, window).contains("signature does not verify"),
+                "{timestamp} at {now} within {window}"
+            );
+        }
+        // Past u64 and past i64: malformed, not wrapped.
+        for timestamp in [
+            "18446744073709551616",
+            "9223372036854775808",
+            "-9223372036854775809",
+        ] {
+            assert!(verify_at(timestamp, 0, i64::MAX).contains("malformed"));
+        }
+    }
 
     /// RFC 5849 section 3.4.1.1's example base string.
     #[test]

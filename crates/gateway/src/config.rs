@@ -112,6 +112,7 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub metrics: MetricsConfig,
     pub expiry: ExpiryConfig,
+    pub accounts: AccountsConfig,
     /// Services beyond the built-in four (SPEC 2): `NAME = "id"`.
     pub services: std::collections::BTreeMap<String, String>,
 }
@@ -133,6 +134,7 @@ impl Default for Config {
             expiry: ExpiryConfig::default(),
             forward: ForwardConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            accounts: AccountsConfig::default(),
             services: std::collections::BTreeMap::new(),
         }
     }
@@ -297,6 +299,25 @@ impl Default for AuthConfig {
             oauth_timestamp_window_seconds: 300,
             public_base_url: None,
             client_certificates: Vec::new(),
+        }
+    }
+}
+
+/// Per-account caps (issue 17): a create past one is 409.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Most live (not deleted) certificates per account.
+    pub max_certificates: usize,
+    /// Most live (not deleted) mappings per account.
+    pub max_mappings: usize,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            max_certificates: 1000,
+            max_mappings: 10_000,
         }
     }
 }

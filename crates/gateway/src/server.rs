@@ -173,6 +173,8 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         BearerVerifier::new(bearer).map_err(|error| ConfigError(format!("auth: {error}")))?;
     let limits = Limits {
         p12_max_bytes: config.intake.max_file_bytes,
+        max_certificates_per_account: config.accounts.max_certificates,
+        max_mappings_per_account: config.accounts.max_mappings,
         ..Limits::default()
     };
     let settings = Settings {

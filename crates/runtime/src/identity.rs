@@ -38,6 +38,29 @@ fn add_pem(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
     }
 }
 
+/// A mapping's `upstreamCaPem` checked at write time as [`client_config`] will load it: only
+/// `CERTIFICATE` sections, at least one, each one webpki takes as a trust anchor. The DER of
+/// each, in order.
+pub fn trust_bundle(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::pem::SectionKind;
+    let mut roots = RootCertStore::empty();
+    let mut certificates = Vec::new();
+    for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem.as_bytes()) {
+        let (kind, der) = section.map_err(|_| "not a PEM certificate bundle".to_owned())?;
+        if kind != SectionKind::Certificate {
+            return Err("the bundle holds something other than certificates".to_owned());
+        }
+        roots
+            .add(CertificateDer::from(der.as_slice()))
+            .map_err(|_| "a certificate is not usable as a trust root".to_owned())?;
+        certificates.push(der);
+    }
+    if certificates.is_empty() {
+        return Err("no certificate in the bundle".to_owned());
+    }
+    Ok(certificates)
+}
+
 /// The client certificate chain (leaf first) and its PKCS#8 key.
 pub struct ClientIdentity {
     pub chain: Vec<Vec<u8>>,

@@ -109,14 +109,30 @@ pub(crate) fn row(row: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
 }
 
 impl Store {
-    /// Inserts every row in one transaction: all or none. A name in use is [`StoreError::Conflict`].
-    pub async fn insert_certificates(
+    /// Inserts every row in one transaction, all or none (a name in use is
+    /// [`StoreError::Conflict`]), unless the account would then hold more than `cap` live
+    /// certificates ([`crate::OverCap`]): counted under [`Store::lock_account`] in
+    /// the same transaction, so concurrent creates on any node cannot pass the cap together.
+    pub async fn insert_certificates_within(
         &self,
+        account: &str,
         rows: &[NewCertificate],
         now: i64,
-    ) -> Result<(), StoreError> {
+        cap: usize,
+    ) -> Result<Result<(), crate::mappings::OverCap>, StoreError> {
         mtls_metrics::timed("database", "insert_certificates", async move {
             let mut transaction = self.pool.begin().await?;
+            self.lock_account(&mut transaction, account).await?;
+            let live = Self::live_rows(
+                &mut transaction,
+                crate::mappings::LiveTable::Certificates,
+                account,
+            )
+            .await?;
+            let adding = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            if live.saturating_add(adding) > i64::try_from(cap).unwrap_or(i64::MAX) {
+                return Ok(Err(crate::mappings::OverCap { live }));
+            }
             for new in rows {
                 let facts = &new.facts;
                 sqlx::query(concat!(
@@ -143,7 +159,23 @@ impl Store {
                 .await?;
             }
             transaction.commit().await?;
-            Ok(())
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    /// Live (not deleted) certificates of `account`, for a cap's early answer.
+    pub async fn live_certificate_count(&self, account: &str) -> Result<i64, StoreError> {
+        mtls_metrics::timed("database", "live_certificate_count", async move {
+            let mut transaction = self.pool.begin().await?;
+            let live = Self::live_rows(
+                &mut transaction,
+                crate::mappings::LiveTable::Certificates,
+                account,
+            )
+            .await?;
+            transaction.commit().await?;
+            Ok(live)
         })
         .await
     }

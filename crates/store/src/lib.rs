@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor};
 pub use app_keys::AppKeyRow;
 pub use audit::AuditEntry;
 pub use certificates::{CertificateRow, NewCertificate, Replacement, SecretState};
-pub use mappings::{GLOBAL, MappingFields, MappingRow, MappingWrite, RouteRow};
+pub use mappings::{GLOBAL, MappingFields, MappingRow, MappingWrite, OverCap, RouteRow};
 
 /// Which database the URL chose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

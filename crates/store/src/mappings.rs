@@ -10,6 +10,13 @@ use crate::{Backend, Store, StoreError};
 /// The global revision's key in `revisions`: every node watches it.
 pub const GLOBAL: &str = "*";
 
+/// The tables whose live rows the per-account caps count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LiveTable {
+    Certificates,
+    Mappings,
+}
+
 /// A mapping as stored (its URL normalized).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MappingRow {
@@ -50,6 +57,13 @@ pub enum MappingWrite {
         current: i64,
     },
     NotFound,
+}
+
+/// A create refused because it would take the account past its cap: nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverCap {
+    /// The account's live rows when the create was refused.
+    pub live: i64,
 }
 
 /// One enabled, live mapping with its certificate, for the routing table.
@@ -174,15 +188,73 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Inserts all `rows` or none. A duplicate name or triplet is [`StoreError::Conflict`].
+    /// Holds the account for the rest of `transaction`, so that creates which count the
+    /// account's rows before inserting (the per-account caps) run one after the other: the
+    /// account's revision row is written (created at 0 when absent, which reads as absent
+    /// does), and a written row stays locked until commit on MySQL, while on SQLite the write
+    /// takes the database's write lock. Taken first, before anything is read.
+    pub(crate) async fn lock_account(
+        &self,
+        transaction: &mut Transaction<'_, Any>,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        let statement = match self.backend {
+            Backend::Sqlite => {
+                "INSERT INTO revisions (account_id, revision) VALUES (?, 0) \
+                 ON CONFLICT(account_id) DO UPDATE SET revision = revision"
+            }
+            Backend::MySql => {
+                "INSERT INTO revisions (account_id, revision) VALUES (?, 0) \
+                 ON DUPLICATE KEY UPDATE revision = revision"
+            }
+        };
+        sqlx::query(statement)
+            .bind(account)
+            .execute(&mut **transaction)
+            .await?;
+        Ok(())
+    }
+
+    /// Live (not deleted) rows of `account` in `table`, read inside `transaction`.
+    pub(crate) async fn live_rows(
+        transaction: &mut Transaction<'_, Any>,
+        table: LiveTable,
+        account: &str,
+    ) -> Result<i64, StoreError> {
+        let statement = match table {
+            LiveTable::Certificates => {
+                "SELECT COUNT(*) AS live FROM certificates WHERE account_id = ? AND deleted = 0"
+            }
+            LiveTable::Mappings => {
+                "SELECT COUNT(*) AS live FROM mappings WHERE account_id = ? AND deleted = 0"
+            }
+        };
+        let row = sqlx::query(statement)
+            .bind(account)
+            .fetch_one(&mut **transaction)
+            .await?;
+        Ok(row.try_get("live")?)
+    }
+
+    /// Inserts all `rows` or none, unless the account would then hold more than `cap` live
+    /// mappings ([`OverCap`]; counted under [`Store::lock_account`], so concurrent creates on
+    /// any node cannot pass the cap together). A duplicate name or triplet is
+    /// [`StoreError::Conflict`].
     pub async fn insert_mappings(
         &self,
         account: &str,
         rows: &[(i64, MappingFields)],
         now: i64,
-    ) -> Result<i64, StoreError> {
+        cap: usize,
+    ) -> Result<Result<i64, OverCap>, StoreError> {
         mtls_metrics::timed("database", "insert_mappings", async move {
         let mut transaction = self.pool.begin().await?;
+        self.lock_account(&mut transaction, account).await?;
+        let live = Self::live_rows(&mut transaction, LiveTable::Mappings, account).await?;
+        let adding = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        if live.saturating_add(adding) > i64::try_from(cap).unwrap_or(i64::MAX) {
+            return Ok(Err(OverCap { live }));
+        }
         for (id, fields) in rows {
             sqlx::query(
                 "INSERT INTO mappings (id, account_id, name, active_name, certificate_id, service_id, url, url_key, \
@@ -206,7 +278,7 @@ impl Store {
             .await?;
         }
         let revision = self.commit_change(transaction, account).await?;
-        Ok(revision)
+        Ok(Ok(revision))
         })
         .await
     }

@@ -8,21 +8,21 @@ use axum::extract::{Path, Request, State};
 use crate::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mtls_auth::Privilege;
 use mtls_secrets::SecretKey;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::audit;
 use crate::backends::Backends;
-use crate::certificates::{self, ItemInput, RawItem, now};
+use crate::certificates::{self, RawItem, now};
 use crate::dto::Certificate;
 use crate::dto::Mapping;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize, path_id, query_flag};
+use crate::extract::{
+    Authorized, Caller, ReadConfiguration, WriteConfiguration, path_id, query_flag,
+};
 use crate::mappings::{self, MappingInput};
 use crate::multipart;
-use crate::ratelimit::Group;
 use crate::routing;
 use mtls_auth::AccountId;
 
@@ -42,13 +42,8 @@ pub struct DeleteQuery {
     force: Option<String>,
 }
 
-fn json_items(body: &Bytes) -> Result<Vec<RawItem>, ApiError> {
-    let items: Vec<ItemInput> = serde_json::from_slice(body).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_json",
-            "the body must be a JSON array of certificate objects",
-        )
-    })?;
+async fn json_items(request: Request, state: &AppState) -> Result<Vec<RawItem>, ApiError> {
+    let items = crate::upload::items(request, state).await?;
     Ok(items.into_iter().map(|item| (item, None)).collect())
 }
 
@@ -63,12 +58,13 @@ async fn multipart_item(request: Request, state: &AppState) -> Result<Vec<RawIte
             "the multipart part 'certificate' (JSON with name and password) is missing",
         )
     })?;
-    let item: ItemInput = serde_json::from_slice(&certificate).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_certificate_part",
-            "the 'certificate' part must be a JSON object",
-        )
-    })?;
+    let item =
+        crate::upload::item(&certificate, state.inner.limits.p12_max_bytes).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_certificate_part",
+                "the 'certificate' part must be a JSON object",
+            )
+        })?;
     Ok(vec![(item, Some(file))])
 }
 
@@ -103,7 +99,8 @@ async fn save(
         let outcome = if replace {
             certificates::replace(&backends, account.as_str(), items).await?
         } else {
-            certificates::create(&backends, account.as_str(), items).await?
+            let cap = state.inner.limits.max_certificates_per_account;
+            certificates::create(&backends, account.as_str(), items, cap).await?
         };
         ids = outcome
             .0
@@ -142,83 +139,53 @@ async fn save(
 
 pub async fn create_json(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
-    body: Bytes,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
-    save(&state, &caller, &account, json_items(&body), false).await
+    let items = json_items(request, &state).await;
+    save(&state, &caller, &account, items, false).await
 }
 
 pub async fn create_multipart(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let items = multipart_item(request, &state).await;
     save(&state, &caller, &account, items, false).await
 }
 
 pub async fn update_json(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
-    body: Bytes,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
-    save(&state, &caller, &account, json_items(&body), true).await
+    let items = json_items(request, &state).await;
+    save(&state, &caller, &account, items, true).await
 }
 
 pub async fn update_multipart(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let items = multipart_item(request, &state).await;
     save(&state, &caller, &account, items, true).await
 }
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<Certificate>>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     let within = match query.expiring_within_days.as_deref() {
         None => None,
         Some(days) => Some(
@@ -256,17 +223,9 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Certificate>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     let id = path_id(&id, "certificate")?;
     let backends = state.inner.backends.require()?;
     let row = certificates::live(&backends, account.as_str(), id).await?;
@@ -275,18 +234,12 @@ pub async fn get(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<Certificate>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Json<Certificate>, ApiError> = async {
         let id = path_id(&id, "certificate")?;
@@ -369,19 +322,13 @@ pub struct ActivateBody {
 /// `<serviceName>-<uuid>`.
 pub async fn activate(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<ActivateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;
@@ -428,12 +375,25 @@ pub async fn activate(
             validate_url(&state, account.as_str(), (id, version), &fields.url).await?;
         }
         let mapping_id = mtls_store::new_id()?;
+        let mappings_cap = state.inner.limits.max_mappings_per_account;
         match backends
             .store
-            .insert_mappings(account.as_str(), &[(mapping_id, fields)], now())
+            .insert_mappings(
+                account.as_str(),
+                &[(mapping_id, fields)],
+                now(),
+                mappings_cap,
+            )
             .await
         {
-            Ok(_) => {}
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                return Err(certificates::over_cap(
+                    "mapping_limit_reached",
+                    "mappings",
+                    mappings_cap,
+                ));
+            }
             Err(mtls_store::StoreError::Conflict) => {
                 return Err(mappings::conflict(
                     "mapping_conflict",

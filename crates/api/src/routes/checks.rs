@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::AppState;
 use crate::certificates::now;
 use crate::error::{ApiError, ItemError};
-use crate::extract::{AccountPath, Caller, authorize};
+use crate::extract::{Authorized, Privileged, ReadChecks, authorize};
 use crate::ratelimit::Group;
 
 /// Most triplets one check may carry.
@@ -34,15 +34,16 @@ pub struct CheckQuery {
 /// service or URL is an answer, `false`; a missing one is a malformed question, 400 with every
 /// bad item).
 fn items(body: &Bytes, fields: &[&str]) -> Result<Vec<Map<String, Value>>, ApiError> {
-    let items: Vec<Map<String, Value>> = serde_json::from_slice(body).map_err(|_| {
-        ApiError::bad_request("invalid_json", "the body must be a JSON array of objects")
-    })?;
-    if items.len() > MAX_TRIPLETS {
-        return Err(ApiError::bad_request(
-            "too_many_items",
-            format!("at most {MAX_TRIPLETS} triplets per request"),
-        ));
-    }
+    let items: Vec<Map<String, Value>> =
+        crate::capped_json::array(body, MAX_TRIPLETS).map_err(|error| match error {
+            crate::capped_json::ArrayError::TooMany => ApiError::bad_request(
+                "too_many_items",
+                format!("at most {MAX_TRIPLETS} triplets per request"),
+            ),
+            crate::capped_json::ArrayError::Invalid => {
+                ApiError::bad_request("invalid_json", "the body must be a JSON array of objects")
+            }
+        })?;
     let bad: Vec<ItemError> = items
         .iter()
         .enumerate()
@@ -69,7 +70,7 @@ fn text<'a>(item: &'a Map<String, Value>, key: &str) -> &'a str {
 
 pub async fn global(
     State(state): State<AppState>,
-    caller: Caller,
+    Privileged { caller, .. }: Privileged<ReadChecks>,
     Query(query): Query<CheckQuery>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -141,17 +142,9 @@ pub async fn global(
 
 pub async fn account(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadChecks>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Checks,
-    )?;
     let items = items(&body, &["serviceName", "url"])?;
     let now = now();
     let answer = state.inner.routing.with(|table| {

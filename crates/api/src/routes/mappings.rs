@@ -9,7 +9,6 @@ use axum::extract::{Path, State};
 use crate::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mtls_auth::Privilege;
 use mtls_store::MappingWrite;
 use serde::Deserialize;
 
@@ -18,9 +17,8 @@ use crate::audit;
 use crate::certificates::now;
 use crate::dto::Mapping;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize, path_id, query_flag};
+use crate::extract::{Authorized, ReadConfiguration, WriteConfiguration, path_id, query_flag};
 use crate::mappings::{self, MappingInput};
-use crate::ratelimit::Group;
 use crate::routing;
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,36 +71,40 @@ fn if_match(headers: &HeaderMap) -> Option<i64> {
     )
 }
 
+/// Most mappings one create may carry.
+const MAX_MAPPINGS: usize = 1000;
+
+fn item_count() -> ApiError {
+    ApiError::bad_request(
+        "invalid_item_count",
+        format!("send 1 to {MAX_MAPPINGS} mappings"),
+    )
+}
+
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Query(query): Query<MappingQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let mut ids: Vec<i64> = Vec::new();
     let result: Result<Response, ApiError> = async {
         version(&query)?;
-        let inputs: Vec<MappingInput> = serde_json::from_slice(&body).map_err(|_| {
-            ApiError::bad_request(
-                "invalid_json",
-                "the body must be a JSON array of mapping objects",
-            )
-        })?;
-        if inputs.is_empty() || inputs.len() > 1000 {
-            return Err(ApiError::bad_request(
-                "invalid_item_count",
-                "send 1 to 1000 mappings",
-            ));
+        let inputs: Vec<MappingInput> =
+            crate::capped_json::array(&body, MAX_MAPPINGS).map_err(|error| match error {
+                crate::capped_json::ArrayError::TooMany => item_count(),
+                crate::capped_json::ArrayError::Invalid => ApiError::bad_request(
+                    "invalid_json",
+                    "the body must be a JSON array of mapping objects",
+                ),
+            })?;
+        if inputs.is_empty() {
+            return Err(item_count());
         }
         let backends = state.inner.backends.require()?;
+        let mappings_cap = state.inner.limits.max_mappings_per_account;
         let fields = mappings::check_all(&state, &backends, account.as_str(), inputs, None).await?;
         let mut rows = Vec::with_capacity(fields.len());
         for field in fields {
@@ -111,10 +113,17 @@ pub async fn create(
         ids = rows.iter().map(|(id, _)| *id).collect();
         let revision = match backends
             .store
-            .insert_mappings(account.as_str(), &rows, now())
+            .insert_mappings(account.as_str(), &rows, now(), mappings_cap)
             .await
         {
-            Ok(revision) => revision,
+            Ok(Ok(revision)) => revision,
+            Ok(Err(_)) => {
+                return Err(crate::certificates::over_cap(
+                    "mapping_limit_reached",
+                    "mappings",
+                    mappings_cap,
+                ));
+            }
             Err(mtls_store::StoreError::Conflict) => {
                 return Err(mappings::conflict(
                     "mapping_conflict",
@@ -147,17 +156,9 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Query(query): Query<MappingQuery>,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     version(&query)?;
     let backends = state.inner.backends.require()?;
     let include_deleted = query_flag(query.include_deleted.as_deref())?;
@@ -172,18 +173,10 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MappingQuery>,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     version(&query)?;
     let id = path_id(&id, "mapping")?;
     let backends = state.inner.backends.require()?;
@@ -200,20 +193,14 @@ pub async fn get(
 
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MappingQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         version(&query)?;
@@ -263,19 +250,13 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MappingQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         version(&query)?;

@@ -35,8 +35,7 @@ pub fn routes(state: AppState, surface: Surface) -> Router {
 
     let file_limit = state.inner.limits.p12_max_bytes;
     let multipart_limit = file_limit + MULTIPART_OVERHEAD;
-    // A JSON array of byte values takes up to 5 characters per byte ("-128,"), per item.
-    let json_limit = (file_limit * 6 + MULTIPART_OVERHEAD) * 4;
+    let json_limit = state.inner.limits.json_body_max_bytes();
     let certificates = "/mtls/account/{account_id}/certificates";
     let router = Router::new()
         .route("/healthz", get(health::healthz))

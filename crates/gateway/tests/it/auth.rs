@@ -115,3 +115,40 @@ async fn authentication_and_authorization_rules() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     app.running.stop().await.unwrap();
 }
+
+/// An OAuth-signed form body is the one body read before authentication (its parameters are
+/// signed): one announced past its 1 MiB limit is refused at once, not awaited.
+#[tokio::test]
+async fn an_oversized_oauth_form_is_refused_before_it_is_read() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn(|_| {}).await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /mtls/account/acct/certificates HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: OAuth oauth_consumer_key=\"k\", oauth_signature=\"s\"\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 2000000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 4096];
+        while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+            let read = stream.read(&mut buffer).await.unwrap();
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .is_ok(),
+        "the gateway waited for the form body"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    app.running.stop().await.unwrap();
+}

@@ -589,3 +589,155 @@ async fn another_account_cannot_reach_a_certificate() {
         app.running.stop().await.unwrap();
     }
 }
+
+// ---- issue 17 (intake): names, upload limits while reading, per-account cap --------------
+
+/// Issue 17 item 11: certificate names with bidirectional controls or other invisible
+/// formatting characters are refused with `invalid_name`, in JSON and multipart alike.
+#[tokio::test]
+async fn certificate_names_refuse_invisible_characters() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let app = crate::support::spawn(|_| {}).await;
+    let api = Api::new(&app);
+    let file = "openssl-default-p256.p12";
+    for name in [
+        "invoice\u{202E}fdp.exe",
+        "\u{202A}a",
+        "\u{202B}b",
+        "\u{202C}c",
+        "\u{202D}d",
+        "\u{2066}e",
+        "\u{2067}f",
+        "\u{2068}g",
+        "h\u{2069}",
+        "i\u{200E}",
+        "zero\u{200B}width",
+        "bom\u{FEFF}",
+        "tag\u{E0041}",
+    ] {
+        let (status, body) = api.create(json!([item(&fixtures, file, name)])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_name", "{name:?}");
+        let (status, body) = api
+            .send(client().post(api.url("/by-file")).multipart(multipart(
+                &fixtures,
+                file,
+                json!({ "name": name, "password": fixtures.case(file).password }),
+            )))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_name", "{name:?}");
+    }
+    assert!(api.list(true).await.is_empty());
+    let (status, body) = api
+        .create(json!([item(&fixtures, file, "Zürich – façade ✓")]))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.running.stop().await.unwrap();
+}
+
+/// Issue 17 defect 3: the JSON upload is read as it arrives, the file limit applied to the
+/// decoded bytes as they are decoded. A byte array past `intake.max_file_bytes` is refused with
+/// 413 while the rest of the announced body has not even been sent; base64 past it too; files
+/// within it still work in both forms.
+#[tokio::test]
+async fn json_uploads_are_limited_while_they_are_read() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let limit = 64 * 1024;
+    let app = crate::support::spawn(|config| config.intake.max_file_bytes = limit).await;
+    let api = Api::new(&app);
+
+    // The head announces a body within the body cap; only the start of one item comes, with
+    // one byte value more than the limit, and the connection then stays silent.
+    let path = format!("/mtls/account/{}/certificates", api.account);
+    let mut body = String::from(r#"[{"name":"big","password":"","p12":["#);
+    body.push_str(&"1,".repeat(limit + 1));
+    let answer = partial_request(&app, &api.token, &path, 1_500_000, &body).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A body announced past the cap is refused before it is read.
+    let answer = partial_request(&app, &api.token, &path, 2_000_000, "").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Base64 past the limit: 413, whatever the bytes are.
+    let too_big = STANDARD.encode(vec![7u8; limit + 1]);
+    let (status, body) = api
+        .create(json!([{ "name": "b64", "password": "", "p12": too_big }]))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    // At the limit exactly it is read, and judged by intake (not a PKCS#12 file).
+    let at_limit = STANDARD.encode(vec![7u8; limit]);
+    let (status, body) = api
+        .create(json!([{ "name": "b64", "password": "", "p12": at_limit }]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["items"][0]["code"], "p12_malformed", "{body}");
+    // More than 50 items, and a bad byte value, as before.
+    let many: Vec<Value> = (0..51)
+        .map(|index| json!({ "name": format!("n{index}") }))
+        .collect();
+    let (status, body) = api.create(Value::Array(many)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_items");
+    let (status, body) = api
+        .create(json!([{ "name": "x", "password": "", "p12": [1, 256] }]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["items"][0]["code"], "invalid_p12_encoding");
+    assert!(api.list(true).await.is_empty());
+
+    // Real files in both forms are still accepted.
+    let file = "openssl-default-p256.p12";
+    let (status, body) = api
+        .create(json!([
+            item(&fixtures, file, "as-base64"),
+            signed_bytes_item(&fixtures, file, "as-bytes")
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(api.list(false).await.len(), 2);
+    app.running.stop().await.unwrap();
+}
+
+/// POSTs JSON announcing `length` bytes, sends `body` (the start of them) and then nothing; the
+/// answer's head, which must come within 5 s.
+async fn partial_request(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    length: usize,
+    body: &str,
+) -> String {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 4096];
+        while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+            let read = stream.read(&mut buffer).await.unwrap();
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .is_ok(),
+        "no answer while the rest of the body is outstanding"
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}

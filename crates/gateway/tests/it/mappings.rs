@@ -710,3 +710,185 @@ async fn another_node_sees_a_change_within_the_sync_interval() {
     second.running.stop().await.unwrap();
     first.running.stop().await.unwrap();
 }
+
+// ---- issue 17: what a mapping write accepts (upstreamCaPem parsed, invisible name characters)
+
+/// A self-signed CA certificate in PEM, made by OpenSSL; `None` (a reported skip) without it.
+fn ca_pem() -> Option<String> {
+    let dir = mtls_test_support::temp_dir("upstream-ca");
+    mtls_test_support::openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=issue17 test CA",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    )?;
+    Some(std::fs::read_to_string(dir.join("ca.pem")).unwrap())
+}
+
+/// Issue 17 defect 8: a bundle the forward path could not load is refused when written (it was
+/// stored, then every forward to its URL answered 500); a good one is still stored.
+#[tokio::test]
+async fn an_upstream_ca_bundle_is_parsed_when_written() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let Some(good) = ca_pem() else {
+        return;
+    };
+    let app = crate::support::spawn(|_| {}).await;
+    let account = Account::new(&app);
+    let certificate = account
+        .certificate(&fixtures, "openssl-default-p256.p12", "c1")
+        .await;
+    let body: String = good
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let wrap = |base64: &str| {
+        format!("-----BEGIN CERTIFICATE-----\n{base64}\n-----END CERTIFICATE-----\n")
+    };
+    // The same certificate cut short: still base64, no longer DER.
+    let mut damaged = STANDARD.decode(&body).unwrap();
+    damaged.truncate(damaged.len() - 10);
+    let damaged = STANDARD.encode(damaged);
+    let bad = [
+        wrap("garbage between the markers!"),
+        wrap(&STANDARD.encode(b"not a certificate at all, but valid base64")),
+        wrap(&damaged),
+        format!("{good}{}", wrap("garbage after a good certificate")),
+        format!(
+            "{good}-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            STANDARD.encode(b"a key has no place in a trust bundle")
+        ),
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_owned(),
+    ];
+    for (index, pem) in bad.iter().enumerate() {
+        let answer = account
+            .create(json!([{
+                "name": format!("bad-{index}"), "certificationId": certificate, "serviceId": "1",
+                "url": format!("https://bad-{index}.example/"), "upstreamCaPem": pem,
+            }]))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{index}: {}",
+            answer.body
+        );
+        assert_eq!(answer.code(), Some("invalid_upstream_ca"), "{index}");
+    }
+    let answer = account
+        .create(json!([{
+            "name": "good", "certificationId": certificate, "serviceId": "1",
+            "url": "https://good.example/", "upstreamCaPem": format!("issued by us\n{good}"),
+        }]))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let id = answer.body[0]["id"].as_i64().unwrap();
+    let put = |pem: &str| {
+        client()
+            .put(account.mappings_url(&format!("/{id}?v=3.0")))
+            .json(&json!({
+                "name": "good", "certificationId": certificate, "serviceId": "1",
+                "url": "https://good.example/", "upstreamCaPem": pem,
+            }))
+    };
+    for (index, pem) in bad.iter().enumerate() {
+        let answer = account.send(put(pem)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{index}: {}",
+            answer.body
+        );
+        assert_eq!(answer.code(), Some("invalid_upstream_ca"), "{index}");
+    }
+    let answer = account.send(put(&format!("{good}{good}"))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    app.running.stop().await.unwrap();
+}
+
+/// Issue 17 item 11: mapping names with bidirectional controls or other invisible formatting
+/// characters are refused (create and update), as control characters were.
+#[tokio::test]
+async fn mapping_names_refuse_invisible_characters() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let app = crate::support::spawn(|_| {}).await;
+    let account = Account::new(&app);
+    let certificate = account
+        .certificate(&fixtures, "openssl-default-p256.p12", "c1")
+        .await;
+    let site = account.id.clone();
+    let names = [
+        "invoice\u{202E}fdp.exe",
+        "\u{202A}left",
+        "\u{202B}right",
+        "\u{202C}pop",
+        "\u{202D}override",
+        "\u{2066}isolate",
+        "\u{2067}isolate",
+        "\u{2068}isolate",
+        "isolate\u{2069}",
+        "mark\u{200F}",
+        "zero\u{200B}width",
+        "bom\u{FEFF}",
+        "tag\u{E0041}",
+        "line\u{2028}separator",
+    ];
+    for (index, name) in names.iter().enumerate() {
+        let url = format!("https://n{index}.example/");
+        let answer = account
+            .create(json!([mapping(name, certificate, "1", &url, &site)]))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{name:?}: {}",
+            answer.body
+        );
+        assert_eq!(answer.code(), Some("invalid_name"), "{name:?}");
+    }
+    let answer = account
+        .create(json!([mapping(
+            "Zürich – façade ✓",
+            certificate,
+            "1",
+            "https://ok.example/",
+            &site
+        )]))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let id = answer.body[0]["id"].as_i64().unwrap();
+    let answer = account
+        .send(
+            client()
+                .put(account.mappings_url(&format!("/{id}?v=3.0")))
+                .json(&mapping(
+                    "ok\u{202E}",
+                    certificate,
+                    "1",
+                    "https://ok.example/",
+                    &site,
+                )),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.code(), Some("invalid_name"));
+    app.running.stop().await.unwrap();
+}
