@@ -169,6 +169,14 @@ async fn serve_with_defaults_then_mint_a_token_and_test_a_file() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // The SQLite database and its WAL and shared-memory files are the gateway's alone.
+    for file in [
+        "mtls-gateway.db",
+        "mtls-gateway.db-wal",
+        "mtls-gateway.db-shm",
+    ] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
     served.stop();
 
     // A signing key that others can read stops the gateway from starting.
