@@ -54,6 +54,11 @@ impl App {
         }
     }
 
+    /// The gateway's metrics (the listeners record their connections there).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        self.state.metrics()
+    }
+
     /// Serves one request from `peer`.
     pub async fn call(
         &self,
