@@ -940,6 +940,14 @@ mod tests {
     }
 
     #[test]
+    fn seconds_is_total() {
+        for value in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -1.0, 1e300, 0.0] {
+            assert!(seconds(value) <= std::time::Duration::from_secs(MAX_WHOLE_SECONDS));
+        }
+        assert_eq!(seconds(1.5), std::time::Duration::from_millis(1500));
+    }
+
+    #[test]
     fn secrets_come_from_files_and_are_redacted() {
         let secret = "s3cret-value-that-is-long-enough-000000";
         let file = temp_file("hs256.secret", &format!("{secret}\n"));
