@@ -26,15 +26,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use mtls_api::App;
 use mtls_api::extract::PeerCertificate;
+use mtls_api::{App, RefusedHead};
 
 use crate::tls::ServerTls;
 
 pub mod activity;
+pub mod head;
 pub mod limits;
 
 use activity::{Activity, Expired, Tracked};
+use head::{HeadCheck, Refusal};
 use limits::{Admitted, ConnectionLimits};
 
 /// One listening socket and what it serves.
@@ -55,6 +57,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// On shutdown, and after an idle close, time left to requests in flight.
     pub grace: Duration,
+    /// Largest request head: HTTP/1.1 request line and fields, HTTP/2 header list.
+    pub max_request_head_bytes: usize,
     /// The caps on open connections, shared by every worker.
     pub limits: Arc<ConnectionLimits>,
 }
@@ -176,8 +180,16 @@ fn http_builder(settings: &Settings) -> auto::Builder<TokioExecutor> {
         .http1()
         .writev(false)
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.request_head_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(settings.request_head_timeout)
+        // Above the limit [`HeadCheck`] enforces, so that hyper's own bodiless 431 never
+        // answers: every head it reads was checked already.
+        .max_buf_size(settings.max_request_head_bytes.saturating_add(16 * 1024));
+    // The same for HTTP/2's header list, which the service measures (a JSON 431).
+    let list = settings.max_request_head_bytes.saturating_mul(2);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
     builder
 }
 
@@ -240,7 +252,7 @@ async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => connection.serve(stream, None).await,
+                None => connection.serve(stream, None, false).await,
                 Some(tls) => connection.serve_tls(stream, &tls).await,
             }
         });
@@ -293,18 +305,23 @@ impl Connection {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .map(|leaf| PeerCertificate(Arc::from(leaf.as_ref())));
-        self.serve(stream, certificate).await;
+        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        self.serve(stream, certificate, http2).await;
     }
 
     fn timed_out(&self, why: Expired) {
         self.open.app.metrics().connections.timed_out(why.label());
     }
 
-    async fn serve<I>(self, io: I, certificate: Option<PeerCertificate>)
+    /// Serves HTTP/1.1 or HTTP/2 (`http2`: chosen by ALPN) on `io`.
+    async fn serve<I>(self, io: I, certificate: Option<PeerCertificate>, http2: bool)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new(self.accepted));
+        let refusal = Refusal::default();
+        let limit = self.settings.max_request_head_bytes;
+        let io = HeadCheck::new(io, limit, http2, refusal.clone());
         let service = {
             let app = self.open.app.clone();
             let activity = Arc::clone(&activity);
@@ -312,6 +329,13 @@ impl Connection {
             hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 if let Some(certificate) = &certificate {
                     request.extensions_mut().insert(certificate.clone());
+                }
+                if let Some(refused) = refusal.next_request() {
+                    request.extensions_mut().insert(refused);
+                } else if request.version() == hyper::Version::HTTP_2
+                    && header_list_size(&request) > limit
+                {
+                    request.extensions_mut().insert(RefusedHead::TooLarge);
                 }
                 let in_flight = activity.begin();
                 let app = app.clone();
@@ -364,6 +388,23 @@ impl Connection {
             }
         }
     }
+}
+
+/// An HTTP/2 request's header list size as RFC 9113 6.5.2 counts it (32 bytes per field
+/// beside its name and value), with the target and method for the pseudo-fields.
+fn header_list_size<B>(request: &hyper::Request<B>) -> usize {
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(0, |path| path.as_str().len())
+        + uri
+            .authority()
+            .map_or(0, |authority| authority.as_str().len())
+        + uri.scheme_str().map_or(0, str::len);
+    fields + target + request.method().as_str().len() + 4 * 32
 }
 
 /// Resolves once the workers are told to stop (or their sender is gone).

@@ -304,6 +304,7 @@ fn listen_settings(config: &Config) -> Result<crate::listen::Settings, ConfigErr
         request_head_timeout: crate::config::seconds(server.request_head_timeout_seconds),
         idle_timeout: crate::config::seconds(server.idle_timeout_seconds),
         grace: crate::config::seconds(server.shutdown_grace_seconds),
+        max_request_head_bytes: server.max_request_head_bytes,
         limits: Arc::new(ConnectionLimits::new(
             server.max_connections,
             server.max_connections_per_ip,

@@ -564,45 +564,33 @@ pub struct RawAnswer {
     pub body: String,
 }
 
-/// Reads one HTTP/1.1 answer framed by `Content-Length`; `None` when the connection closes
-/// first.
+/// Reads one HTTP/1.1 answer framed by `Content-Length`, and not a byte more (the next
+/// answer on the connection stays to be read); `None` when the connection closes first.
 pub async fn read_answer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<RawAnswer> {
     use tokio::io::AsyncReadExt;
     let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
-            break end + 4;
-        }
-        let n = tokio::time::timeout(BOUND, stream.read(&mut chunk))
+    while !buffer.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(BOUND, stream.read_u8())
             .await
             .ok()?
             .ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+        buffer.push(byte);
+    }
+    let head = String::from_utf8_lossy(&buffer).to_ascii_lowercase();
     let status = head.get(9..12)?.parse().ok()?;
     let length: usize = head
         .lines()
         .find_map(|line| line.strip_prefix("content-length:"))
         .map_or(0, |value| value.trim().parse().unwrap());
-    while buffer.len() < end + length {
-        let n = tokio::time::timeout(BOUND, stream.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
+    let mut body = vec![0u8; length];
+    tokio::time::timeout(BOUND, stream.read_exact(&mut body))
+        .await
+        .ok()?
+        .ok()?;
     Some(RawAnswer {
         status,
         head,
-        body: String::from_utf8_lossy(&buffer[end..end + length]).into_owned(),
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 
@@ -802,5 +790,82 @@ async fn connections_past_the_per_address_cap_are_refused_at_once() {
         again.is_some(),
         "a place freed by a closed connection is reused"
     );
+    app.running.stop().await.unwrap();
+}
+
+// ---- Request heads hyper would accept: refused with a JSON error ----
+
+/// Sends `bytes` on a fresh connection and reads one answer.
+pub async fn raw_exchange(address: std::net::SocketAddr, bytes: &[u8]) -> RawAnswer {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    read_answer(&mut stream).await.expect("an answer")
+}
+
+/// A JSON error body's code; the answer also carries a request id like every other.
+pub fn error_code(answer: &RawAnswer) -> String {
+    assert!(answer.head.contains("x-request-id:"), "{}", answer.head);
+    assert!(
+        answer.head.contains("content-type: application/json"),
+        "{}",
+        answer.head
+    );
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    body["error"]["code"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_bare_lf_in_a_request_head_is_a_400_with_a_json_body() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn(|_| {}).await;
+    let address = app.running.address;
+    for head in [
+        &b"GET /healthz HTTP/1.1\nHost: a\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1\r\nHost: a\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: b\n\n",
+    ] {
+        let answer = raw_exchange(address, head).await;
+        assert_eq!(answer.status, 400, "{:?}", String::from_utf8_lossy(head));
+        assert_eq!(error_code(&answer), "invalid_request_head");
+        assert!(answer.head.contains("connection: close"), "{}", answer.head);
+    }
+    // The second request of a keep-alive connection, after a body with bare LFs in it (a
+    // body is not a head): the first is served, the second refused, and the connection ends.
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n\n\n\n\n\
+              GET /healthz HTTP/1.1\r\nHost: a\nX: y\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let first = read_answer(&mut stream).await.unwrap();
+    assert_eq!(first.status, 405, "POST /healthz is served: {}", first.body);
+    let second = read_answer(&mut stream).await.unwrap();
+    assert_eq!(second.status, 400);
+    assert_eq!(error_code(&second), "invalid_request_head");
+    let (closed, _) = closed_by_peer(&mut stream).await;
+    assert!(closed);
+    // The same request with CRLF everywhere is served.
+    let answer = raw_exchange(address, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(answer.status, 200);
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_host_fields_are_a_400_with_a_json_body() {
+    let app = spawn(|_| {}).await;
+    let address = app.running.address;
+    let account = random_account();
+    for path in ["/healthz".to_owned(), format!("/mtls/account/{account}")] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n");
+        let answer = raw_exchange(address, request.as_bytes()).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+        assert_eq!(error_code(&answer), "duplicate_host");
+    }
+    // One Host is fine.
+    let answer = raw_exchange(address, b"GET /healthz HTTP/1.1\r\nHost: a.example\r\n\r\n").await;
+    assert_eq!(answer.status, 200);
     app.running.stop().await.unwrap();
 }
