@@ -606,11 +606,14 @@ mod tests {
     fn tokio_test_io(input: &[u8], piece: usize) -> Pieces {
         Pieces {
             chunks: input.chunks(piece.max(1)).map(<[u8]>::to_vec).collect(),
+            end: true,
         }
     }
 
     struct Pieces {
         chunks: std::collections::VecDeque<Vec<u8>>,
+        /// After the last piece: the end of the stream, or a peer that says no more (yet).
+        end: bool,
     }
 
     impl AsyncRead for Pieces {
@@ -619,8 +622,11 @@ mod tests {
             _: &mut Context<'_>,
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
-            if let Some(chunk) = self.get_mut().chunks.pop_front() {
-                buf.put_slice(&chunk);
+            let this = self.get_mut();
+            match this.chunks.pop_front() {
+                Some(chunk) => buf.put_slice(&chunk),
+                None if !this.end => return Poll::Pending,
+                None => {}
             }
             Poll::Ready(Ok(()))
         }
@@ -768,5 +774,117 @@ mod tests {
         assert_eq!(chunked.consume(&line).outcome, Outcome::Invalid);
         let mut chunked = Chunked::default();
         assert_eq!(chunked.consume(b"0\r\n\r\nrest").consumed, 5);
+    }
+
+    /// Drives a check over `input` cut at `cuts` (offsets), without a runtime: what hyper
+    /// would read, until the end or until the check holds back.
+    fn drive(input: &[u8], cuts: &[usize], end: bool) -> (Vec<u8>, Option<RefusedHead>) {
+        let mut offsets: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
+        offsets.push(0);
+        offsets.push(input.len());
+        offsets.sort_unstable();
+        offsets.dedup();
+        let pieces = Pieces {
+            chunks: offsets
+                .windows(2)
+                .map(|pair| input[pair[0]..pair[1]].to_vec())
+                .collect(),
+            end,
+        };
+        let refusal = Refusal::default();
+        let mut check = HeadCheck::new(pieces, 256, false, refusal.clone());
+        let mut out = Vec::new();
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        loop {
+            let mut buffer = [0u8; 64];
+            let mut read = ReadBuf::new(&mut buffer);
+            match Pin::new(&mut check).poll_read(&mut context, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => break,
+                Poll::Ready(Ok(())) => out.extend_from_slice(read.filled()),
+                Poll::Ready(Err(error)) => panic!("{error}"),
+                Poll::Pending => break,
+            }
+        }
+        (out, refused(&refusal))
+    }
+
+    /// One valid HTTP/1.1 request: a head of CRLF lines, and a body framed by length or by
+    /// chunks (with extensions and trailers), whose bytes may be anything (bare LFs too).
+    fn request() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let body = proptest::collection::vec(any::<u8>(), 0..40);
+        let chunks = proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 1..20), any::<bool>()),
+            0..4,
+        );
+        (
+            prop_oneof!["GET", "POST", "PUT"],
+            "/[a-z0-9/?=&]{0,20}",
+            proptest::collection::vec(("x-[a-z]{1,8}", "[ -~]{0,20}"), 0..4),
+            prop_oneof![Just(None), body.prop_map(Some),],
+            chunks,
+            any::<bool>(),
+        )
+            .prop_map(|(method, path, fields, body, chunks, chunked)| {
+                let mut out = format!("{method} /{path} HTTP/1.1\r\nHost: a\r\n").into_bytes();
+                for (name, value) in fields {
+                    out.extend(format!("{name}: {}\r\n", value.trim()).as_bytes());
+                }
+                if chunked {
+                    out.extend(b"Transfer-Encoding: chunked\r\n\r\n");
+                    for (data, extension) in chunks {
+                        let ext = if extension { ";a=b" } else { "" };
+                        out.extend(format!("{:x}{ext}\r\n", data.len()).as_bytes());
+                        out.extend(data);
+                        out.extend(b"\r\n");
+                    }
+                    out.extend(b"0\r\nx-trailer: t\r\n\r\n");
+                } else if let Some(body) = body {
+                    out.extend(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+                    out.extend(body);
+                } else {
+                    out.extend(b"\r\n");
+                }
+                out
+            })
+    }
+
+    proptest::proptest! {
+        /// Valid requests, pipelined and cut anywhere, reach hyper unchanged and at once.
+        #[test]
+        fn valid_pipelined_requests_pass_unchanged(
+            requests in proptest::collection::vec(request(), 1..5),
+            cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..12),
+        ) {
+            let input: Vec<u8> = requests.concat();
+            // The peer then waits: every complete request must have been handed on without
+            // an end of stream to flush it.
+            let (out, refused) = drive(&input, &cuts, false);
+            proptest::prop_assert_eq!(refused, None);
+            proptest::prop_assert_eq!(out, input);
+        }
+
+        /// Any bytes, cut anywhere: no panic, and the same outcome however the bytes arrive
+        /// (the scan resumes correctly), never more than the input and a stand-in.
+        #[test]
+        fn any_bytes_in_any_pieces_give_one_outcome(
+            input in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    proptest::prelude::Just(b'\r'),
+                    proptest::prelude::Just(b'\n'),
+                ],
+                0..600,
+            ),
+            cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..12),
+        ) {
+            let whole = drive(&input, &[], true);
+            let cut = drive(&input, &cuts, true);
+            proptest::prop_assert_eq!(&whole, &cut);
+            proptest::prop_assert!(whole.0.len() <= input.len() + STAND_IN.len());
+            if whole.1.is_some() {
+                proptest::prop_assert!(whole.0.ends_with(STAND_IN));
+            }
+        }
     }
 }
