@@ -869,3 +869,46 @@ async fn two_host_fields_are_a_400_with_a_json_body() {
     assert_eq!(answer.status, 200);
     app.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn connections_past_the_total_cap_are_refused_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn(|config| {
+        config.server.max_connections = 2;
+        config.server.request_head_timeout_seconds = 60.0;
+        config.server.idle_timeout_seconds = 600.0;
+    })
+    .await;
+    let address = app.running.address;
+    let get = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut first = connect_from([127, 0, 0, 3], address).await;
+    let mut second = connect_from([127, 0, 0, 4], address).await;
+    for stream in [&mut first, &mut second] {
+        stream.write_all(get).await.unwrap();
+        assert_eq!(read_answer(stream).await.unwrap().status, 200);
+    }
+    // A third client, from yet another address: the total is reached.
+    let mut third = connect_from([127, 0, 0, 5], address).await;
+    let _ = third.write_all(get).await;
+    let (closed, received) = closed_by_peer(&mut third).await;
+    assert!(closed && received.is_empty(), "refused at once");
+    // Read through an established connection (a new one would be refused too).
+    first
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let metrics = read_answer(&mut first).await.unwrap();
+    assert!(
+        metrics
+            .body
+            .contains("mtls_connections_refused_total{cap=\"total\"} 1"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics.body.contains("mtls_connections_open 2"),
+        "{}",
+        metrics.body
+    );
+    app.running.stop().await.unwrap();
+}
