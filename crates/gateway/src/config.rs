@@ -819,6 +819,16 @@ impl Config {
                 "auth.oauth_timestamp_window_seconds: must be from 1 to 86400, not {window}"
             )));
         }
+        for (key, networks) in [
+            ("server.trusted_proxies", &self.server.trusted_proxies),
+            ("egress.allow_cidrs", &self.egress.allow_cidrs),
+        ] {
+            for network in networks {
+                network
+                    .parse::<mtls_runtime::Cidr>()
+                    .map_err(|error| ConfigError(format!("{key}: {error}")))?;
+            }
+        }
         if let Some(days) = expiry.thresholds_days.iter().find(|days| **days > 36_500) {
             return Err(ConfigError(format!(
                 "expiry.thresholds_days: each must be from 0 to 36500, not {days}"
@@ -937,6 +947,24 @@ mod tests {
         let missing =
             Config::load_from(Some(Path::new("/no/such/file.toml")), vars(&[])).unwrap_err();
         assert!(missing.to_string().contains("/no/such/file.toml"));
+    }
+
+    #[test]
+    fn networks_are_parsed_at_load() {
+        let error = Config::load_from(
+            None,
+            vars(&[("MTLS_GATEWAY__SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/33\"]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("server.trusted_proxies"), "{error}");
+        let error = Config::load_from(
+            None,
+            vars(&[("MTLS_GATEWAY__EGRESS__ALLOW_CIDRS", "[\"not-a-network\"]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("egress.allow_cidrs"), "{error}");
     }
 
     #[test]
