@@ -29,6 +29,35 @@ pub use state::{AppState, ForwardSettings, Limits, Settings};
 
 use axum::Router;
 use axum::middleware;
+use axum::response::IntoResponse;
+
+/// A request head the listener refused before hyper parsed it. The listener hands hyper a
+/// stand-in request that carries this as an extension, so that the refusal is answered here,
+/// through the edge, like every other error: a JSON body, a request id, an access-log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusedHead {
+    /// Not a well-formed HTTP/1.1 request head (a bare LF line ending, a malformed line, body
+    /// lengths that contradict each other); the text says which, for people.
+    Malformed(&'static str),
+    /// Larger than `server.max_request_head_bytes`, or more than 100 header fields.
+    TooLarge,
+}
+
+impl RefusedHead {
+    pub fn error(self) -> error::ApiError {
+        match self {
+            RefusedHead::Malformed(why) => error::ApiError::bad_request(
+                "invalid_request_head",
+                format!("the request head is not valid HTTP/1.1: {why}"),
+            ),
+            RefusedHead::TooLarge => error::ApiError::new(
+                axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request_header_too_large",
+                "the request head (request line and header fields) is too large",
+            ),
+        }
+    }
+}
 
 /// The whole application: every route, the request-id and access-log layer, JSON fallbacks.
 pub fn router(state: AppState) -> Router {
@@ -56,12 +85,28 @@ impl App {
         }
     }
 
+    /// The gateway's metrics (the listeners record their connections there).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        self.state.metrics()
+    }
+
     /// Serves one request from `peer`.
     pub async fn call(
         &self,
         mut request: axum::extract::Request,
         peer: std::net::SocketAddr,
     ) -> axum::response::Response {
+        if let Some(refused) = request.extensions().get::<RefusedHead>().copied() {
+            return request_id::edge(
+                &self.state,
+                request,
+                peer.ip(),
+                None,
+                None,
+                |_| async move { refused.error().into_response() },
+            )
+            .await;
+        }
         if self.forward
             && let Some(account) =
                 routes::forward::direct_account(request.method(), request.uri().path())

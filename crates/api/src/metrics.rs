@@ -42,6 +42,8 @@ pub struct Metrics {
     reloads: Counter,
     last_reload_millis: Gauge,
     certificates: RwLock<Option<Vec<CertificateExpiry>>>,
+    /// The listeners' connections (recorded by the gateway's accept loops).
+    pub connections: ConnectionMetrics,
 }
 
 fn unix_millis() -> u64 {
@@ -169,6 +171,7 @@ impl Metrics {
             state.inner.forwarder.identity_count()
         );
         self.render_runtime(state, &mut out);
+        self.connections.render(&mut out);
         self.render_certificates(&mut out);
         mtls_metrics::render_dependencies(&mut out);
         out
@@ -254,6 +257,92 @@ impl Metrics {
                 certificate.id,
                 label(&certificate.name),
                 certificate.not_after - now
+            );
+        }
+    }
+}
+
+/// The listeners' connections: open now, refused by a cap, closed by a timeout.
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    open: std::sync::atomic::AtomicU64,
+    accepted: Counter,
+    refused: Family<&'static str, Counter>,
+    timed_out: Family<&'static str, Counter>,
+}
+
+impl ConnectionMetrics {
+    /// A connection was accepted and admitted; pair with [`ConnectionMetrics::closed`].
+    pub fn opened(&self) {
+        self.accepted.add(1);
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn closed(&self) {
+        let _ = self
+            .open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                open.checked_sub(1)
+            });
+    }
+
+    /// A connection closed at once by a cap (`total` or `per_ip`).
+    pub fn refused(&self, cap: &'static str) {
+        self.refused.get(&cap).add(1);
+    }
+
+    /// A connection closed by a timeout (`request_head` or `idle`).
+    pub fn timed_out(&self, reason: &'static str) {
+        self.timed_out.get(&reason).add(1);
+    }
+
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String) {
+        help(
+            out,
+            "mtls_connections_open",
+            "gauge",
+            "Client connections open now, every listener together.",
+        );
+        let _ = writeln!(out, "mtls_connections_open {}", self.open());
+        help(
+            out,
+            "mtls_connections_accepted_total",
+            "counter",
+            "Client connections accepted and admitted.",
+        );
+        let _ = writeln!(
+            out,
+            "mtls_connections_accepted_total {}",
+            self.accepted.get()
+        );
+        help(
+            out,
+            "mtls_connections_refused_total",
+            "counter",
+            "Client connections closed at once by a cap (total or per_ip).",
+        );
+        for cap in ["total", "per_ip"] {
+            let _ = writeln!(
+                out,
+                "mtls_connections_refused_total{{cap=\"{cap}\"}} {}",
+                self.refused.with(&cap, Counter::get)
+            );
+        }
+        help(
+            out,
+            "mtls_connections_timed_out_total",
+            "counter",
+            "Client connections closed by a timeout (request_head: no complete request head in time; idle: no request in flight for server.idle_timeout_seconds).",
+        );
+        for reason in ["request_head", "idle"] {
+            let _ = writeln!(
+                out,
+                "mtls_connections_timed_out_total{{reason=\"{reason}\"}} {}",
+                self.timed_out.with(&reason, Counter::get)
             );
         }
     }

@@ -10,11 +10,12 @@ use std::time::Instant;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
+use crate::error::ApiError;
 use crate::ratelimit::Group;
 
 /// A process-random prefix and a counter: unique across nodes in practice, no system call and
@@ -113,6 +114,21 @@ where
     let started = Instant::now();
     let mut response = REQUEST_ID
         .scope(id, async {
+            // Two `Host` fields name two targets; proxies in front may pick one and this
+            // gateway the other (RFC 9112 3.2: a 400).
+            if request
+                .headers()
+                .get_all(header::HOST)
+                .iter()
+                .nth(1)
+                .is_some()
+            {
+                return ApiError::bad_request(
+                    "duplicate_host",
+                    "the request has more than one Host header field",
+                )
+                .into_response();
+            }
             if let Err(refused) = crate::ratelimit::admit(state, group, peer, request.headers()) {
                 return refused.into_response();
             }

@@ -194,7 +194,8 @@ async fn install(config: &Config, state: &AppState, backends: Backends) {
     }
     state.backends().set(backends);
     crate::expiry::spawn(config, state);
-    let interval = Duration::from_secs_f64(config.runtime.sync_interval_seconds.max(0.05));
+    let interval =
+        crate::config::seconds(config.runtime.sync_interval_seconds).max(Duration::from_millis(50));
     let state = state.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

@@ -158,6 +158,18 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: f64,
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<String>,
+    /// Time from accept to the first complete request head (TLS handshake included); on
+    /// HTTP/1.1 also from the end of one answer to the end of the next request head.
+    pub request_head_timeout_seconds: f64,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
+    pub idle_timeout_seconds: f64,
+    /// Open client connections, every listener together; past it a new one is closed at once.
+    pub max_connections: usize,
+    /// Open client connections from one address (IPv6: one /64); `trusted_proxies` are
+    /// counted against `max_connections` only.
+    pub max_connections_per_ip: usize,
+    /// Largest HTTP/1.1 request head (request line and headers), in bytes: 431 past it.
+    pub max_request_head_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -170,6 +182,11 @@ impl Default for ServerConfig {
             workers: 0,
             shutdown_grace_seconds: 30.0,
             trusted_proxies: Vec::new(),
+            request_head_timeout_seconds: 15.0,
+            idle_timeout_seconds: 60.0,
+            max_connections: 16_384,
+            max_connections_per_ip: 1024,
+            max_request_head_bytes: 64 * 1024,
         }
     }
 }
@@ -577,6 +594,22 @@ impl Default for VaultConfig {
     }
 }
 
+/// The shortest duration a timeout or interval may be configured to.
+const MIN_SECONDS: f64 = 0.001;
+/// The longest duration any `*_seconds` key may be configured to: one year.
+const MAX_SECONDS: f64 = 31_536_000.0;
+/// [`MAX_SECONDS`] for the keys that take whole seconds.
+const MAX_WHOLE_SECONDS: u64 = 31_536_000;
+/// The largest rate or burst of a rate limit.
+const MAX_RATE: f64 = 1e9;
+
+/// A duration from a `*_seconds` value that [`Config::validate`] accepted. Total: a value it
+/// would refuse (not finite, negative, past a year) gives the nearest bound, never a panic.
+pub fn seconds(value: f64) -> std::time::Duration {
+    let value = if value.is_nan() { MIN_SECONDS } else { value };
+    std::time::Duration::from_secs_f64(value.clamp(0.0, MAX_SECONDS))
+}
+
 /// A configuration that cannot be loaded; the message names the key or file at fault.
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -635,10 +668,206 @@ impl Config {
                 value.trim_end_matches(['\n', '\r']).to_owned(),
             ));
         }
-        figment.extract::<Config>().map_err(|error| {
+        let config = figment.extract::<Config>().map_err(|error| {
             let messages: Vec<String> = error.into_iter().map(|error| error.to_string()).collect();
             ConfigError(format!("invalid configuration: {}", messages.join("; ")))
-        })
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every numeric value against its range, so that no value can panic or spin later
+    /// (`inf`, `nan`, negative or huge durations, a concurrency of 0); the error names the key.
+    /// Run by [`Config::load_from`] and again by `server::start` (tests build configurations in
+    /// code).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let (server, forward, expiry) = (&self.server, &self.forward, &self.expiry);
+        for (key, value, min) in [
+            (
+                "server.shutdown_grace_seconds",
+                server.shutdown_grace_seconds,
+                0.0,
+            ),
+            (
+                "server.request_head_timeout_seconds",
+                server.request_head_timeout_seconds,
+                MIN_SECONDS,
+            ),
+            (
+                "server.idle_timeout_seconds",
+                server.idle_timeout_seconds,
+                MIN_SECONDS,
+            ),
+            (
+                "runtime.sync_interval_seconds",
+                self.runtime.sync_interval_seconds,
+                MIN_SECONDS,
+            ),
+            (
+                "forward.connect_timeout_seconds",
+                forward.connect_timeout_seconds,
+                MIN_SECONDS,
+            ),
+            (
+                "forward.response_timeout_seconds",
+                forward.response_timeout_seconds,
+                MIN_SECONDS,
+            ),
+            (
+                "forward.idle_timeout_seconds",
+                forward.idle_timeout_seconds,
+                MIN_SECONDS,
+            ),
+            (
+                "expiry.check_interval_seconds",
+                expiry.check_interval_seconds,
+                MIN_SECONDS,
+            ),
+            (
+                "expiry.webhook_timeout_seconds",
+                expiry.webhook_timeout_seconds,
+                MIN_SECONDS,
+            ),
+        ] {
+            if !(value.is_finite() && (min..=MAX_SECONDS).contains(&value)) {
+                return Err(ConfigError(format!(
+                    "{key}: must be a number of seconds from {min} to {MAX_SECONDS}, not {value}"
+                )));
+            }
+        }
+        let limits = &self.rate_limits;
+        for (group, limits) in [
+            ("configuration", limits.configuration),
+            ("checks", limits.checks),
+            ("forward", limits.forward),
+            ("tester", limits.tester),
+        ] {
+            for (name, value) in [
+                ("per_ip_per_second", limits.per_ip_per_second),
+                ("per_ip_burst", limits.per_ip_burst),
+                ("per_account_per_second", limits.per_account_per_second),
+                ("per_account_burst", limits.per_account_burst),
+            ] {
+                if !(value.is_finite() && (0.0..=MAX_RATE).contains(&value)) {
+                    return Err(ConfigError(format!(
+                        "rate_limits.{group}.{name}: must be a number from 0 to {MAX_RATE}, not {value}"
+                    )));
+                }
+            }
+        }
+        let as_u64 = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+        let (intake, database) = (&self.intake, &self.database);
+        for (key, value, min, max) in [
+            ("server.workers", as_u64(server.workers), 0, 1024),
+            (
+                "server.max_connections",
+                as_u64(server.max_connections),
+                1,
+                10_000_000,
+            ),
+            (
+                "server.max_connections_per_ip",
+                as_u64(server.max_connections_per_ip),
+                1,
+                10_000_000,
+            ),
+            (
+                "server.max_request_head_bytes",
+                as_u64(server.max_request_head_bytes),
+                1024,
+                1024 * 1024,
+            ),
+            ("auth.leeway_seconds", self.auth.leeway_seconds, 0, 86_400),
+            (
+                "accounts.max_certificates",
+                as_u64(self.accounts.max_certificates),
+                1,
+                10_000_000,
+            ),
+            (
+                "accounts.max_mappings",
+                as_u64(self.accounts.max_mappings),
+                1,
+                10_000_000,
+            ),
+            (
+                "intake.max_file_bytes",
+                as_u64(intake.max_file_bytes),
+                1,
+                1 << 30,
+            ),
+            (
+                "intake.max_iterations",
+                u64::from(intake.max_iterations),
+                1,
+                u64::from(u32::MAX),
+            ),
+            (
+                "intake.max_total_iterations",
+                intake.max_total_iterations,
+                1,
+                1 << 40,
+            ),
+            (
+                "intake.expiry_warning_days",
+                u64::from(intake.expiry_warning_days),
+                0,
+                36_500,
+            ),
+            ("intake.concurrency", as_u64(intake.concurrency), 1, 1024),
+            (
+                "forward.max_body_bytes",
+                as_u64(forward.max_body_bytes),
+                0,
+                1 << 40,
+            ),
+            (
+                "database.max_connections",
+                u64::from(database.max_connections),
+                1,
+                1000,
+            ),
+            (
+                "database.acquire_timeout_seconds",
+                database.acquire_timeout_seconds,
+                1,
+                MAX_WHOLE_SECONDS,
+            ),
+            (
+                "secrets.vault.timeout_seconds",
+                self.secrets.vault.timeout_seconds,
+                1,
+                MAX_WHOLE_SECONDS,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError(format!(
+                    "{key}: must be from {min} to {max}, not {value}"
+                )));
+            }
+        }
+        let window = self.auth.oauth_timestamp_window_seconds;
+        if !(1..=86_400).contains(&window) {
+            return Err(ConfigError(format!(
+                "auth.oauth_timestamp_window_seconds: must be from 1 to 86400, not {window}"
+            )));
+        }
+        for (key, networks) in [
+            ("server.trusted_proxies", &self.server.trusted_proxies),
+            ("egress.allow_cidrs", &self.egress.allow_cidrs),
+        ] {
+            for network in networks {
+                network
+                    .parse::<mtls_runtime::Cidr>()
+                    .map_err(|error| ConfigError(format!("{key}: {error}")))?;
+            }
+        }
+        if let Some(days) = expiry.thresholds_days.iter().find(|days| **days > 36_500) {
+            return Err(ConfigError(format!(
+                "expiry.thresholds_days: each must be from 0 to 36500, not {days}"
+            )));
+        }
+        Ok(())
     }
 
     /// The configuration as one JSON line, secrets shown as `<redacted>`.
@@ -751,6 +980,32 @@ mod tests {
         let missing =
             Config::load_from(Some(Path::new("/no/such/file.toml")), vars(&[])).unwrap_err();
         assert!(missing.to_string().contains("/no/such/file.toml"));
+    }
+
+    #[test]
+    fn networks_are_parsed_at_load() {
+        let error = Config::load_from(
+            None,
+            vars(&[("MTLS_GATEWAY__SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/33\"]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("server.trusted_proxies"), "{error}");
+        let error = Config::load_from(
+            None,
+            vars(&[("MTLS_GATEWAY__EGRESS__ALLOW_CIDRS", "[\"not-a-network\"]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("egress.allow_cidrs"), "{error}");
+    }
+
+    #[test]
+    fn seconds_is_total() {
+        for value in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -1.0, 1e300, 0.0] {
+            assert!(seconds(value) <= std::time::Duration::from_secs(MAX_WHOLE_SECONDS));
+        }
+        assert_eq!(seconds(1.5), std::time::Duration::from_millis(1500));
     }
 
     #[test]

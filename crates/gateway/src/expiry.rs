@@ -54,7 +54,8 @@ pub fn spawn(config: &Config, state: &AppState) {
         Some(url) => {
             match mtls_secrets::vault::client(
                 None,
-                Duration::from_secs_f64(config.expiry.webhook_timeout_seconds.max(0.1)),
+                crate::config::seconds(config.expiry.webhook_timeout_seconds)
+                    .max(Duration::from_millis(100)),
             ) {
                 Ok(client) => Some(Webhook {
                     url: url.expose().to_owned(),
@@ -69,7 +70,8 @@ pub fn spawn(config: &Config, state: &AppState) {
     };
     let settings = Settings {
         thresholds,
-        interval: Duration::from_secs_f64(config.expiry.check_interval_seconds.max(0.1)),
+        interval: crate::config::seconds(config.expiry.check_interval_seconds)
+            .max(Duration::from_millis(100)),
         webhook,
     };
     let state = state.clone();

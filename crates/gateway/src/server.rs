@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::config::{Config, ConfigError};
 use crate::data_dir;
+use crate::listen::limits::ConnectionLimits;
 use crate::listen::{Endpoint, Workers};
 use crate::tls::ServerTls;
 
@@ -89,7 +90,7 @@ pub fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
     }
     let pems = read_all(&config.tls.trust_roots, "tls.trust_roots:")?;
     let roots = mtls_runtime::identity::base_roots(&pems).map_err(ConfigError)?;
-    let seconds = |value: f64| std::time::Duration::from_secs_f64(value.max(0.001));
+    let seconds = crate::config::seconds;
     let timeouts = Timeouts {
         connect: seconds(config.forward.connect_timeout_seconds),
         response_headers: seconds(config.forward.response_timeout_seconds),
@@ -229,6 +230,7 @@ fn listener_tls(
 /// Binds the listeners and serves in the background until [`Running::stop`] or a signal.
 pub async fn start(config: &Config) -> Result<Running, ConfigError> {
     tracing::info!(config = %config.redacted_json(), "effective configuration");
+    config.validate()?;
     let state = state(config)?;
     crate::backends::validate(config)?;
     let tls = listener_tls(config.server.tls.as_ref(), "server.tls")?;
@@ -275,8 +277,7 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         count => count,
     };
-    let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
-    let workers = Workers::start(endpoints, count, grace)
+    let workers = Workers::start(endpoints, count, &listen_settings(config)?)
         .map_err(|error| ConfigError(format!("cannot start the worker threads: {error}")))?;
     let watched: Vec<Arc<ServerTls>> = tls.into_iter().chain(admin_tls).collect();
     // Always running: SIGHUP must never end the process, TLS or not.
@@ -287,6 +288,30 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
         state,
         workers: Some(workers),
         reloader,
+    })
+}
+
+/// The listeners' timeouts and connection caps.
+fn listen_settings(config: &Config) -> Result<crate::listen::Settings, ConfigError> {
+    let server = &config.server;
+    let mut exempt = Vec::new();
+    for proxy in &server.trusted_proxies {
+        exempt.push(
+            proxy
+                .parse()
+                .map_err(|error| ConfigError(format!("server.trusted_proxies: {error}")))?,
+        );
+    }
+    Ok(crate::listen::Settings {
+        request_head_timeout: crate::config::seconds(server.request_head_timeout_seconds),
+        idle_timeout: crate::config::seconds(server.idle_timeout_seconds),
+        grace: crate::config::seconds(server.shutdown_grace_seconds),
+        max_request_head_bytes: server.max_request_head_bytes,
+        limits: Arc::new(ConnectionLimits::new(
+            server.max_connections,
+            server.max_connections_per_ip,
+            exempt,
+        )),
     })
 }
 

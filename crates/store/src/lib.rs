@@ -93,6 +93,7 @@ impl Store {
             } else {
                 format!("{}{separator}mode=rwc", options.url)
             };
+            private_sqlite_file(rest)?;
             (Backend::Sqlite, url)
         } else if options.url.starts_with("mysql://") || options.url.starts_with("mariadb://") {
             (
@@ -168,6 +169,49 @@ impl Store {
 }
 
 /// Removes the URL's password from a message that might quote the URL.
+/// Creates the SQLite file of `path` (the URL after `sqlite://`) with mode 0600 before SQLite
+/// does (it would use 0644 under the usual umask), and takes group and others' access away from
+/// an existing one and its `-wal` and `-shm` files. SQLite gives the WAL and shared-memory
+/// files the main file's mode, so they are 0600 too. In-memory databases are left alone.
+fn private_sqlite_file(path: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if path.is_empty() || path.starts_with(':') || query.contains("mode=memory") {
+        return Ok(());
+    }
+    let failed = |error: std::io::Error| {
+        StoreError::Configuration(format!("cannot create the SQLite file {path}: {error}"))
+    };
+    if !query.contains("mode=ro") {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(failed(error)),
+        }
+    }
+    for file in [
+        path.to_owned(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+    ] {
+        let Ok(metadata) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(failed)?;
+            tracing::warn!(path = %file, "the database file was open to group or others; made it 0600");
+        }
+    }
+    Ok(())
+}
+
 fn redact(message: &str, url: &str) -> String {
     let password = url
         .split_once("://")

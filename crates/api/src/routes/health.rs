@@ -33,7 +33,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     }
     let slot = &state.inner.backends;
     let mut readiness = slot.readiness();
-    if let Some(backends) = slot.get() {
+    let installed = slot.get();
+    if let Some(backends) = &installed {
         readiness.database = Some(
             backends
                 .store
@@ -49,7 +50,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 .map_err(|error| error.to_string()),
         );
     }
-    let ready = matches!(readiness.database, Some(Ok(())))
+    // Both reachable is not enough: until the connected dependencies are installed (after the
+    // start-up reconciliation and the first routing table), calls still answer 503.
+    let ready = installed.is_some()
+        && matches!(readiness.database, Some(Ok(())))
         && matches!(readiness.secret_store, Some(Ok(())));
     let missing: Vec<Value> = readiness
         .missing_secrets

@@ -169,6 +169,14 @@ async fn serve_with_defaults_then_mint_a_token_and_test_a_file() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // The SQLite database and its WAL and shared-memory files are the gateway's alone.
+    for file in [
+        "mtls-gateway.db",
+        "mtls-gateway.db-wal",
+        "mtls-gateway.db-shm",
+    ] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
     served.stop();
 
     // A signing key that others can read stops the gateway from starting.
@@ -292,6 +300,145 @@ fn configuration_errors_name_the_key() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("backlog"));
+}
+
+/// Runs `command` (its stderr to a file); a process still running after 3 s (a value that
+/// was accepted and the server started) is killed: exit code `None`.
+fn run_briefly(mut command: Command) -> (Option<i32>, String) {
+    let log = temp_dir("cli-briefly").join("stderr");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (code, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// Every numeric key, with values that used to panic at start (`Duration::from_secs_f64` of
+/// `inf` or `1e300`) or to slip through (`nan`, negatives): each is refused at load, by the
+/// real binary, with exit code 1 and an error that names the key.
+#[test]
+fn every_numeric_key_refuses_values_that_could_panic() {
+    let dir = temp_dir("cli-numbers");
+    let mut keys: Vec<(String, &str)> = [
+        ("server", "workers"),
+        ("server", "shutdown_grace_seconds"),
+        ("server", "request_head_timeout_seconds"),
+        ("server", "idle_timeout_seconds"),
+        ("server", "max_connections"),
+        ("server", "max_connections_per_ip"),
+        ("server", "max_request_head_bytes"),
+        ("auth", "leeway_seconds"),
+        ("auth", "oauth_timestamp_window_seconds"),
+        ("accounts", "max_certificates"),
+        ("accounts", "max_mappings"),
+        ("intake", "max_file_bytes"),
+        ("intake", "max_iterations"),
+        ("intake", "max_total_iterations"),
+        ("intake", "expiry_warning_days"),
+        ("intake", "concurrency"),
+        ("runtime", "sync_interval_seconds"),
+        ("forward", "max_body_bytes"),
+        ("forward", "connect_timeout_seconds"),
+        ("forward", "response_timeout_seconds"),
+        ("forward", "idle_timeout_seconds"),
+        ("database", "max_connections"),
+        ("database", "acquire_timeout_seconds"),
+        ("secrets.vault", "timeout_seconds"),
+        ("expiry", "check_interval_seconds"),
+        ("expiry", "webhook_timeout_seconds"),
+        ("expiry", "thresholds_days"),
+    ]
+    .into_iter()
+    .map(|(table, key)| (table.to_owned(), key))
+    .collect();
+    for group in ["configuration", "checks", "forward", "tester"] {
+        for key in [
+            "per_ip_per_second",
+            "per_ip_burst",
+            "per_account_per_second",
+            "per_account_burst",
+        ] {
+            keys.push((format!("rate_limits.{group}"), key));
+        }
+    }
+    let mut accepted = Vec::new();
+    for (table, key) in &keys {
+        for value in ["inf", "nan", "-1", "1e300"] {
+            let value = if *key == "thresholds_days" {
+                format!("[{value}]")
+            } else {
+                value.to_owned()
+            };
+            std::fs::write(
+                dir.join("bad.toml"),
+                format!("[{table}]\n{key} = {value}\n"),
+            )
+            .unwrap();
+            let mut command = binary();
+            command
+                .current_dir(&dir)
+                .args(["serve", "--config", "bad.toml"])
+                .env("MTLS_GATEWAY__SERVER__LISTEN", "127.0.0.1:0");
+            let (code, stderr) = run_briefly(command);
+            let named = stderr.contains(&format!("{table}.{key}"));
+            if code != Some(1) || !named || stderr.contains("panicked") {
+                let last = stderr.lines().last().unwrap_or_default();
+                accepted.push(format!("{table}.{key} = {value}: exit {code:?}, {last}"));
+            }
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "not refused with the key named:\n{}",
+        accepted.join("\n")
+    );
+    // The same through the environment.
+    for (name, value, key) in [
+        (
+            "MTLS_GATEWAY__FORWARD__CONNECT_TIMEOUT_SECONDS",
+            "inf",
+            "forward.connect_timeout_seconds",
+        ),
+        (
+            "MTLS_GATEWAY__SERVER__IDLE_TIMEOUT_SECONDS",
+            "1e300",
+            "server.idle_timeout_seconds",
+        ),
+        (
+            "MTLS_GATEWAY__RATE_LIMITS__TESTER__PER_IP_BURST",
+            "nan",
+            "rate_limits.tester.per_ip_burst",
+        ),
+        (
+            "MTLS_GATEWAY__SERVER__MAX_CONNECTIONS",
+            "-1",
+            "server.max_connections",
+        ),
+    ] {
+        let mut command = binary();
+        command
+            .current_dir(&dir)
+            .arg("serve")
+            .env("MTLS_GATEWAY__SERVER__LISTEN", "127.0.0.1:0")
+            .env(name, value);
+        let (code, stderr) = run_briefly(command);
+        assert_eq!(code, Some(1), "{name}={value}: {stderr}");
+        assert!(stderr.contains(key), "{name}={value}: {stderr}");
+    }
 }
 
 #[test]

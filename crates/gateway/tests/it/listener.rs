@@ -533,3 +533,382 @@ async fn split_listeners_serve_their_own_routes() {
         assert_eq!(get(base, "/readyz".to_owned()).await, 200);
     }
 }
+
+// ---- Hostile peers: silent connections, idle connections, connection caps ----
+
+/// Far more than any timeout these tests configure: only "closed within a generous bound".
+const BOUND: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Reads until the peer closes (end of stream or reset); `false` when it is still open after
+/// `BOUND`. What the peer sent before closing is returned too.
+async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (bool, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(BOUND, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    (read.is_ok(), received)
+}
+
+/// A raw HTTP/1.1 answer: status, head (lower-case names), body (by `Content-Length`).
+pub struct RawAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Reads one HTTP/1.1 answer framed by `Content-Length`, and not a byte more (the next
+/// answer on the connection stays to be read); `None` when the connection closes first.
+pub async fn read_answer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<RawAnswer> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::new();
+    while !buffer.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(BOUND, stream.read_u8())
+            .await
+            .ok()?
+            .ok()?;
+        buffer.push(byte);
+    }
+    let head = String::from_utf8_lossy(&buffer).to_ascii_lowercase();
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    tokio::time::timeout(BOUND, stream.read_exact(&mut body))
+        .await
+        .ok()?
+        .ok()?;
+    Some(RawAnswer {
+        status,
+        head,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A TCP connection to the gateway from `source` (another loopback address keeps a test's
+/// own connections apart from the per-address cap it exercises).
+async fn connect_from(source: [u8; 4], to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// The value of one `/metrics` line (`name{labels}`), read over plain HTTP from 127.0.0.1.
+async fn metric(app: &TestApp, line: &str) -> f64 {
+    let text = crate::support::client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {line} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame: what a client sends right after the preface.
+const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+#[tokio::test]
+async fn silent_connections_are_closed_from_accept() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn(|config| {
+        config.server.request_head_timeout_seconds = 0.3;
+        config.server.idle_timeout_seconds = 600.0;
+    })
+    .await;
+    let address = app.running.address;
+    // A TCP connection that never sends a byte.
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    // An HTTP/2 (h2c) connection that sends its preface and settings, then nothing.
+    let mut preface = tokio::net::TcpStream::connect(address).await.unwrap();
+    preface.write_all(H2_PREFACE).await.unwrap();
+    preface.write_all(H2_SETTINGS).await.unwrap();
+    // Half a request head, then nothing.
+    let mut half = tokio::net::TcpStream::connect(address).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    for (what, stream) in [
+        ("silent TCP", &mut silent),
+        ("h2c preface", &mut preface),
+        ("half a head", &mut half),
+    ] {
+        let (closed, _) = closed_by_peer(stream).await;
+        assert!(closed, "{what}: still open after {BOUND:?}");
+    }
+    assert!(
+        metric(
+            &app,
+            "mtls_connections_timed_out_total{reason=\"request_head\"}"
+        )
+        .await
+            >= 3.0
+    );
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tls_handshake_then_silence_is_closed() {
+    let Some(pki) = upstream::server_pki() else {
+        return;
+    };
+    let app = spawn(|config| {
+        config.server.tls = Some(tls(&pki));
+        config.server.request_head_timeout_seconds = 0.5;
+    })
+    .await;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_pki_types::CertificateDer::pem_file_iter(pki.join("ca.pem")).unwrap()
+    {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(app.running.address)
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    // The handshake completes (the server is real and verified), then the client says nothing.
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    let (closed, _) = closed_by_peer(&mut stream).await;
+    assert!(closed, "a TLS connection with no request is closed");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_over_http1_and_http2() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn(|config| {
+        // Longer than the bound: what closes these connections is the idle timeout.
+        config.server.request_head_timeout_seconds = 60.0;
+        config.server.idle_timeout_seconds = 0.5;
+    })
+    .await;
+    let address = app.running.address;
+    // HTTP/1.1 keep-alive: one request answered, then nothing.
+    let mut keep_alive = tokio::net::TcpStream::connect(address).await.unwrap();
+    keep_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_answer(&mut keep_alive).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(!answer.head.contains("connection: close"), "kept alive");
+    let (closed, _) = closed_by_peer(&mut keep_alive).await;
+    assert!(closed, "an idle HTTP/1.1 connection is closed");
+
+    // HTTP/2 (prior knowledge): one stream answered, then the connection ends (GOAWAY).
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::get(format!("http://{address}/healthz"))
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let ended = tokio::time::timeout(BOUND, connection).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 connection is closed");
+    assert!(metric(&app, "mtls_connections_timed_out_total{reason=\"idle\"}").await >= 2.0);
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_past_the_per_address_cap_are_refused_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn(|config| {
+        config.server.max_connections_per_ip = 2;
+        config.server.request_head_timeout_seconds = 60.0;
+        config.server.idle_timeout_seconds = 600.0;
+    })
+    .await;
+    let address = app.running.address;
+    let source = [127, 0, 0, 2];
+    let get = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut first = connect_from(source, address).await;
+    let mut second = connect_from(source, address).await;
+    for stream in [&mut first, &mut second] {
+        stream.write_all(get).await.unwrap();
+        assert_eq!(read_answer(stream).await.unwrap().status, 200);
+    }
+    // The third from the same address is closed at once (long before any timeout here),
+    // without an answer.
+    let mut third = connect_from(source, address).await;
+    let _ = third.write_all(get).await;
+    let (closed, received) = closed_by_peer(&mut third).await;
+    assert!(closed && received.is_empty(), "refused at once");
+    // The established connections still work, and other addresses are not affected.
+    first.write_all(get).await.unwrap();
+    assert_eq!(read_answer(&mut first).await.unwrap().status, 200);
+    assert!(
+        metric(&app, "mtls_connections_refused_total{cap=\"per_ip\"}").await >= 1.0,
+        "counted"
+    );
+    assert!(metric(&app, "mtls_connections_open").await >= 2.0);
+    // A closed connection gives its place back.
+    drop(second);
+    let mut again = None;
+    for _ in 0..50 {
+        let mut fourth = connect_from(source, address).await;
+        let _ = fourth.write_all(get).await;
+        if let Some(answer) = read_answer(&mut fourth).await {
+            assert_eq!(answer.status, 200);
+            again = Some(fourth);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        again.is_some(),
+        "a place freed by a closed connection is reused"
+    );
+    app.running.stop().await.unwrap();
+}
+
+// ---- Request heads hyper would accept: refused with a JSON error ----
+
+/// Sends `bytes` on a fresh connection and reads one answer.
+pub async fn raw_exchange(address: std::net::SocketAddr, bytes: &[u8]) -> RawAnswer {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    read_answer(&mut stream).await.expect("an answer")
+}
+
+/// A JSON error body's code; the answer also carries a request id like every other.
+pub fn error_code(answer: &RawAnswer) -> String {
+    assert!(answer.head.contains("x-request-id:"), "{}", answer.head);
+    assert!(
+        answer.head.contains("content-type: application/json"),
+        "{}",
+        answer.head
+    );
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    body["error"]["code"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_bare_lf_in_a_request_head_is_a_400_with_a_json_body() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn(|_| {}).await;
+    let address = app.running.address;
+    for head in [
+        &b"GET /healthz HTTP/1.1\nHost: a\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1\r\nHost: a\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-A: b\n\n",
+    ] {
+        let answer = raw_exchange(address, head).await;
+        assert_eq!(answer.status, 400, "{:?}", String::from_utf8_lossy(head));
+        assert_eq!(error_code(&answer), "invalid_request_head");
+        assert!(answer.head.contains("connection: close"), "{}", answer.head);
+    }
+    // The second request of a keep-alive connection, after a body with bare LFs in it (a
+    // body is not a head): the first is served, the second refused, and the connection ends.
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n\n\n\n\n\
+              GET /healthz HTTP/1.1\r\nHost: a\nX: y\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let first = read_answer(&mut stream).await.unwrap();
+    assert_eq!(first.status, 405, "POST /healthz is served: {}", first.body);
+    let second = read_answer(&mut stream).await.unwrap();
+    assert_eq!(second.status, 400);
+    assert_eq!(error_code(&second), "invalid_request_head");
+    let (closed, _) = closed_by_peer(&mut stream).await;
+    assert!(closed);
+    // The same request with CRLF everywhere is served.
+    let answer = raw_exchange(address, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(answer.status, 200);
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_host_fields_are_a_400_with_a_json_body() {
+    let app = spawn(|_| {}).await;
+    let address = app.running.address;
+    let account = random_account();
+    for path in ["/healthz".to_owned(), format!("/mtls/account/{account}")] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n");
+        let answer = raw_exchange(address, request.as_bytes()).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+        assert_eq!(error_code(&answer), "duplicate_host");
+    }
+    // One Host is fine.
+    let answer = raw_exchange(address, b"GET /healthz HTTP/1.1\r\nHost: a.example\r\n\r\n").await;
+    assert_eq!(answer.status, 200);
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_past_the_total_cap_are_refused_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn(|config| {
+        config.server.max_connections = 2;
+        config.server.request_head_timeout_seconds = 60.0;
+        config.server.idle_timeout_seconds = 600.0;
+    })
+    .await;
+    let address = app.running.address;
+    let get = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut first = connect_from([127, 0, 0, 3], address).await;
+    let mut second = connect_from([127, 0, 0, 4], address).await;
+    for stream in [&mut first, &mut second] {
+        stream.write_all(get).await.unwrap();
+        assert_eq!(read_answer(stream).await.unwrap().status, 200);
+    }
+    // A third client, from yet another address: the total is reached.
+    let mut third = connect_from([127, 0, 0, 5], address).await;
+    let _ = third.write_all(get).await;
+    let (closed, received) = closed_by_peer(&mut third).await;
+    assert!(closed && received.is_empty(), "refused at once");
+    // Read through an established connection (a new one would be refused too).
+    first
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let metrics = read_answer(&mut first).await.unwrap();
+    assert!(
+        metrics
+            .body
+            .contains("mtls_connections_refused_total{cap=\"total\"} 1"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics.body.contains("mtls_connections_open 2"),
+        "{}",
+        metrics.body
+    );
+    app.running.stop().await.unwrap();
+}
