@@ -634,3 +634,41 @@ pub async fn start_broken(pki: &Path, client_roots: &Path) -> Upstream {
         ca_pem: pki.join("ca.pem"),
     }
 }
+
+/// A TLS 1.3 server offering `h2` that requires client certificates from `client_roots` and,
+/// when it refuses one, sends its alert and then keeps the TCP connection open (reading and
+/// dropping what comes) for 5 s: the client always reads the alert, after its own handshake
+/// is over, on the connection it has started to use (no reset races it away).
+pub async fn start_refusing_after_handshake(pki: &Path, client_roots: &Path) -> Upstream {
+    use tokio::io::AsyncReadExt;
+
+    let config = config(
+        pki,
+        Some(client_roots),
+        true,
+        true,
+        &[&rustls::version::TLS13],
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Err((_, mut tcp)) = acceptor.accept(stream).into_fallible().await else {
+                    return;
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                    let mut sink = [0u8; 4096];
+                    while let Ok(1..) = tcp.read(&mut sink).await {}
+                })
+                .await;
+            });
+        }
+    });
+    Upstream {
+        port,
+        ca_pem: pki.join("ca.pem"),
+    }
+}
