@@ -1,7 +1,8 @@
 //! Feeds arbitrary bytes, in pieces of arbitrary size, to the HTTP/1.1 answer parser and the
 //! body decoders, as the gateway's client reads a target's answer (`runtime::h1`): they must
-//! never panic, never spin, never buffer past their limits, and never hand out more body than
-//! came in or than the framing allows.
+//! never panic, never spin, never buffer past their limits, never hand out more body than came
+//! in or than the framing allows, and decode the same bytes to the same body however the reads
+//! split them.
 #![no_main]
 
 use bytes::BytesMut;
@@ -27,10 +28,17 @@ fuzz_target!(|data: &[u8]| {
     // The framing the head asks for (its decoder is private to h1): what RFC 9112 6.3 says.
     let mut framed_by_head = None;
     if flags & 1 == 0 {
+        // The same bytes in one read: the same head, and the same bytes left after it.
+        let mut whole = BytesMut::from(input);
+        let once = parse_head(&mut whole, head_request).map(|head| head.map(|head| seen(&head)));
         // The head, parsed again after every read as the exchange does.
         loop {
             match parse_head(&mut buf, head_request) {
                 Ok(Some(head)) => {
+                    let mut left = buf.to_vec();
+                    left.extend(reads.clone().flatten());
+                    assert_eq!(once, Ok(Some(seen(&head))), "the reads changed the head");
+                    assert_eq!(left, whole.to_vec(), "the reads changed where the head ends");
                     framed_by_head = Some(framing(&head, head_request));
                     break;
                 }
@@ -38,16 +46,22 @@ fuzz_target!(|data: &[u8]| {
                     assert!(buf.len() <= MAX_HEAD, "a partial head past the limit was kept");
                     match reads.next() {
                         Some(read) => buf.extend_from_slice(read),
-                        None => return,
+                        None => {
+                            assert_eq!(once, Ok(None), "the reads changed the head");
+                            return;
+                        }
                     }
                 }
-                Err(_) => return,
+                Err(_) => {
+                    assert!(once.is_err(), "the reads changed the head: {once:?}");
+                    return;
+                }
             }
         }
     }
 
     let declared = u64::from(flags >> 4) * 97;
-    let mut decoder = match ((flags >> 2) & 3, framed_by_head) {
+    let decoder = match ((flags >> 2) & 3, framed_by_head) {
         (0, Some(framed)) => framed,
         (0 | 1, _) => Decoder::Chunked(Chunk::Size),
         (2, _) => Decoder::Length(declared),
@@ -58,8 +72,34 @@ fuzz_target!(|data: &[u8]| {
         Decoder::Done => Some(0),
         _ => None,
     };
-    let available = buf.len() + reads.clone().map(<[u8]>::len).sum::<usize>();
-    let mut body = 0usize;
+    let limit = limit.and_then(|limit| usize::try_from(limit).ok());
+    let rest: Vec<u8> = reads.clone().flatten().copied().collect();
+    let (body, outcome) = decode(decoder, buf.clone(), reads, limit);
+    // The same bytes in one read decode to the same body and the same end: where the reads
+    // fall never changes what the target is taken to have said.
+    let mut whole = buf;
+    whole.extend_from_slice(&rest);
+    let once = decode(decoder, whole, std::iter::empty(), limit);
+    assert_eq!((&body, outcome), (&once.0, once.1), "the reads changed the body");
+});
+
+/// How a body's decoding ended: at its framing's end, on an error, or with the input spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    End,
+    Malformed,
+    Spent,
+}
+
+/// Decodes the body from `buf` and then `reads`, checking each step.
+fn decode<'a>(
+    mut decoder: Decoder,
+    mut buf: BytesMut,
+    mut reads: impl Iterator<Item = &'a [u8]>,
+    limit: Option<usize>,
+) -> (Vec<u8>, Outcome) {
+    let mut body = Vec::new();
+    let mut available = buf.len();
     loop {
         let before = buf.len();
         match decoder.decode(&mut buf) {
@@ -68,27 +108,40 @@ fuzz_target!(|data: &[u8]| {
                 // comes out of the buffer.
                 assert!(!data.is_empty(), "empty body data");
                 assert!(buf.len() + data.len() <= before, "body data not taken from the input");
-                body += data.len();
+                body.extend_from_slice(&data);
+                assert!(body.len() <= available, "more body than input");
+                if let Some(limit) = limit {
+                    assert!(body.len() <= limit, "more body than the framing allows");
+                }
             }
             Ok(Decoded::More) => {
                 assert!(buf.len() <= MAX_PENDING, "the decoder buffers past its limits");
                 match reads.next() {
-                    Some(read) => buf.extend_from_slice(read),
-                    None => break,
+                    Some(read) => {
+                        available += read.len();
+                        buf.extend_from_slice(read);
+                    }
+                    None => return (body, Outcome::Spent),
                 }
             }
             Ok(Decoded::End) => {
                 assert!(decoder.ended(), "End before the decoder ended");
-                break;
+                return (body, Outcome::End);
             }
-            Err(_) => break,
+            Err(_) => return (body, Outcome::Malformed),
         }
     }
-    assert!(body <= available, "more body than input");
-    if let Some(limit) = limit {
-        assert!(body as u64 <= limit, "more body than the framing allows");
-    }
-});
+}
+
+/// What a parsed head says: status, version and fields.
+fn seen(head: &Head) -> (u16, String, Vec<(String, Vec<u8>)>) {
+    let fields = head
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect();
+    (head.status.as_u16(), format!("{:?}", head.version), fields)
+}
 
 fn framing(head: &Head, head_request: bool) -> Decoder {
     let status = head.status.as_u16();
