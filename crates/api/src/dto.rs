@@ -354,7 +354,8 @@ pub fn live_report(
         }
     }
     if let Some(http) = &probe.http {
-        let ok = http.status.is_some();
+        // A head followed by a body that broke (cut short, over the limit, stalled) is a failure.
+        let ok = http.status.is_some() && http.error.is_none();
         let headers: serde_json::Map<String, serde_json::Value> = http
             .headers
             .iter()
@@ -369,6 +370,10 @@ pub fn live_report(
             "error": http.error,
         }));
         match http.status {
+            Some(status) if http.error.is_some() => advice.push(format!(
+                "The target answered HTTP {status}, but its answer could not be read whole ({}).",
+                http.error.as_deref().unwrap_or_default()
+            )),
             Some(status) if status >= 400 => advice.push(format!(
                 "The target accepted the connection and answered HTTP {status}: the TLS part works; the request itself (path, method, credentials) did not."
             )),

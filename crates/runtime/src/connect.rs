@@ -3,6 +3,7 @@
 //! timeout. TLS is layered on top by [`crate::pool`].
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,13 @@ impl std::error::Error for ConnectError {}
 impl VettedConnector {
     /// A TCP connection to `uri`'s host, through the egress policy.
     pub async fn connect(&self, uri: &Uri) -> Result<TcpStream, ConnectError> {
+        let vetted = self.vet(uri).await?;
+        self.connect_vetted(&vetted).await.map(|(stream, _)| stream)
+    }
+
+    /// The first stage alone (for the live tester, which reports each): `uri`'s host resolved
+    /// once and every address allowed by the egress policy.
+    pub async fn vet(&self, uri: &Uri) -> Result<Vec<SocketAddr>, ConnectError> {
         let scheme = if uri.scheme_str() == Some("http") {
             Scheme::Http
         } else {
@@ -53,17 +61,24 @@ impl VettedConnector {
         let port = uri
             .port_u16()
             .unwrap_or(if scheme == Scheme::Http { 80 } else { 443 });
-        let addresses = self
-            .policy
+        self.policy
             .vet(scheme, host, port, &SystemResolver)
             .await
-            .map_err(ConnectError::Egress)?;
+            .map_err(ConnectError::Egress)
+    }
+
+    /// The second stage: a TCP connection to the first of the vetted `addresses` that takes
+    /// one, each within the connect timeout; the address it went to.
+    pub async fn connect_vetted(
+        &self,
+        addresses: &[SocketAddr],
+    ) -> Result<(TcpStream, SocketAddr), ConnectError> {
         let mut last = io::Error::other("no address");
         for address in addresses {
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(stream);
+                    return Ok((stream, *address));
                 }
                 Ok(Err(error)) => last = error,
                 Err(_) => return Err(ConnectError::Timeout),

@@ -3,7 +3,13 @@
 //! loopback, private, unique-local, link-local (cloud metadata included), carrier-grade NAT,
 //! multicast, unspecified, reserved, documentation or benchmarking space, or an IPv4-mapped,
 //! -compatible, 6to4 or NAT64 form of those, unless the address is in `egress.allow_cidrs`.
+//! IPv4-compatible (`::a.b.c.d`) and IPv4-translated (`::ffff:0:a.b.c.d`, RFC 2765) addresses
+//! are refused whatever they embed: neither is routed on the Internet, and a translator on the
+//! gateway's network would deliver them to the IPv4 address inside.
 //! The caller connects to the vetted addresses, never to a second resolution.
+//!
+//! A refusal names the host the caller gave, never the address a name resolved to: that
+//! address is the operator's network, not the tenant's to map (it is logged at debug level).
 //!
 //! Hosts written as legacy IPv4 numbers (`2130706433`, `0x7f000001`, `0177.0.0.1`, `127.1`),
 //! which the system resolver would turn into addresses, are read the same way here first.
@@ -19,8 +25,12 @@ use crate::url::Scheme;
 /// Why a target may not be called.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EgressError {
-    /// A resolved address is in a forbidden range (named).
+    /// An address of the target is in a forbidden range. `address` and `range` are for the
+    /// operator's log; the message shows the range only when the caller wrote the address.
     Denied {
+        host: Box<str>,
+        /// The host is an IP literal (the caller gave the address itself).
+        literal: bool,
         address: IpAddr,
         range: &'static str,
     },
@@ -33,12 +43,19 @@ pub enum EgressError {
 impl fmt::Display for EgressError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EgressError::Denied { address, range } => {
-                write!(
-                    f,
-                    "the target resolves to {address} ({range}), which the egress policy forbids"
-                )
-            }
+            EgressError::Denied {
+                host,
+                literal: true,
+                range,
+                ..
+            } => write!(
+                f,
+                "the target {host} is in a range the egress policy forbids ({range})"
+            ),
+            EgressError::Denied { host, .. } => write!(
+                f,
+                "the target host {host} resolves to an address the egress policy forbids"
+            ),
             EgressError::PlainHttp => {
                 f.write_str("plain http targets are not allowed (egress.allow_http)")
             }
@@ -91,7 +108,8 @@ impl EgressPolicy {
             return Err(EgressError::PlainHttp);
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addresses = match literal(bare) {
+        let given = literal(bare);
+        let addresses = match given {
             Some(address) => vec![SocketAddr::new(address, port)],
             None => resolver
                 .resolve(bare, port)
@@ -102,20 +120,25 @@ impl EgressPolicy {
             return Err(EgressError::Resolution("no address".to_owned()));
         }
         for address in &addresses {
-            self.check(address.ip())?;
+            if let Some(range) = self.refused(address.ip()) {
+                tracing::debug!(host, address = %address.ip(), range, "egress policy refused a target");
+                return Err(EgressError::Denied {
+                    host: Box::from(host),
+                    literal: given.is_some(),
+                    address: address.ip(),
+                    range,
+                });
+            }
         }
         Ok(addresses)
     }
 
-    /// Allows `address` unless it is in a forbidden range that the allow list does not cover.
-    pub fn check(&self, address: IpAddr) -> Result<(), EgressError> {
+    /// The forbidden range `address` is in, unless the allow list covers it.
+    pub fn refused(&self, address: IpAddr) -> Option<&'static str> {
         if self.allow.iter().any(|cidr| cidr.contains(address)) {
-            return Ok(());
+            return None;
         }
-        match forbidden(address) {
-            Some(range) => Err(EgressError::Denied { address, range }),
-            None => Ok(()),
-        }
+        forbidden(address)
     }
 }
 
@@ -213,6 +236,13 @@ fn forbidden_v6(address: Ipv6Addr) -> Option<&'static str> {
             return Some(forbidden_v4(embedded(high, low)).map_or(
                 "IPv4-compatible address",
                 |_| "IPv4-compatible form of a forbidden address",
+            ));
+        }
+        // IPv4-translated (RFC 2765, SIIT): ::ffff:0:a.b.c.d
+        [0, 0, 0, 0, 0xffff, 0, high, low] => {
+            return Some(forbidden_v4(embedded(high, low)).map_or(
+                "IPv4-translated address",
+                |_| "IPv4-translated form of a forbidden address",
             ));
         }
         // NAT64 well-known prefix 64:ff9b::/96
@@ -314,6 +344,11 @@ mod tests {
             "[::ffff:7f00:1]",
             "[::ffff:169.254.169.254]",
             "[::127.0.0.1]",
+            "[::ffff:0:127.0.0.1]",
+            "[::ffff:0:7f00:1]",
+            "[::ffff:0:169.254.169.254]",
+            "[::ffff:0:10.0.0.1]",
+            "[::ffff:0:8.8.8.8]",
             "[64:ff9b::7f00:1]",
             "[64:ff9b::a9fe:a9fe]",
             "[64:ff9b:1::1]",
@@ -378,6 +413,67 @@ mod tests {
             http.vet(Scheme::Http, "public.example", 80, &resolver())
                 .await
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn ipv4_translated_addresses_are_refused_whatever_they_embed() {
+        let range = |text: &str| forbidden(text.parse().unwrap());
+        assert_eq!(
+            range("::ffff:0:127.0.0.1"),
+            Some("IPv4-translated form of a forbidden address")
+        );
+        assert_eq!(
+            range("::ffff:0:a9fe:a9fe"),
+            Some("IPv4-translated form of a forbidden address")
+        );
+        assert_eq!(range("::ffff:0:8.8.8.8"), Some("IPv4-translated address"));
+        // Its neighbours keep their own judgement: IPv4-mapped is judged by the address inside.
+        assert_eq!(range("::ffff:8.8.8.8"), None);
+        assert_eq!(
+            range("::ffff:127.0.0.1"),
+            Some("IPv4-mapped form of a forbidden address")
+        );
+        assert_eq!(range("::1:ffff:0:808:808"), None);
+        // The allow list opens it like any other range.
+        let open = EgressPolicy {
+            allow: vec!["::ffff:0:0:0/96".parse().unwrap()],
+            allow_http: false,
+        };
+        assert_eq!(open.refused("::ffff:0:8.8.8.8".parse().unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_the_host_given_never_the_address_it_resolves_to() {
+        let policy = EgressPolicy::default();
+        for (host, hidden) in [
+            ("private.example", "10.1.2.3"),
+            ("metadata.example", "169.254.169.254"),
+            ("mixed.example", "192.168.1.10"),
+            ("v6-ula.example", "fd00::1"),
+        ] {
+            let error = vet(&policy, host).await.unwrap_err();
+            assert!(
+                matches!(&error, EgressError::Denied { address, .. } if address.to_string() == hidden),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(message.contains(host), "{message}");
+            assert!(!message.contains(hidden), "{message}");
+            for range in ["RFC 1918", "link-local", "unique-local", "("] {
+                assert!(!message.contains(range), "{message}");
+            }
+        }
+        // An address the caller wrote is theirs: its range is named.
+        let message = vet(&policy, "10.0.0.1").await.unwrap_err().to_string();
+        assert!(
+            message.contains("10.0.0.1") && message.contains("private (RFC 1918)"),
+            "{message}"
+        );
+        let message = vet(&policy, "0x7f000001").await.unwrap_err().to_string();
+        assert!(
+            message.contains("0x7f000001") && message.contains("loopback"),
+            "{message}"
         );
     }
 

@@ -12,7 +12,7 @@
 //! identities at its next request, which closes their idle connections, while requests in
 //! flight finish on the connection they hold.
 //!
-//! Failures are classified here, once, into the stable codes of SPEC 7.4.
+//! Failures are classified in [`crate::failure`], once, into the stable codes of SPEC 7.4.
 
 use std::cell::RefCell;
 use std::error::Error as StdError;
@@ -24,8 +24,9 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use rustls::{ClientConfig, RootCertStore};
 
-use crate::connect::{ConnectError, VettedConnector};
-use crate::egress::{EgressError, EgressPolicy};
+use crate::connect::VettedConnector;
+use crate::egress::EgressPolicy;
+pub use crate::failure::{Failure, classify};
 use crate::identity::{ClientIdentity, client_config};
 
 /// The request body type the forward path sends.
@@ -295,217 +296,5 @@ impl Forwarder {
             Arc::clone(&self.connections),
             self.timeouts.idle,
         )
-    }
-}
-
-/// A classified failure of the forward path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// 403 for the egress policy, 424 for the transport.
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
-/// Classifies an error of the upstream call (SPEC 7.4).
-pub fn classify(error: &(dyn StdError + 'static)) -> Failure {
-    let transport = |code: &'static str, message: &str| Failure {
-        status: 424,
-        code,
-        message: message.to_owned(),
-    };
-    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
-    let mut connect_stage = false;
-    while let Some(error) = current {
-        connect_stage |= error.is::<crate::pool::ConnectFailed>();
-        if let Some(connect) = error.downcast_ref::<ConnectError>() {
-            return match connect {
-                ConnectError::Egress(EgressError::Resolution(_)) => {
-                    transport("dns_failed", "the target host name does not resolve")
-                }
-                ConnectError::Egress(denied) => Failure {
-                    status: 403,
-                    code: "egress_denied",
-                    message: denied.to_string(),
-                },
-                ConnectError::Timeout => {
-                    transport("connect_timeout", "connecting to the target timed out")
-                }
-                ConnectError::Io(io) => io_failure(io),
-            };
-        }
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return tls_failure(tls);
-        }
-        if let Some(malformed) = error.downcast_ref::<crate::h1::Malformed>() {
-            return transport("connection_reset", &malformed.to_string());
-        }
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = rustls_inside(io) {
-                return tls_failure(tls);
-            }
-            let innermost = innermost_io(io);
-            if innermost.kind() != std::io::ErrorKind::Other {
-                return io_failure(innermost);
-            }
-        }
-        current = error.source();
-    }
-    if connect_stage {
-        transport("connect_failed", "the connection to the target failed")
-    } else {
-        transport(
-            "connection_reset",
-            "the target closed the connection before answering",
-        )
-    }
-}
-
-/// The first TLS error anywhere in `error`'s chain, through nested I/O errors too.
-pub(crate) fn tls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        if let Some(tls) = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(rustls_inside)
-        {
-            return Some(tls);
-        }
-        current = error.source();
-    }
-    None
-}
-
-/// The TLS error wrapped in (possibly nested) I/O errors: `io::Error::source` skips the
-/// wrapped error itself, so the chain has to be walked through `get_ref`.
-fn rustls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
-    let mut inner: Option<&(dyn StdError + Send + Sync + 'static)> = io.get_ref();
-    for _ in 0..8 {
-        let error = inner?;
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        inner = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref);
-    }
-    None
-}
-
-/// The deepest I/O error inside nested I/O errors (see [`rustls_inside`]).
-fn innermost_io(io: &std::io::Error) -> &std::io::Error {
-    let mut current = io;
-    for _ in 0..8 {
-        match current
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
-        {
-            Some(inner) => current = inner,
-            None => break,
-        }
-    }
-    current
-}
-
-fn io_failure(io: &std::io::Error) -> Failure {
-    use std::io::ErrorKind;
-    // HTTP/2 turns the TLS error into text on its way up: read the alert back from it.
-    if io.kind() == ErrorKind::InvalidData {
-        return tls_text_failure(&io.to_string());
-    }
-    let (code, message) = match io.kind() {
-        ErrorKind::ConnectionRefused => ("connect_failed", "the target refused the connection"),
-        ErrorKind::TimedOut => ("connect_timeout", "connecting to the target timed out"),
-        ErrorKind::ConnectionReset
-        | ErrorKind::BrokenPipe
-        | ErrorKind::UnexpectedEof
-        | ErrorKind::ConnectionAborted => ("connection_reset", "the target closed the connection"),
-        _ => ("connect_failed", "the connection to the target failed"),
-    };
-    Failure {
-        status: 424,
-        code,
-        message: message.to_owned(),
-    }
-}
-
-/// A TLS failure known only by rustls's message text.
-fn tls_text_failure(text: &str) -> Failure {
-    let certificate_alerts = [
-        "CertificateRequired",
-        "BadCertificate",
-        "UnknownCA",
-        "CertificateUnknown",
-        "CertificateExpired",
-        "CertificateRevoked",
-        "UnsupportedCertificate",
-        "AccessDenied",
-    ];
-    let (code, message) = if let Some(alert) = text.strip_prefix("received fatal alert: ") {
-        if certificate_alerts.contains(&alert) {
-            (
-                "client_certificate_rejected",
-                format!("the target rejected the client certificate (alert {alert})"),
-            )
-        } else {
-            (
-                "tls_handshake_failed",
-                format!("the TLS handshake failed (alert {alert})"),
-            )
-        }
-    } else if text.starts_with("invalid peer certificate") {
-        (
-            "server_certificate_invalid",
-            format!("the target's certificate does not verify: {text}"),
-        )
-    } else {
-        (
-            "tls_handshake_failed",
-            format!("the TLS handshake failed: {text}"),
-        )
-    };
-    Failure {
-        status: 424,
-        code,
-        message,
-    }
-}
-
-fn tls_failure(error: &rustls::Error) -> Failure {
-    use rustls::AlertDescription as Alert;
-    let (code, message) = match error {
-        rustls::Error::InvalidCertificate(reason) => (
-            "server_certificate_invalid",
-            format!("the target's certificate does not verify: {reason:?}"),
-        ),
-        rustls::Error::AlertReceived(
-            alert @ (Alert::CertificateRequired
-            | Alert::BadCertificate
-            | Alert::UnknownCA
-            | Alert::CertificateUnknown
-            | Alert::CertificateExpired
-            | Alert::CertificateRevoked
-            | Alert::UnsupportedCertificate
-            | Alert::AccessDenied),
-        ) => (
-            "client_certificate_rejected",
-            format!("the target rejected the client certificate (alert {alert:?})"),
-        ),
-        rustls::Error::AlertReceived(alert) => (
-            "tls_handshake_failed",
-            format!("the TLS handshake failed (alert {alert:?})"),
-        ),
-        other => (
-            "tls_handshake_failed",
-            format!("the TLS handshake failed: {other}"),
-        ),
-    };
-    Failure {
-        status: 424,
-        code,
-        message,
     }
 }

@@ -5,6 +5,7 @@
 pub mod cidr;
 pub mod connect;
 pub mod egress;
+pub mod failure;
 pub mod forward;
 pub mod h1;
 pub mod identity;

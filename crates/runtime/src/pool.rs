@@ -34,6 +34,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
 use crate::connect::{ConnectError, VettedConnector};
+use crate::failure::{TlsWatch, Watched};
 use crate::forward::{ConnectionCounters, ForwardBody};
 use crate::h1::{self, Conn, Stream};
 
@@ -73,7 +74,8 @@ impl StdError for Unusable {}
 
 enum Sender {
     Http1(Box<Conn>),
-    Http2(http2::SendRequest<ForwardBody>),
+    /// With the TLS error its connection saw, which h2 would hand on as text only.
+    Http2(http2::SendRequest<ForwardBody>, TlsWatch),
 }
 
 struct Idle {
@@ -107,7 +109,7 @@ impl Idles {
                     now.saturating_duration_since(idle.since) <= timeout
                         && match &mut idle.sender {
                             Sender::Http1(conn) => conn.reusable(),
-                            Sender::Http2(sender) => !sender.is_closed(),
+                            Sender::Http2(sender, _) => !sender.is_closed(),
                         }
                 });
                 !list.is_empty()
@@ -180,20 +182,20 @@ impl Client {
                 // future would carry (and move) its size.
                 None => {
                     let sender = Box::pin(self.connect(&uri, https)).await?;
-                    if let Sender::Http2(shared) = &sender {
+                    if let Sender::Http2(shared, watch) = &sender {
                         // Shared from the start: the next requests multiplex on it.
                         Client::release(
                             &self.inner,
                             https,
                             Box::from(authority),
-                            Sender::Http2(shared.clone()),
+                            Sender::Http2(shared.clone(), watch.clone()),
                         );
                     }
                     (sender, false)
                 }
             };
             match sender {
-                Sender::Http2(mut sender) => {
+                Sender::Http2(mut sender, watch) => {
                     if sender.ready().await.is_err() {
                         continue;
                     }
@@ -208,7 +210,7 @@ impl Client {
                     match sent.take_message() {
                         // Not sent: the connection closed under it; another may take it.
                         Some(unsent) if reused && attempt < ATTEMPTS => request = unsent,
-                        _ => return Err(Box::new(sent.into_error())),
+                        _ => return Err(watch.explain(Box::new(sent.into_error()))),
                     }
                 }
                 Sender::Http1(mut conn) => {
@@ -264,13 +266,13 @@ impl Client {
                         return Some(Sender::Http1(conn));
                     }
                 }
-                Sender::Http2(sender) if !sender.is_closed() => {
-                    let shared = sender.clone();
+                Sender::Http2(sender, watch) if !sender.is_closed() => {
+                    let shared = Sender::Http2(sender.clone(), watch.clone());
                     list.push(Idle {
-                        sender: Sender::Http2(sender),
+                        sender: Sender::Http2(sender, watch),
                         since: now,
                     });
-                    return Some(Sender::Http2(shared));
+                    return Some(shared);
                 }
                 _ => {}
             }
@@ -324,7 +326,8 @@ impl Client {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if session.alpn_protocol() == Some(b"h2") {
-            let io = TokioIo::new(tls);
+            let watch = TlsWatch::default();
+            let io = TokioIo::new(Watched::new(tls, watch.clone()));
             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake(io)
@@ -335,7 +338,7 @@ impl Client {
                     tracing::debug!(%error, "upstream HTTP/2 connection ended");
                 }
             });
-            Ok(Sender::Http2(sender))
+            Ok(Sender::Http2(sender, watch))
         } else {
             Ok(Sender::Http1(Conn::new(Stream::Tls(Box::new(tls)))))
         }

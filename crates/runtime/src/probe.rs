@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Bytes;
 use hyper::{HeaderMap, Method, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -22,10 +22,11 @@ use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use tokio::net::TcpStream;
 
-use crate::egress::{EgressError, EgressPolicy, SystemResolver};
-use crate::forward::{Failure, Timeouts, classify, tls_error};
+use crate::connect::{ConnectError, VettedConnector};
+use crate::egress::EgressPolicy;
+use crate::failure::{AnswerTooLarge, Failure, classify, tls_error};
+use crate::forward::Timeouts;
 use crate::identity::ClientIdentity;
 use crate::url::Scheme;
 
@@ -239,7 +240,7 @@ impl Probe {
         match (&self.connect, &self.tls, &self.http) {
             (Some(connect), _, _) if connect.address.is_none() => Some("connect"),
             (_, Some(tls), _) if !tls.completed || tls.alert.is_some() => Some("tls"),
-            (_, _, Some(http)) if http.status.is_none() => Some("http"),
+            (_, _, Some(http)) if http.status.is_none() || http.error.is_some() => Some("http"),
             _ if self.failure.is_some() => Some("http"),
             _ => None,
         }
@@ -254,73 +255,58 @@ pub async fn probe(settings: &Settings<'_>, identity: &ClientIdentity, call: Cal
     } else {
         Scheme::Https
     };
-    let host = call.url.host().unwrap_or_default().to_owned();
-    let port = call
+    let host = call
         .url
-        .port_u16()
-        .unwrap_or(if scheme == Scheme::Http { 80 } else { 443 });
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    // The forward path's connector, with the gateway's policy and connect timeout: the two
+    // stages are awaited one by one so that each is timed and reported.
+    let connector = VettedConnector {
+        policy: Arc::new(settings.policy.clone()),
+        connect_timeout: settings.timeouts.connect,
+    };
 
     // Name resolution, through the egress policy.
     let started = Instant::now();
-    let vetted = settings
-        .policy
-        .vet(scheme, &host, port, &SystemResolver)
-        .await;
+    let vetted = connector.vet(&call.url).await;
     probe.dns.duration = started.elapsed();
     let addresses = match vetted {
         Ok(addresses) => addresses,
         Err(error) => {
             probe.dns.error = Some(error.to_string());
-            probe.failure = Some(match error {
-                EgressError::Resolution(_) => Failure {
-                    status: 424,
-                    code: "dns_failed",
-                    message: "the target host name does not resolve".to_owned(),
-                },
-                denied => Failure {
-                    status: 403,
-                    code: "egress_denied",
-                    message: denied.to_string(),
-                },
-            });
+            probe.failure = Some(classify(&error));
             return probe;
         }
     };
     probe.dns.addresses.clone_from(&addresses);
 
-    // TCP.
+    // TCP, to a vetted address.
     let started = Instant::now();
-    let mut connect = ConnectStage::default();
-    let mut stream = None;
-    for address in addresses {
-        match tokio::time::timeout(settings.timeouts.connect, TcpStream::connect(address)).await {
-            Ok(Ok(connected)) => {
-                connect.address = Some(address);
-                stream = Some(connected);
-                break;
-            }
-            Ok(Err(error)) => {
-                connect.error = Some(error.to_string());
-                probe.failure = Some(classify(&error));
-            }
-            Err(_) => {
-                connect.error = Some("timed out".to_owned());
-                probe.failure = Some(Failure {
-                    status: 424,
-                    code: "connect_timeout",
-                    message: "connecting to the target timed out".to_owned(),
-                });
-                break;
-            }
-        }
-    }
-    connect.duration = started.elapsed();
-    probe.connect = Some(connect);
-    let Some(stream) = stream else {
-        return probe;
+    let connected = connector.connect_vetted(&addresses).await;
+    let mut connect = ConnectStage {
+        duration: started.elapsed(),
+        ..ConnectStage::default()
     };
-    let _ = stream.set_nodelay(true);
-    probe.failure = None;
+    let stream = match connected {
+        Ok((stream, address)) => {
+            connect.address = Some(address);
+            probe.connect = Some(connect);
+            stream
+        }
+        Err(error) => {
+            connect.error = Some(match &error {
+                ConnectError::Timeout => "timed out".to_owned(),
+                ConnectError::Io(io) => io.to_string(),
+                other => other.to_string(),
+            });
+            probe.connect = Some(connect);
+            probe.failure = Some(classify(&error));
+            return probe;
+        }
+    };
 
     if scheme == Scheme::Http {
         http_stage(&mut probe, settings, TokioIo::new(stream), call).await;
@@ -482,15 +468,30 @@ pub async fn probe(settings: &Settings<'_>, identity: &ClientIdentity, call: Cal
     probe
 }
 
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Aborts the HTTP/1.1 connection's task when the stage ends, whichever way it ends.
+struct Driver(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The HTTP stage: the request, the answer's head, then its whole body (within
+/// `max_response_bytes`), all within the response timeout. An answer whose body breaks (cut
+/// short, over the limit, stalled) fails the stage, with the status the head gave.
 async fn http_stage<I>(probe: &mut Probe, settings: &Settings<'_>, io: I, call: Call)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + settings.timeouts.response_headers;
     let mut stage = HttpStage::default();
-    let exchange = async {
+    let head = tokio::time::timeout_at(deadline, async {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-        let driver = tokio::spawn(connection);
+        let driver = Driver(tokio::spawn(connection));
         let target = call
             .url
             .path_and_query()
@@ -508,23 +509,16 @@ where
             request.headers_mut().insert(hyper::header::HOST, value);
         }
         let response = sender.send_request(request).await?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, settings.max_response_bytes)
-            .collect()
-            .await
-            .map(|collected| collected.to_bytes())
-            .unwrap_or_default();
-        driver.abort();
-        Ok::<_, Box<dyn StdError + Send + Sync>>((parts, body))
-    };
-    match tokio::time::timeout(settings.timeouts.response_headers, exchange).await {
-        Err(_) => {
+        Ok::<_, BoxError>((response, driver))
+    })
+    .await;
+    let (response, driver) = match head {
+        Err(elapsed) => {
             stage.error = Some("the target did not answer in time".to_owned());
-            probe.failure = Some(Failure {
-                status: 424,
-                code: "response_timeout",
-                message: "the target did not answer in time".to_owned(),
-            });
+            probe.failure = Some(classify(&elapsed));
+            stage.duration = started.elapsed();
+            probe.http = Some(stage);
+            return;
         }
         Ok(Err(error)) => {
             let error: &(dyn StdError + 'static) = &*error;
@@ -538,19 +532,53 @@ where
                 tls.error = Some(error.to_string());
             }
             probe.failure = Some(classify(error));
+            stage.duration = started.elapsed();
+            probe.http = Some(stage);
+            return;
         }
-        Ok(Ok((parts, body))) => {
-            stage.status = Some(parts.status.as_u16());
-            stage.headers = parts
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.to_string(),
-                        value.to_str().unwrap_or("<not text>").to_owned(),
-                    )
-                })
-                .collect();
+        Ok(Ok(answered)) => answered,
+    };
+    let (parts, body) = response.into_parts();
+    stage.status = Some(parts.status.as_u16());
+    stage.headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                value.to_str().unwrap_or("<not text>").to_owned(),
+            )
+        })
+        .collect();
+    let limit = settings.max_response_bytes;
+    let body = tokio::time::timeout_at(deadline, async {
+        Limited::new(body, limit)
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .map_err(|error| -> BoxError {
+                if error.is::<LengthLimitError>() {
+                    Box::new(AnswerTooLarge { limit })
+                } else {
+                    error
+                }
+            })
+    })
+    .await;
+    drop(driver);
+    match body {
+        Err(elapsed) => {
+            stage.error = Some("the answer's body did not complete in time".to_owned());
+            let mut failure = classify(&elapsed);
+            failure.message = "the target did not complete its answer in time".to_owned();
+            probe.failure = Some(failure);
+        }
+        Ok(Err(error)) => {
+            let error: &(dyn StdError + 'static) = &*error;
+            stage.error = Some(error.to_string());
+            probe.failure = Some(classify(error));
+        }
+        Ok(Ok(body)) => {
             probe.answer = Some(Answer {
                 status: parts.status,
                 headers: parts.headers,

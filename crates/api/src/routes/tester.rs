@@ -5,8 +5,9 @@
 //! * With it: the same checks, then a real call to that URL through the egress policy,
 //!   presenting the certificate (`runtime::probe`), with `LP-method-override` (default GET),
 //!   `LP-content-type-override`, `LP-authorization-override` and the `body` part. The target's
-//!   answer is relayed (its body up to `forward.max_body_bytes`); a transport failure is 424
-//!   naming the stage and, for TLS, the alert. With `?report=true` (additive) the answer is the
+//!   answer is relayed once its body has been read whole (within `forward.max_body_bytes` and
+//!   the response timeout); a transport failure, a body that breaks included, is 424 naming the
+//!   stage and, for TLS, the alert. With `?report=true` (additive) the answer is the
 //!   stage-by-stage report instead.
 //!
 //! Nothing of the file or the password is stored, cached or logged: the TLS configuration is

@@ -310,3 +310,105 @@ async fn a_server_whose_certificate_is_not_trusted() {
     app.running.stop().await.unwrap();
     strict.running.stop().await.unwrap();
 }
+
+/// Defect 9: an answer whose head is sound and whose body breaks (cut short, over
+/// `forward.max_body_bytes`, stalled) fails the HTTP stage, with the status the head gave; the
+/// relayed form is 424, never the status with an empty body.
+#[tokio::test]
+async fn a_broken_answer_fails_the_http_stage() {
+    let Some((fixtures, pki)) = setup().await else {
+        return;
+    };
+    let server = upstream::start_broken(&pki, &fixtures.path("root.pem")).await;
+    let app = spawn(|config| {
+        trusting(&server)(config);
+        config.forward.max_body_bytes = 1024;
+        config.forward.response_timeout_seconds = 1.0;
+    })
+    .await;
+    let tester = Tester::new(&app);
+    let file = "openssl-default-rsa2048.p12";
+    let url = |path: &str| format!("https://localhost:{}{path}", server.port);
+
+    // The same server answers whole when it does.
+    let response = tester
+        .request(&url("/fine"), false)
+        .multipart(form(&fixtures, file, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), r#"{"ok":true}"#);
+
+    for (path, code) in [
+        ("/truncated", "connection_reset"),
+        ("/truncated-chunked", "connection_reset"),
+        ("/large", "response_too_large"),
+        ("/stall", "response_timeout"),
+    ] {
+        let report = tester.report(&fixtures, file, &url(path)).await;
+        assert_eq!(report["outcome"], "failed", "{path}: {report}");
+        assert_eq!(report["failedStage"], "http", "{path}: {report}");
+        assert_eq!(report["failure"]["code"], code, "{path}: {report}");
+        assert_eq!(stage(&report, "tls")["ok"], true, "{path}: {report}");
+        let http = stage(&report, "http");
+        assert_eq!(http["ok"], false, "{path}: {http}");
+        assert_eq!(http["status"], 200, "{path}: {http}");
+        assert!(http["error"].as_str().is_some(), "{path}: {http}");
+        assert!(
+            advice(&report).contains("could not be read whole"),
+            "{path}: {report}"
+        );
+
+        let response = tester
+            .request(&url(path), false)
+            .multipart(form(&fixtures, file, None))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FAILED_DEPENDENCY, "{path}");
+        assert_eq!(
+            response.headers()["lp-error-from-transport"],
+            code,
+            "{path}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("http stage:"), "{path}: {message}");
+    }
+    app.running.stop().await.unwrap();
+}
+
+/// Item 11: an `egress_denied` message names the host the caller gave, never the address the
+/// name resolves to, in the relayed form and in the report alike.
+#[tokio::test]
+async fn an_egress_refusal_names_the_host_not_the_address() {
+    let Some(fixtures) = p12_fixtures() else {
+        return;
+    };
+    let app = spawn(|_| {}).await;
+    let tester = Tester::new(&app);
+    let file = "openssl-default-rsa2048.p12";
+    // `localhost` resolves to loopback, which the default policy refuses.
+    let target = "https://localhost:9/";
+    let response = tester
+        .request(target, false)
+        .multipart(form(&fixtures, file, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "egress_denied", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("localhost"), "{message}");
+    let report = tester.report(&fixtures, file, target).await;
+    assert_eq!(report["failure"]["code"], "egress_denied", "{report}");
+    for text in [message.to_owned(), report.to_string()] {
+        for address in ["127.0.0.1", "::1", "(loopback)"] {
+            assert!(!text.contains(address), "{address} in {text}");
+        }
+    }
+    app.running.stop().await.unwrap();
+}

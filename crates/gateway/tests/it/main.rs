@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod certificates;
 mod cli;
+mod failures;
 mod forward;
 mod limits;
 mod listener;

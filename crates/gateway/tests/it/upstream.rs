@@ -569,3 +569,106 @@ http {{
         std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
     );
 }
+
+/// An HTTP/1.1-only server requiring client certificates from `client_roots` whose answers
+/// break after a sound head (200), by path, one request per connection:
+///
+/// * `/truncated`: `Content-Length: 100`, 9 bytes of body, then closed (with `close_notify`);
+/// * `/truncated-chunked`: one chunk, then closed before the last chunk;
+/// * `/large`: 4096 bytes of body, under its `Content-Length`;
+/// * `/stall`: `Content-Length: 100`, 9 bytes, then nothing for 10 s;
+/// * anything else: `{"ok":true}`, whole.
+pub async fn start_broken(pki: &Path, client_roots: &Path) -> Upstream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let config = config(pki, Some(client_roots), true, false, rustls::ALL_VERSIONS);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0u8; 4096];
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let path = String::from_utf8_lossy(&head)
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_owned();
+                let answer = match path.as_str() {
+                    "/truncated" | "/stall" => {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part".to_owned()
+                    }
+                    "/truncated-chunked" => {
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                            .to_owned()
+                    }
+                    "/large" => format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: 4096\r\n\r\n{}",
+                        "x".repeat(4096)
+                    ),
+                    _ => "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}"
+                        .to_owned(),
+                };
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.flush().await;
+                if path == "/stall" {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                }
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    Upstream {
+        port,
+        ca_pem: pki.join("ca.pem"),
+    }
+}
+
+/// A TLS 1.3 server offering `h2` that requires client certificates from `client_roots` and,
+/// when it refuses one, sends its alert and then keeps the TCP connection open (reading and
+/// dropping what comes) for 5 s: the client always reads the alert, after its own handshake
+/// is over, on the connection it has started to use (no reset races it away).
+pub async fn start_refusing_after_handshake(pki: &Path, client_roots: &Path) -> Upstream {
+    use tokio::io::AsyncReadExt;
+
+    let config = config(
+        pki,
+        Some(client_roots),
+        true,
+        true,
+        &[&rustls::version::TLS13],
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Err((_, mut tcp)) = acceptor.accept(stream).into_fallible().await else {
+                    return;
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                    let mut sink = [0u8; 4096];
+                    while let Ok(1..) = tcp.read(&mut sink).await {}
+                })
+                .await;
+            });
+        }
+    });
+    Upstream {
+        port,
+        ca_pem: pki.join("ca.pem"),
+    }
+}
