@@ -28,24 +28,10 @@ use crate::connect::{ConnectError, VettedConnector};
 use crate::egress::{EgressError, EgressPolicy};
 use crate::identity::{ClientIdentity, client_config};
 
-/// The request body type the forward path sends.
-pub type ForwardBody =
-    http_body_util::combinators::UnsyncBoxBody<hyper::body::Bytes, Box<dyn StdError + Send + Sync>>;
+pub use crate::pool::{ConnectionCounters, ForwardBody};
 
 /// One identity's client on one worker thread.
 pub type UpstreamClient = crate::pool::Client;
-
-/// Upstream connections made, by how their TLS handshake went (for `/metrics`: requests minus
-/// connections is connection reuse).
-#[derive(Debug, Default)]
-pub struct ConnectionCounters {
-    /// Full TLS handshakes.
-    pub full: AtomicU64,
-    /// TLS sessions resumed.
-    pub resumed: AtomicU64,
-    /// Plain `http` targets (only with `egress.allow_http`).
-    pub plain: AtomicU64,
-}
 
 /// A mapping's extra trust bundle (PEM), compared by its SHA-256 so that keys stay small and
 /// the same bundle from two snapshots is the same key.

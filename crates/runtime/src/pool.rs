@@ -20,7 +20,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -34,10 +34,24 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
 use crate::connect::{ConnectError, VettedConnector};
-use crate::forward::{ConnectionCounters, ForwardBody};
 use crate::h1::{self, Conn, Stream};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The request body type the forward path sends.
+pub type ForwardBody = http_body_util::combinators::UnsyncBoxBody<hyper::body::Bytes, BoxError>;
+
+/// Upstream connections made, by how their TLS handshake went (for `/metrics`: requests minus
+/// connections is connection reuse).
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// Full TLS handshakes.
+    pub full: AtomicU64,
+    /// TLS sessions resumed.
+    pub resumed: AtomicU64,
+    /// Plain `http` targets (only with `egress.allow_http`).
+    pub plain: AtomicU64,
+}
 
 /// Sends of one request: a reused connection that closed before taking it is replaced this
 /// many times (each time by a connection of the pool, or a new one).
