@@ -71,3 +71,6 @@ pub(crate) fn digits(text: &[u8]) -> Option<u64> {
             .then(|| sum * 10 + u64::from(byte - b'0'))
     })
 }
+
+#[cfg(test)]
+mod tests;
