@@ -486,6 +486,49 @@ async fn http1_answers_are_framed_strictly_and_connections_reused_safely() {
     app.running.stop().await.unwrap();
 }
 
+/// RFC 9112 6.3 on the target's `Content-Length`: beside a chunked body it is not relayed
+/// (the caller would take it for the body's length and get the body cut short, or nothing);
+/// a list of equal values, in one field or two, is relayed as the one value.
+#[tokio::test]
+async fn http1_content_length_is_relayed_as_rfc_9112_says() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
+    let app = one_worker(&server, |_| {}).await;
+    let base = format!("https://localhost:{}", server.port);
+    let paths = ["/chunked-with-length", "/listed-length", "/repeated-length"];
+    let urls: Vec<String> = paths.iter().map(|path| format!("{base}{path}")).collect();
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
+    for path in paths {
+        let response = tenant
+            .forward(reqwest::Method::GET, &format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let lengths: Vec<String> = response
+            .headers()
+            .get_all("content-length")
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect();
+        let body = response.bytes().await;
+        let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        assert!(body["conn"].is_u64(), "{path}: the whole body: {body}");
+        let expected = body.to_string().len().to_string();
+        match path {
+            // Chunked in, and relayed without a length (hyper chunks it again).
+            "/chunked-with-length" => assert!(
+                lengths.iter().all(|length| *length == expected),
+                "{path}: {lengths:?}"
+            ),
+            _ => assert_eq!(lengths, [expected], "{path}"),
+        }
+    }
+    app.running.stop().await.unwrap();
+}
+
 /// A target that refuses an upload at once and reads none of it: its answer is relayed while
 /// the body is still going out (a client that sent the whole body before reading would wait
 /// until the response timeout, with the target's and the kernel's buffers full).

@@ -358,6 +358,8 @@ async fn echo(
 ///   connection closed without an answer;
 /// * `/extra`: `Content-Length`, then bytes past it; `/until-close`: no framing, then closed;
 /// * `/double-length`: two `Content-Length` values that differ;
+/// * `/chunked-with-length`: chunked, with a `Content-Length` (shorter than the body) beside;
+/// * `/listed-length`: `Content-Length: N, N`; `/repeated-length`: two equal fields;
 /// * `/early`: 413 as soon as the head is in, the body left unread for 3 s, then closed.
 pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -446,6 +448,27 @@ pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
                                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{body}"
                             ),
                             true,
+                        ),
+                        "/chunked-with-length" => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                                body.len()
+                            ),
+                            false,
+                        ),
+                        "/listed-length" => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {n}, {n}\r\n\r\n{body}",
+                                n = body.len()
+                            ),
+                            false,
+                        ),
+                        "/repeated-length" => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {n}\r\nContent-Length: {n}\r\n\r\n{body}",
+                                n = body.len()
+                            ),
+                            false,
                         ),
                         "/double-length" => (
                             "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"

@@ -5,7 +5,7 @@ use std::fmt;
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{StatusCode, Version};
 
 use super::decode::{Chunk, Decoder};
@@ -100,6 +100,15 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             headers.append(name, value);
         }
         buf.advance(len);
+        if fields.length_values > 1 || (fields.encoded && fields.length.is_some()) {
+            // RFC 9112 6.3: a Content-Length beside a Transfer-Encoding is removed (passed on,
+            // it would cut the caller's body short), and a list of equal values, in one field
+            // or several, is passed on as the one value it means.
+            headers.remove(header::CONTENT_LENGTH);
+            if let (false, Some(length)) = (fields.encoded, fields.length) {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            }
+        }
         let (decoder, framed) = fields.decide(head_request, status, version)?;
         let keep_alive = framed && version == Version::HTTP_11 && !fields.close;
         return Ok(Some(Head {
@@ -119,6 +128,8 @@ struct Framing {
     encoded: bool,
     chunked: bool,
     length: Option<u64>,
+    /// How many `Content-Length` values were seen (in one field or several).
+    length_values: u32,
     close: bool,
 }
 
@@ -138,6 +149,7 @@ impl Framing {
                     return Err(Malformed("Content-Length values differ"));
                 }
                 self.length = Some(part);
+                self.length_values = self.length_values.saturating_add(1);
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             self.close |= value
@@ -252,6 +264,47 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(wire)
             );
+        }
+    }
+
+    /// RFC 9112 6.3: what is relayed of `Content-Length` (the values, in order).
+    #[test]
+    fn content_length_is_relayed_only_as_one_value_and_never_beside_chunked() {
+        let relayed = |wire: &[u8]| -> Vec<String> {
+            head(wire, false)
+                .ok()
+                .flatten()
+                .map(|head| {
+                    head.headers
+                        .get_all(header::CONTENT_LENGTH)
+                        .iter()
+                        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                        .collect()
+                })
+                .unwrap_or_else(|| vec!["refused".to_owned()])
+        };
+        let cases: [(&[u8], &[&str]); 6] = [
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", &["5"]),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n", &["5"]),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nContent-Length: 5\r\n\r\n",
+                &["5"],
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+                &[],
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 3\r\n\r\n",
+                &[],
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n",
+                &["refused"],
+            ),
+        ];
+        for (wire, expected) in cases {
+            assert_eq!(relayed(wire), expected, "{}", String::from_utf8_lossy(wire));
         }
     }
 
