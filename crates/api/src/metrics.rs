@@ -83,6 +83,12 @@ impl Metrics {
         self.failures.get(&code).add(1);
     }
 
+    /// A relayed response body failed with `code` after its head had gone: a failure of a
+    /// call already counted by [`Metrics::upstream`].
+    pub fn body_failure(&self, code: &'static str) {
+        self.failures.get(&code).add(1);
+    }
+
     pub fn reloaded(&self) {
         self.reloads.add(1);
         self.last_reload_millis.set(unix_millis());

@@ -85,11 +85,18 @@ pub struct ClientKey {
     pub upstream_ca: Option<TrustBundle>,
 }
 
-/// Timeouts of the forward path.
+/// Timeouts of the forward path (docs/forward.md, "Timeouts").
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
+    /// TCP connect to the target.
     pub connect: Duration,
+    /// The target's answer (its response head), counted from the end of the request body;
+    /// for a request without a body, from the start of the call (set-up included).
     pub response_headers: Duration,
+    /// A body in either direction with nothing moving while more is asked for: the caller's
+    /// upload (the caller's fault), the target taking none of it, the target's response body.
+    pub body_idle: Duration,
+    /// Idle pooled connections are closed after this.
     pub idle: Duration,
 }
 
@@ -98,6 +105,7 @@ impl Default for Timeouts {
         Self {
             connect: Duration::from_secs(5),
             response_headers: Duration::from_secs(30),
+            body_idle: Duration::from_secs(30),
             idle: Duration::from_secs(90),
         }
     }

@@ -563,6 +563,180 @@ async fn http1_an_early_answer_is_relayed_during_the_upload() {
     app.running.stop().await.unwrap();
 }
 
+/// Writes `head` and then each of `parts` (after `pause`) on a new connection to the gateway,
+/// and reads the answer: its status and its JSON body (`Null` if none).
+async fn raw_call(
+    app: &TestApp,
+    head: &str,
+    parts: &[Vec<u8>],
+    pause: std::time::Duration,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let address = app.base.trim_start_matches("http://");
+    let mut raw = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reading, mut writing) = raw.split();
+    let write = async {
+        writing.write_all(head.as_bytes()).await.unwrap();
+        for part in parts {
+            tokio::time::sleep(pause).await;
+            if writing.write_all(part).await.is_err() {
+                break;
+            }
+        }
+        // Stays open (a caller that stalls): the read below decides when the call is over.
+        std::future::pending::<()>().await;
+    };
+    let read = async {
+        let mut answer = Vec::new();
+        loop {
+            let mut chunk = [0u8; 8192];
+            match reading.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+            let text = String::from_utf8_lossy(&answer);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|value| value.trim().parse::<usize>().unwrap())
+                });
+                if length.is_some_and(|length| body.len() >= length) {
+                    break;
+                }
+            }
+        }
+        answer
+    };
+    let answer = tokio::select! {
+        answer = read => answer,
+        () = write => unreachable!(),
+    };
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The head of a forward call with a body, written by hand.
+fn raw_head(app: &TestApp, tenant: &Tenant<'_>, target: &str, framing: &str) -> String {
+    let address = app.base.trim_start_matches("http://");
+    format!(
+        "POST /mtls/account/{} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\n\
+         lp-forward-url: {target}\r\n{framing}\r\nconnection: close\r\n\r\n",
+        tenant.account, tenant.token
+    )
+}
+
+/// The count of forward failures with `code` in `/metrics`.
+async fn failures(app: &TestApp, code: &str) -> u64 {
+    let text = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("mtls_forward_failures_total{{code=\"{code}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0, |count| count.trim().parse().unwrap())
+}
+
+/// A gateway with one worker, a response timeout of 1 s and a body idle timeout of 0.5 s, to
+/// the scripted upstream, and a tenant mapped to `paths` on it (their URLs returned).
+async fn clocked(server: &Upstream, paths: &[&str]) -> (TestApp, Vec<String>) {
+    let app = one_worker(server, |config| {
+        config.forward.response_timeout_seconds = 1.0;
+        config.forward.body_idle_timeout_seconds = Some(0.5);
+    })
+    .await;
+    let base = format!("https://localhost:{}", server.port);
+    let urls: Vec<String> = paths.iter().map(|path| format!("{base}{path}")).collect();
+    (app, urls)
+}
+
+/// A target that stalls its response body is given up after the body idle timeout: the
+/// caller gets the head, then an error instead of a body that never ends, and the failure is
+/// counted.
+#[tokio::test]
+async fn a_stalled_response_body_is_cut_and_counted() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
+    let (app, urls) = clocked(&server, &["/stall-body"]).await;
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
+    let response = tenant
+        .forward(reqwest::Method::GET, &urls[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), response.bytes()).await;
+    assert!(
+        matches!(body, Ok(Err(_))),
+        "the relayed body ends in an error: {body:?}"
+    );
+    assert_eq!(failures(&app, "response_body_timeout").await, 1);
+    app.running.stop().await.unwrap();
+}
+
+/// The response timeout runs from the end of the upload: a slow upload (600 kB at about
+/// 200 kB/s, three times the response timeout) to a target that reads it as it comes and
+/// answers at once succeeds.
+#[tokio::test]
+async fn a_slow_upload_is_not_the_targets_delay() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
+    let (app, urls) = clocked(&server, &["/plain"]).await;
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
+    let parts: Vec<Vec<u8>> = (0..30).map(|_| vec![b'x'; 20_000]).collect();
+    let head = raw_head(&app, &tenant, &urls[0], "content-length: 600000");
+    let (status, body) = raw_call(&app, &head, &parts, std::time::Duration::from_millis(100)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["conn"].is_u64(), "{body}");
+    app.running.stop().await.unwrap();
+}
+
+/// A caller that sends part of its body and then nothing gets 408 `request_body_timeout`:
+/// its own fault, not a 424 that blames the target (and not counted as one).
+#[tokio::test]
+async fn a_stalled_upload_is_the_callers_fault() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
+    let (app, urls) = clocked(&server, &["/plain"]).await;
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
+    let head = raw_head(&app, &tenant, &urls[0], "content-length: 1000");
+    let (status, body) = raw_call(
+        &app,
+        &head,
+        &[b"only ten b".to_vec()],
+        std::time::Duration::ZERO,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (408, Some("request_body_timeout")),
+        "{body}"
+    );
+    assert_eq!(failures(&app, "response_timeout").await, 0);
+    app.running.stop().await.unwrap();
+}
+
 /// Request bodies over the gateway's own HTTP/1.1 client: sent with the caller's
 /// `Content-Length`, or chunked when the caller's body has no known length; and a `HEAD`
 /// answer, which has no body whatever its `Content-Length` says, leaves its connection

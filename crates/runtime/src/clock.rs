@@ -1,0 +1,415 @@
+//! The forward path's clocks: an idle timeout on the bodies in both directions, and the
+//! response timeout counted from the end of the upload instead of from the start of the call.
+//!
+//! Who stalls decides who is blamed. The caller's upload ([`Upload`]) times the caller only
+//! while its consumer is asking for more: a caller that sends nothing for the idle timeout is
+//! the caller's fault ([`CallerFault::BodyTimeout`]). A consumer that stops asking (the
+//! target reads nothing, so the writes wait) is the target's fault, and so is a target that
+//! has not answered the response timeout after the upload ended; [`UploadClock::watch`] times
+//! both around the call. The response body ([`IdleBody`]) times the target only while the
+//! caller's side is asking for more, so a slow caller never makes a target look stalled.
+//! Timers are armed only when a poll finds nothing: a body that flows never touches one.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use hyper::body::{Body, Bytes, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The target did not answer, or did not take the request body, in time (424
+/// `response_timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseTimeout {
+    /// No answer the response timeout after the end of the request body.
+    Answer,
+    /// The target took none of the request body for the body idle timeout.
+    Upload,
+}
+
+impl fmt::Display for ResponseTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResponseTimeout::Answer => "the target did not answer in time",
+            ResponseTimeout::Upload => "the target did not take the request body in time",
+        })
+    }
+}
+
+impl StdError for ResponseTimeout {}
+
+/// The target sent nothing of its response body for the body idle timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseBodyTimeout;
+
+impl fmt::Display for ResponseBodyTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the target's response body stalled")
+    }
+}
+
+impl StdError for ResponseBodyTimeout {}
+
+/// What went wrong with the caller's own request body: the caller's fault, not the target's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerFault {
+    /// The caller sent nothing of its body for the body idle timeout.
+    BodyTimeout,
+    /// The caller's body broke off or was not valid HTTP (a bad chunk, say).
+    BodyInvalid,
+    /// The caller's body went past the size limit.
+    TooLarge,
+}
+
+impl CallerFault {
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(CallerFault::BodyTimeout),
+            2 => Some(CallerFault::BodyInvalid),
+            3 => Some(CallerFault::TooLarge),
+            _ => None,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            CallerFault::BodyTimeout => 1,
+            CallerFault::BodyInvalid => 2,
+            CallerFault::TooLarge => 3,
+        }
+    }
+}
+
+/// The caller's body stalled past the idle timeout (what the body's consumer sees).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestBodyTimeout;
+
+impl fmt::Display for RequestBodyTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the caller's request body stalled")
+    }
+}
+
+impl StdError for RequestBodyTimeout {}
+
+/// How a call under [`UploadClock::watch`] failed.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The caller's body failed (the call's own error is then a consequence).
+    Caller(CallerFault),
+    /// The target was too slow.
+    Timeout(ResponseTimeout),
+    /// The call failed otherwise: the target, or the way to it.
+    Failed(BoxError),
+}
+
+/// Where the caller's upload is, shared by the body (polled by whichever task sends it) and
+/// the watch around the call.
+#[derive(Debug)]
+pub struct UploadClock {
+    start: Instant,
+    /// Microseconds from `start` to the last frame handed on.
+    last: AtomicU64,
+    /// Microseconds from `start` to the body's end, plus one (0: not ended).
+    ended: AtomicU64,
+    /// Whether the body's consumer is waiting for the caller.
+    waiting: AtomicBool,
+    fault: AtomicU8,
+    /// The watch, woken when the upload ends (its deadline moves earlier then).
+    watcher: Mutex<Option<Waker>>,
+}
+
+impl UploadClock {
+    fn new(ended: bool) -> Self {
+        Self {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            ended: AtomicU64::new(u64::from(ended)),
+            waiting: AtomicBool::new(false),
+            fault: AtomicU8::new(0),
+            watcher: Mutex::new(None),
+        }
+    }
+
+    /// The clock of a call without a body: its answer is timed from the start.
+    pub fn without_body() -> Self {
+        Self::new(true)
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn at(&self, micros: u64) -> Instant {
+        self.start + Duration::from_micros(micros)
+    }
+
+    /// What the caller did wrong, if anything.
+    pub fn fault(&self) -> Option<CallerFault> {
+        CallerFault::from_code(self.fault.load(Ordering::Acquire))
+    }
+
+    fn blame(&self, fault: CallerFault) {
+        let _ = self
+            .fault
+            .compare_exchange(0, fault.code(), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn end(&self) {
+        let now = self.micros(Instant::now());
+        self.ended.store(now.saturating_add(1), Ordering::Release);
+        if let Some(waker) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            waker.wake();
+        }
+    }
+
+    /// When the target is late, and for what, as things stand.
+    fn deadline(&self, response: Duration, idle: Duration) -> (Instant, Option<ResponseTimeout>) {
+        match self.ended.load(Ordering::Acquire) {
+            0 if self.waiting.load(Ordering::Acquire) => {
+                // The caller's turn: its body's own timer runs. Look again later.
+                (Instant::now() + idle, None)
+            }
+            0 => {
+                let last = self.at(self.last.load(Ordering::Acquire));
+                (last + idle, Some(ResponseTimeout::Upload))
+            }
+            ended => (
+                self.at(ended.saturating_sub(1)) + response,
+                Some(ResponseTimeout::Answer),
+            ),
+        }
+    }
+
+    /// Runs `call` (which sends the request whose body this clock follows, and ends when the
+    /// answer's head is in) under the response timeout, counted from the end of the upload,
+    /// and the idle timeout while the target takes none of the upload.
+    pub async fn watch<T>(
+        &self,
+        response: Duration,
+        idle: Duration,
+        call: impl Future<Output = Result<T, BoxError>>,
+    ) -> Result<T, Stopped> {
+        let mut call = pin!(call);
+        let (first, _) = self.deadline(response, idle);
+        let mut sleep = pin!(tokio::time::sleep_until(first));
+        poll_fn(|cx| {
+            if let Poll::Ready(outcome) = call.as_mut().poll(cx) {
+                return Poll::Ready(outcome.map_err(|error| match self.fault() {
+                    Some(fault) => Stopped::Caller(fault),
+                    None => Stopped::Failed(error),
+                }));
+            }
+            *self.watcher.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+            loop {
+                let (deadline, late) = self.deadline(response, idle);
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        if let Some(fault) = self.fault() {
+                            return Poll::Ready(Err(Stopped::Caller(fault)));
+                        }
+                        if let Some(late) = late {
+                            return Poll::Ready(Err(Stopped::Timeout(late)));
+                        }
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The caller's request body, followed by an [`UploadClock`] and given up when the caller
+/// stalls for the idle timeout while more is asked for.
+pub struct Upload<B> {
+    inner: B,
+    idle: Duration,
+    clock: std::sync::Arc<UploadClock>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl<B> fmt::Debug for Upload<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upload").finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Upload<B> {
+    /// `inner` followed by a new clock; `too_large` tells a size-limit error from the others.
+    pub fn new(inner: B, idle: Duration) -> (Self, std::sync::Arc<UploadClock>) {
+        let clock = std::sync::Arc::new(UploadClock::new(inner.is_end_stream()));
+        let upload = Self {
+            inner,
+            idle,
+            clock: std::sync::Arc::clone(&clock),
+            sleep: None,
+            armed: false,
+        };
+        (upload, clock)
+    }
+}
+
+impl<B> Body for Upload<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.armed = false;
+                this.clock.waiting.store(false, Ordering::Release);
+                let now = this.clock.micros(Instant::now());
+                this.clock.last.store(now, Ordering::Release);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.armed = false;
+                this.clock.waiting.store(false, Ordering::Release);
+                this.clock.end();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                let error: BoxError = error.into();
+                let too_large = source_is::<http_body_util::LengthLimitError>(error.as_ref());
+                this.clock.blame(if too_large {
+                    CallerFault::TooLarge
+                } else {
+                    CallerFault::BodyInvalid
+                });
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Pending => {
+                this.clock.waiting.store(true, Ordering::Release);
+                let deadline = Instant::now() + this.idle;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.armed {
+                    sleep.as_mut().reset(deadline);
+                    this.armed = true;
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.clock.blame(CallerFault::BodyTimeout);
+                        Poll::Ready(Some(Err(Box::new(RequestBodyTimeout))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body given up (with [`ResponseBodyTimeout`]) when the target sends nothing of
+/// it for the idle timeout while more is asked for.
+pub struct IdleBody<B> {
+    inner: B,
+    idle: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl<B> fmt::Debug for IdleBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdleBody").finish_non_exhaustive()
+    }
+}
+
+impl<B> IdleBody<B> {
+    pub fn new(inner: B, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            sleep: None,
+            armed: false,
+        }
+    }
+}
+
+impl<B> Body for IdleBody<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let deadline = Instant::now() + this.idle;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.armed {
+                    sleep.as_mut().reset(deadline);
+                    this.armed = true;
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ResponseBodyTimeout)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                this.armed = false;
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether `error`'s chain holds an `E`.
+pub fn source_is<E: StdError + 'static>(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<E>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
