@@ -737,6 +737,47 @@ async fn a_stalled_upload_is_the_callers_fault() {
     app.running.stop().await.unwrap();
 }
 
+/// A malformed chunked request body from the caller is the caller's fault: 400
+/// `invalid_request_body`, not a 424 that blames the target, and not counted as one.
+#[tokio::test]
+async fn a_malformed_request_body_is_the_callers_fault() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    // Targets that read the whole body before they answer, over HTTP/1.1 and HTTP/2.
+    let roots = fixtures.path("root.pem");
+    let h1 = upstream::start_with(&pki, Some(&roots), true, false).await;
+    let h2 = upstream::start(&pki, Some(&roots)).await;
+    let app = one_worker(&h1, |_| {}).await;
+    let targets = [
+        format!("https://localhost:{}/echo", h1.port),
+        format!("https://localhost:{}/echo", h2.port),
+    ];
+    let tenant = mapped_tenant(&app, &fixtures, &targets).await;
+    for (target, broken) in targets.iter().flat_map(|target| {
+        [
+            &b"5\r\nhello\r\nzz\r\n"[..],
+            b"5\r\nhelloXX\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+        ]
+        .map(|broken| (target, broken))
+    }) {
+        let head = raw_head(&app, &tenant, target, "transfer-encoding: chunked");
+        let (status, body) =
+            raw_call(&app, &head, &[broken.to_vec()], std::time::Duration::ZERO).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_request_body")),
+            "{target} {}: {body}",
+            String::from_utf8_lossy(broken)
+        );
+    }
+    for code in ["connect_failed", "connection_reset"] {
+        assert_eq!(failures(&app, code).await, 0, "{code}");
+    }
+    app.running.stop().await.unwrap();
+}
+
 /// Request bodies over the gateway's own HTTP/1.1 client: sent with the caller's
 /// `Content-Length`, or chunked when the caller's body has no known length; and a `HEAD`
 /// answer, which has no body whatever its `Content-Length` says, leaves its connection
