@@ -334,6 +334,14 @@ pub async fn forward(
         Group::Forward,
     )?;
     let headers = request.headers();
+    let mut targets = headers.get_all(&LP_FORWARD_URL).iter();
+    if targets.next().is_some() && targets.next().is_some() {
+        // Which one would be called is not the caller's to leave to us.
+        return Err(ApiError::bad_request(
+            "invalid_forward_url",
+            "LP-forward-url is sent more than once",
+        ));
+    }
     let target = text(headers, &LP_FORWARD_URL).ok_or_else(|| {
         ApiError::bad_request(
             "missing_forward_url",

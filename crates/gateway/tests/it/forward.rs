@@ -392,6 +392,19 @@ async fn headers_bodies_statuses_and_lookups() {
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("missing_forward_url"))
     );
+    // Two LP-forward-url headers: refused, not the first one called.
+    let (status, _, body) = answer(
+        tenant
+            .forward(reqwest::Method::GET, &echo)
+            .header("LP-service-name", "IDP")
+            .header("LP-forward-url", &created),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_forward_url")),
+        "{body}"
+    );
     let reader = app.token(&[&tenant.account], &[Privilege::ReadInternal]);
     let response = client()
         .get(app.url(&format!("/mtls/account/{}", tenant.account)))
