@@ -165,12 +165,12 @@ impl UploadClock {
     fn end(&self) {
         let now = self.micros(Instant::now());
         self.ended.store(now.saturating_add(1), Ordering::Release);
-        if let Some(waker) = self
+        let watcher = self
             .watcher
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+            .take();
+        if let Some(waker) = watcher {
             waker.wake();
         }
     }
@@ -212,7 +212,13 @@ impl UploadClock {
                     None => Stopped::Failed(error),
                 }));
             }
-            *self.watcher.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+            // Registered before the deadline is read, and the end stored before the waker is
+            // taken: either this poll sees the end, or the end wakes this task. Once the upload
+            // has ended, nothing moves the deadline again.
+            if self.ended.load(Ordering::Acquire) == 0 {
+                *self.watcher.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(cx.waker().clone());
+            }
             loop {
                 let (deadline, late) = self.deadline(response, idle);
                 if sleep.deadline() != deadline {
@@ -252,7 +258,8 @@ impl<B> fmt::Debug for Upload<B> {
 }
 
 impl<B: Body> Upload<B> {
-    /// `inner` followed by a new clock; `too_large` tells a size-limit error from the others.
+    /// `inner` followed by a new clock (a size-limit error of `inner`, `LengthLimitError`, is
+    /// told from the others).
     pub fn new(inner: B, idle: Duration) -> (Self, std::sync::Arc<UploadClock>) {
         let clock = std::sync::Arc::new(UploadClock::new(inner.is_end_stream()));
         let upload = Self {
@@ -412,4 +419,134 @@ pub fn source_is<E: StdError + 'static>(error: &(dyn StdError + 'static)) -> boo
         current = error.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    //! On tokio's paused clock: time moves only when every task waits, straight to the next
+    //! timer, so the instants below are exact and the tests take no real time.
+
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+
+    const RESPONSE: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(3);
+
+    /// A body fed by the test; it ends when the sender is dropped.
+    struct Fed(mpsc::UnboundedReceiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|data| data.map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    fn fed() -> (Fed, mpsc::UnboundedSender<Bytes>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Fed(receiver), sender)
+    }
+
+    /// Sends a part every second, `parts` times, then ends the body.
+    async fn feed(sender: mpsc::UnboundedSender<Bytes>, parts: usize) {
+        for _ in 0..parts {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            sender.send(Bytes::from_static(b"part")).unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_answer_is_timed_from_the_end_of_the_upload() {
+        let (body, sender) = fed();
+        let (mut upload, clock) = Upload::new(body, IDLE);
+        // A target that takes the whole upload (twice the response timeout long), then never
+        // answers.
+        let call = async {
+            while let Some(frame) = upload.frame().await {
+                frame?;
+            }
+            std::future::pending::<Result<(), BoxError>>().await
+        };
+        let started = Instant::now();
+        let (outcome, ()) = tokio::join!(clock.watch(RESPONSE, IDLE, call), feed(sender, 20));
+        assert!(
+            matches!(outcome, Err(Stopped::Timeout(ResponseTimeout::Answer))),
+            "{outcome:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(20) + RESPONSE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_target_that_takes_none_of_the_upload_is_late() {
+        let (body, sender) = fed();
+        let (mut upload, clock) = Upload::new(body, IDLE);
+        sender.send(Bytes::from_static(b"part")).unwrap();
+        sender.send(Bytes::from_static(b"part")).unwrap();
+        // Takes one part, then no more (its writes wait on a target that reads nothing).
+        let call = async {
+            let _ = upload.frame().await;
+            std::future::pending::<Result<(), BoxError>>().await
+        };
+        let started = Instant::now();
+        let outcome = clock.watch(RESPONSE, IDLE, call).await;
+        assert!(
+            matches!(outcome, Err(Stopped::Timeout(ResponseTimeout::Upload))),
+            "{outcome:?}"
+        );
+        assert_eq!(started.elapsed(), IDLE);
+        assert_eq!(clock.fault(), None, "not the caller's fault");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_stops_sending_is_at_fault() {
+        let (body, sender) = fed();
+        let (mut upload, clock) = Upload::new(body, IDLE);
+        // A target that takes everything as it comes; the caller sends two parts and stops.
+        let call = async {
+            while let Some(frame) = upload.frame().await {
+                frame?;
+            }
+            std::future::pending::<Result<(), BoxError>>().await
+        };
+        let started = Instant::now();
+        // The test's own sender keeps the body open: the caller stalls, it does not end.
+        let (outcome, ()) =
+            tokio::join!(clock.watch(RESPONSE, IDLE, call), feed(sender.clone(), 2));
+        assert!(
+            matches!(outcome, Err(Stopped::Caller(CallerFault::BodyTimeout))),
+            "{outcome:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(2) + IDLE);
+        drop(sender);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_body_is_timed_only_while_it_is_asked_for() {
+        let (inner, sender) = fed();
+        let mut body = IdleBody::new(inner, IDLE);
+        sender.send(Bytes::from_static(b"one")).unwrap();
+        assert!(body.frame().await.is_some_and(|frame| frame.is_ok()));
+        // The caller reads nothing for longer than the idle timeout: not the target's stall.
+        tokio::time::sleep(IDLE * 3).await;
+        sender.send(Bytes::from_static(b"two")).unwrap();
+        assert!(body.frame().await.is_some_and(|frame| frame.is_ok()));
+        // Asked for more, the target sends nothing: given up after the idle timeout.
+        let started = Instant::now();
+        let stalled = body.frame().await;
+        assert_eq!(started.elapsed(), IDLE);
+        let error = stalled.and_then(Result::err);
+        assert!(
+            error.is_some_and(|error| error.is::<ResponseBodyTimeout>()),
+            "a stalled body ends in ResponseBodyTimeout"
+        );
+        drop(sender);
+    }
 }
