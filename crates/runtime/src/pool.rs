@@ -16,6 +16,10 @@
 //!
 //! Every connection passes the egress policy ([`VettedConnector`]) and verifies the server with
 //! the identity's rustls configuration.
+//!
+//! The request body type and the connection counters are defined here (and re-exported by
+//! `crate::forward`), so that the pool depends on `h1` and `connect` only, and nothing below
+//! it depends on `forward`.
 
 use std::error::Error as StdError;
 use std::fmt;
