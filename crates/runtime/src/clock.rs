@@ -119,6 +119,8 @@ pub struct UploadClock {
     last: AtomicU64,
     /// Microseconds from `start` to the body's end, plus one (0: not ended).
     ended: AtomicU64,
+    /// Microseconds from `start` to the first byte of an answer, plus one (0: none yet).
+    answered: AtomicU64,
     /// Whether the body's consumer is waiting for the caller.
     waiting: AtomicBool,
     fault: AtomicU8,
@@ -132,6 +134,7 @@ impl UploadClock {
             start: Instant::now(),
             last: AtomicU64::new(0),
             ended: AtomicU64::new(u64::from(ended)),
+            answered: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
             fault: AtomicU8::new(0),
             watcher: Mutex::new(None),
@@ -175,21 +178,42 @@ impl UploadClock {
         }
     }
 
+    /// The first byte of the target's answer has come (called by the sending side; only the
+    /// first call counts). An answer that starts before the upload ends is timed from then.
+    pub fn answering(&self) {
+        let now = self.micros(Instant::now()).saturating_add(1);
+        let _ = self
+            .answered
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     /// When the target is late, and for what, as things stand.
     fn deadline(&self, response: Duration, idle: Duration) -> (Instant, Option<ResponseTimeout>) {
-        match self.ended.load(Ordering::Acquire) {
+        let answered = self.answered.load(Ordering::Acquire);
+        let ended = self.ended.load(Ordering::Acquire);
+        // The answer's clock starts at the end of the upload, or at the answer's first byte
+        // if that came first (an early answer).
+        let from = match (ended, answered) {
+            (0, 0) => None,
+            (0, answered) => Some(answered),
+            (ended, 0) => Some(ended),
+            (ended, answered) => Some(ended.min(answered)),
+        };
+        if let Some(from) = from {
+            return (
+                self.at(from.saturating_sub(1)) + response,
+                Some(ResponseTimeout::Answer),
+            );
+        }
+        match ended {
             0 if self.waiting.load(Ordering::Acquire) => {
                 // The caller's turn: its body's own timer runs. Look again later.
                 (Instant::now() + idle, None)
             }
-            0 => {
+            _ => {
                 let last = self.at(self.last.load(Ordering::Acquire));
                 (last + idle, Some(ResponseTimeout::Upload))
             }
-            ended => (
-                self.at(ended.saturating_sub(1)) + response,
-                Some(ResponseTimeout::Answer),
-            ),
         }
     }
 
@@ -482,6 +506,33 @@ mod tests {
             "{outcome:?}"
         );
         assert_eq!(started.elapsed(), Duration::from_secs(20) + RESPONSE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_early_answer_is_timed_from_its_first_byte() {
+        let (body, sender) = fed();
+        let (mut upload, clock) = Upload::new(body, IDLE);
+        // The target takes the upload as it comes; its answer starts after 2 s and never
+        // completes, while the upload goes on for 30 s.
+        let call = async {
+            while let Some(frame) = upload.frame().await {
+                frame?;
+            }
+            std::future::pending::<Result<(), BoxError>>().await
+        };
+        let answer = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            clock.answering();
+        };
+        let started = Instant::now();
+        // When the watch ends (the join waits for the feed too).
+        let watched = async { (clock.watch(RESPONSE, IDLE, call).await, started.elapsed()) };
+        let ((outcome, elapsed), (), ()) = tokio::join!(watched, answer, feed(sender, 30));
+        assert!(
+            matches!(outcome, Err(Stopped::Timeout(ResponseTimeout::Answer))),
+            "{outcome:?}"
+        );
+        assert_eq!(elapsed, Duration::from_secs(2) + RESPONSE);
     }
 
     #[tokio::test(start_paused = true)]

@@ -37,6 +37,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
+use crate::clock::UploadClock;
 use crate::connect::{ConnectError, VettedConnector};
 use crate::h1::{self, Conn, Stream};
 
@@ -176,9 +177,11 @@ impl Client {
 
     /// Sends `request` (absolute URI) and returns the response once its head has arrived;
     /// the body streams from the connection, which goes back to the pool when the body ends.
+    /// `clock` (the request body's) learns when an HTTP/1.1 answer starts.
     pub async fn request(
         &self,
         mut request: Request<ForwardBody>,
+        clock: &UploadClock,
     ) -> Result<Response<UpstreamBody>, BoxError> {
         let uri = request.uri().clone();
         let https = match uri.scheme_str() {
@@ -234,7 +237,11 @@ impl Client {
                         Some(encoded) => encoded,
                         None => encoded.insert(h1::Encoded::new(&request, host_text(&uri, https))?),
                     };
-                    match h1::exchange(&mut conn, &mut request, encoded, reused).await {
+                    match h1::exchange(&mut conn, &mut request, encoded, reused, || {
+                        clock.answering();
+                    })
+                    .await
+                    {
                         Ok(head) => {
                             let body = h1::Body::new(conn, &head);
                             let release = Release {

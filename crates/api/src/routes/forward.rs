@@ -232,7 +232,7 @@ pub(crate) async fn send_watched(
     let timeouts = state.inner.forwarder.timeouts;
     let started = std::time::Instant::now();
     let metrics = state.metrics();
-    let call = client.request(request);
+    let call = client.request(request, clock);
     match clock
         .watch(timeouts.response_headers, timeouts.body_idle, call)
         .await

@@ -13,7 +13,7 @@ use tokio::io::AsyncWrite;
 
 use super::conn::Conn;
 use super::encode::{BodyEncoder, Encoded, Outgoing};
-use super::head::{Head, parse_head};
+use super::head::{Head, final_head_started, parse_head};
 use super::stream::Stream;
 use super::{BoxError, Malformed};
 
@@ -31,12 +31,14 @@ pub enum Failed {
 
 /// Sends `request` on `conn` and reads the response head. The body is written while the head
 /// is awaited, so that a target answering early (a 413, say) is heard; the connection is then
-/// not reused, and the rest of the body is not sent.
+/// not reused, and the rest of the body is not sent. `answering` is called once, when a final
+/// answer has begun to come (the response timeout of an early answer runs from then).
 pub async fn exchange<B>(
     conn: &mut Conn,
     request: &mut Request<B>,
     encoded: &Encoded,
     reused: bool,
+    mut answering: impl FnMut(),
 ) -> Result<Head, Failed>
 where
     B: HttpBody<Data = Bytes> + Unpin,
@@ -54,6 +56,9 @@ where
     // Whether any byte of an answer came: only a reused connection closed before one came may
     // be given up for another, and only for a request that may be sent twice.
     let mut received = false;
+    // Whether a final (not 1xx) answer has begun: `answering` is called then, once. An interim
+    // `100 Continue` does not count: the upload it invites may take as long as it takes.
+    let mut answered = false;
     let retry = |received: bool| reused && !received && encoded.retry_safe;
     let body = request.body_mut();
     poll_fn(|cx| {
@@ -93,7 +98,12 @@ where
                             head.keep_alive &= sending.done;
                             return Poll::Ready(Ok(head));
                         }
-                        Ok(None) => {}
+                        Ok(None) => {
+                            if !answered && final_head_started(&conn.buf) {
+                                answered = true;
+                                answering();
+                            }
+                        }
                         Err(malformed) => {
                             return Poll::Ready(Err(Failed::Error(Box::new(malformed))));
                         }

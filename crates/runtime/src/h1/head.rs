@@ -121,6 +121,13 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     }
 }
 
+/// Whether `buf`, where [`parse_head`] left it wanting more, holds the start of a final
+/// answer: the status code's first digit is in, and it is not an interim `1xx`.
+pub(super) fn final_head_started(buf: &[u8]) -> bool {
+    // "HTTP/1.1 " is nine bytes; the status code follows.
+    buf.get(9).is_some_and(|digit| *digit != b'1')
+}
+
 /// What a response head says about its body's framing and its connection.
 #[derive(Debug, Default)]
 struct Framing {

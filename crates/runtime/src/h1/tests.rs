@@ -89,7 +89,7 @@ async fn a_reused_connection_closed_before_answering_is_given_up_only_when_safe(
         read_head(&mut theirs).await;
         drop(theirs);
     });
-    let outcome = exchange(&mut conn, &mut request, &encoded, true).await;
+    let outcome = exchange(&mut conn, &mut request, &encoded, true, || {}).await;
     target.await.unwrap();
     assert!(matches!(outcome, Err(Failed::Retry)), "{outcome:?}");
 
@@ -99,7 +99,7 @@ async fn a_reused_connection_closed_before_answering_is_given_up_only_when_safe(
         read_head(&mut theirs).await;
         drop(theirs);
     });
-    let outcome = exchange(&mut conn, &mut request, &encoded, false).await;
+    let outcome = exchange(&mut conn, &mut request, &encoded, false, || {}).await;
     target.await.unwrap();
     assert!(matches!(outcome, Err(Failed::Error(_))), "{outcome:?}");
 
@@ -113,7 +113,7 @@ async fn a_reused_connection_closed_before_answering_is_given_up_only_when_safe(
         read_head(&mut theirs).await;
         drop(theirs);
     });
-    let outcome = exchange(&mut conn, &mut request, &encoded, true).await;
+    let outcome = exchange(&mut conn, &mut request, &encoded, true, || {}).await;
     target.await.unwrap();
     assert!(matches!(outcome, Err(Failed::Error(_))), "{outcome:?}");
 
@@ -126,7 +126,7 @@ async fn a_reused_connection_closed_before_answering_is_given_up_only_when_safe(
         theirs.write_all(b"HTTP/1.1 200").await.unwrap();
         drop(theirs);
     });
-    let outcome = exchange(&mut conn, &mut request, &encoded, true).await;
+    let outcome = exchange(&mut conn, &mut request, &encoded, true, || {}).await;
     target.await.unwrap();
     assert!(matches!(outcome, Err(Failed::Error(_))), "{outcome:?}");
 }
@@ -154,7 +154,7 @@ async fn an_early_final_answer_ends_the_upload_and_the_connection() {
             theirs.read_to_end(&mut rest).await.unwrap();
             rest
         });
-        let head = exchange(&mut conn, &mut request, &encoded, false)
+        let head = exchange(&mut conn, &mut request, &encoded, false, || {})
             .await
             .unwrap();
         assert_eq!(head.status, status);
@@ -175,6 +175,42 @@ async fn an_early_final_answer_ends_the_upload_and_the_connection() {
 }
 
 #[tokio::test]
+async fn the_start_of_a_final_answer_is_told_once_and_not_for_100_continue() {
+    let (mut conn, mut theirs) = scripted();
+    let mut request = empty_get();
+    let encoded = Encoded::new(&request, Some("target.example")).unwrap();
+    let (told, mut told_rx) = mpsc::unbounded_channel();
+    // Lets the exchange, polled in the same task, read what was just written.
+    async fn settle() {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let script = async {
+        read_head(&mut theirs).await;
+        // The interim answer in two pieces: its start alone must not count.
+        theirs.write_all(b"HTTP/1.1 100 Cont").await.unwrap();
+        settle().await;
+        theirs.write_all(b"inue\r\n\r\n").await.unwrap();
+        settle().await;
+        assert!(told_rx.try_recv().is_err(), "not told for 100 Continue");
+        theirs.write_all(b"HTTP/1.1 2").await.unwrap();
+        settle().await;
+        assert!(told_rx.try_recv().is_ok(), "told when the 200 began");
+        theirs
+            .write_all(b"00 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+    };
+    let exchanged = exchange(&mut conn, &mut request, &encoded, false, || {
+        told.send(()).unwrap();
+    });
+    let (head, ()) = tokio::join!(exchanged, script);
+    assert_eq!(head.unwrap().status, StatusCode::OK);
+    assert!(told_rx.try_recv().is_err(), "told only once");
+}
+
+#[tokio::test]
 async fn a_write_error_does_not_hide_a_readable_answer() {
     // The target answers and hangs up before reading anything: writing the request fails, and
     // the answer already in is what the caller gets.
@@ -187,7 +223,7 @@ async fn a_write_error_does_not_hide_a_readable_answer() {
         .await
         .unwrap();
     drop(theirs);
-    let head = exchange(&mut conn, &mut request, &encoded, false)
+    let head = exchange(&mut conn, &mut request, &encoded, false, || {})
         .await
         .unwrap();
     assert_eq!(head.status, StatusCode::FORBIDDEN);
@@ -201,7 +237,7 @@ async fn a_write_error_does_not_hide_a_readable_answer() {
     drop(theirs);
     let mut request = empty_get();
     let encoded = Encoded::new(&request, Some("target.example")).unwrap();
-    match exchange(&mut conn, &mut request, &encoded, false).await {
+    match exchange(&mut conn, &mut request, &encoded, false, || {}).await {
         Err(Failed::Error(error)) => {
             let io = error.downcast_ref::<std::io::Error>();
             assert_eq!(
@@ -230,7 +266,7 @@ async fn a_stalled_body_holds_nothing_up() {
             .unwrap();
         theirs
     });
-    let head = exchange(&mut conn, &mut request, &encoded, false)
+    let head = exchange(&mut conn, &mut request, &encoded, false, || {})
         .await
         .unwrap();
     assert_eq!(head.status, StatusCode::OK);
