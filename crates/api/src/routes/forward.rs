@@ -336,7 +336,7 @@ pub async fn forward(
     let headers = request.headers();
     let mut targets = headers.get_all(&LP_FORWARD_URL).iter();
     if targets.next().is_some() && targets.next().is_some() {
-        // Which one would be called is not the caller's to leave to us.
+        // Calling either would be a guess about which one the caller meant.
         return Err(ApiError::bad_request(
             "invalid_forward_url",
             "LP-forward-url is sent more than once",
