@@ -688,6 +688,24 @@ async fn clocked_targets(fixtures: &P12Fixtures, pki: &std::path::Path) -> (Test
     (app, urls)
 }
 
+/// `forward.body_idle_timeout_seconds` is the response timeout's value unless it is set.
+#[test]
+fn the_body_idle_timeout_defaults_to_the_response_timeout() {
+    let mut config = mtls_gateway::config::Config::default();
+    config.forward.response_timeout_seconds = 7.0;
+    let forwarder = mtls_gateway::server::forwarder(&config).unwrap();
+    assert_eq!(
+        forwarder.timeouts.body_idle,
+        std::time::Duration::from_secs(7)
+    );
+    config.forward.body_idle_timeout_seconds = Some(2.5);
+    let forwarder = mtls_gateway::server::forwarder(&config).unwrap();
+    assert_eq!(
+        forwarder.timeouts.body_idle,
+        std::time::Duration::from_millis(2500)
+    );
+}
+
 /// A target that stalls its response body is given up after the body idle timeout: the
 /// caller gets the head, then an error instead of a body that never ends, and the failure is
 /// counted.
