@@ -151,7 +151,7 @@ impl UploadClock {
     }
 
     fn at(&self, micros: u64) -> Instant {
-        self.start + Duration::from_micros(micros)
+        later(self.start, Duration::from_micros(micros))
     }
 
     /// What the caller did wrong, if anything.
@@ -201,18 +201,18 @@ impl UploadClock {
         };
         if let Some(from) = from {
             return (
-                self.at(from.saturating_sub(1)) + response,
+                later(self.at(from.saturating_sub(1)), response),
                 Some(ResponseTimeout::Answer),
             );
         }
         match ended {
             0 if self.waiting.load(Ordering::Acquire) => {
                 // The caller's turn: its body's own timer runs. Look again later.
-                (Instant::now() + idle, None)
+                (later(Instant::now(), idle), None)
             }
             _ => {
                 let last = self.at(self.last.load(Ordering::Acquire));
-                (last + idle, Some(ResponseTimeout::Upload))
+                (later(last, idle), Some(ResponseTimeout::Upload))
             }
         }
     }
@@ -336,7 +336,7 @@ where
             }
             Poll::Pending => {
                 this.clock.waiting.store(true, Ordering::Release);
-                let deadline = Instant::now() + this.idle;
+                let deadline = later(Instant::now(), this.idle);
                 let sleep = this
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -404,7 +404,7 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
-                let deadline = Instant::now() + this.idle;
+                let deadline = later(Instant::now(), this.idle);
                 let sleep = this
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -433,8 +433,16 @@ where
     }
 }
 
+/// `at` plus `by`, or a year on when that is past what an `Instant` holds: no configured
+/// timeout, however large, can make the clock panic.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(at)
+}
+
 /// Whether `error`'s chain holds an `E`.
-pub fn source_is<E: StdError + 'static>(error: &(dyn StdError + 'static)) -> bool {
+fn source_is<E: StdError + 'static>(error: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
         if error.is::<E>() {
@@ -576,6 +584,26 @@ mod tests {
             "{outcome:?}"
         );
         assert_eq!(started.elapsed(), Duration::from_secs(2) + IDLE);
+        drop(sender);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_past_what_an_instant_holds_do_not_panic() {
+        let (body, sender) = fed();
+        let (mut upload, clock) = Upload::new(body, Duration::MAX);
+        let call = async {
+            let first = upload.frame().await;
+            Ok::<_, BoxError>(first.is_some())
+        };
+        let (outcome, ()) = tokio::join!(
+            clock.watch(Duration::MAX, Duration::MAX, call),
+            feed(sender, 1)
+        );
+        assert!(matches!(outcome, Ok(true)), "{outcome:?}");
+        let (inner, sender) = fed();
+        let mut body = IdleBody::new(inner, Duration::MAX);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
         drop(sender);
     }
 
