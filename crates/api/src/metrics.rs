@@ -136,7 +136,7 @@ impl Metrics {
             &mut out,
             "mtls_forward_failures_total",
             "counter",
-            "Forward: failures by code (SPEC 7.4, and egress_denied).",
+            "Forward: failures by code (SPEC 7.4, egress_denied, and response_body_timeout: a response body cut after its head).",
         );
         for (code, counter) in self.failures.snapshot() {
             let _ = writeln!(
