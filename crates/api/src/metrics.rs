@@ -85,6 +85,12 @@ impl Metrics {
         self.failures.get(&code).add(1);
     }
 
+    /// A relayed response body failed with `code` after its head had gone: a failure of a
+    /// call already counted by [`Metrics::upstream`].
+    pub fn body_failure(&self, code: &'static str) {
+        self.failures.get(&code).add(1);
+    }
+
     pub fn reloaded(&self) {
         self.reloads.add(1);
         self.last_reload_millis.set(unix_millis());
@@ -132,7 +138,7 @@ impl Metrics {
             &mut out,
             "mtls_forward_failures_total",
             "counter",
-            "Forward: failures by code (SPEC 7.4, and egress_denied).",
+            "Forward: failures by code (SPEC 7.4, egress_denied, and response_body_timeout: a response body cut after its head).",
         );
         for (code, counter) in self.failures.snapshot() {
             let _ = writeln!(

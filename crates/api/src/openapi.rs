@@ -514,6 +514,7 @@ fn operations() -> Vec<Operation> {
             responses: vec![
                 ("2XX", json!({ "description": "The target's answer, relayed as is." })),
                 ("3XX", json!({ "description": "The target's redirect, relayed, not followed." })),
+                ("408", json_response("The caller's request body stalled past forward.body_idle_timeout_seconds (request_body_timeout).", schema("ErrorBody"))),
                 ("424", set(json_response("The transport to the target failed (SPEC 7.4).", schema("ErrorBody")), "headers", json!({
                         "LP-error-from-transport": { "schema": { "type": "string" }, "description": "The failure code." },
                         "LP-message-from-transport": { "schema": { "type": "string" }, "description": "The failure, for people." }

@@ -477,8 +477,13 @@ pub struct ForwardConfig {
     /// Largest request body relayed (413 past it).
     pub max_body_bytes: usize,
     pub connect_timeout_seconds: f64,
-    /// Time allowed for the TLS handshake and the target's response headers.
+    /// Time allowed for the target's response headers after the end of the request body (for
+    /// a request without a body: after the start of the call, TLS handshake included).
     pub response_timeout_seconds: f64,
+    /// A body with nothing moving in either direction for this long is given up (the caller's
+    /// upload: 408; the target's response body: the caller's connection is cut). Absent: equal
+    /// to `response_timeout_seconds`.
+    pub body_idle_timeout_seconds: Option<f64>,
     /// Idle upstream connections are closed after this long.
     pub idle_timeout_seconds: f64,
     /// Load every mapped certificate's identity (secret fetch + parse) when the routing table
@@ -493,6 +498,7 @@ impl Default for ForwardConfig {
             max_body_bytes: 10 * 1024 * 1024,
             connect_timeout_seconds: 5.0,
             response_timeout_seconds: 30.0,
+            body_idle_timeout_seconds: None,
             idle_timeout_seconds: 90.0,
             preload_identities: false,
         }
@@ -716,6 +722,13 @@ impl Config {
             (
                 "forward.idle_timeout_seconds",
                 forward.idle_timeout_seconds,
+                MIN_SECONDS,
+            ),
+            (
+                "forward.body_idle_timeout_seconds",
+                forward
+                    .body_idle_timeout_seconds
+                    .unwrap_or(forward.response_timeout_seconds),
                 MIN_SECONDS,
             ),
             (

@@ -94,6 +94,12 @@ pub fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
     let timeouts = Timeouts {
         connect: seconds(config.forward.connect_timeout_seconds),
         response_headers: seconds(config.forward.response_timeout_seconds),
+        body_idle: seconds(
+            config
+                .forward
+                .body_idle_timeout_seconds
+                .unwrap_or(config.forward.response_timeout_seconds),
+        ),
         idle: seconds(config.forward.idle_timeout_seconds),
     };
     Ok(Forwarder::new(

@@ -87,3 +87,19 @@ impl VettedConnector {
         Err(ConnectError::Io(last))
     }
 }
+
+/// The connection stage failed (egress, TCP, TLS or the HTTP handshake): nothing was sent.
+#[derive(Debug)]
+pub struct ConnectFailed(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connecting to the target failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConnectFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}

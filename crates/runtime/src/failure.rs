@@ -20,10 +20,9 @@ use std::task::{Context, Poll};
 use rustls::AlertDescription;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::connect::ConnectError;
+use crate::connect::{ConnectError, ConnectFailed};
 use crate::egress::EgressError;
 use crate::h1::Malformed;
-use crate::pool::ConnectFailed;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 

@@ -15,7 +15,6 @@
 //! Failures are classified in [`crate::failure`], once, into the stable codes of SPEC 7.4.
 
 use std::cell::RefCell;
-use std::error::Error as StdError;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,24 +28,10 @@ use crate::egress::EgressPolicy;
 pub use crate::failure::{Failure, classify};
 use crate::identity::{ClientIdentity, client_config};
 
-/// The request body type the forward path sends.
-pub type ForwardBody =
-    http_body_util::combinators::UnsyncBoxBody<hyper::body::Bytes, Box<dyn StdError + Send + Sync>>;
+pub use crate::pool::{ConnectionCounters, ForwardBody};
 
 /// One identity's client on one worker thread.
 pub type UpstreamClient = crate::pool::Client;
-
-/// Upstream connections made, by how their TLS handshake went (for `/metrics`: requests minus
-/// connections is connection reuse).
-#[derive(Debug, Default)]
-pub struct ConnectionCounters {
-    /// Full TLS handshakes.
-    pub full: AtomicU64,
-    /// TLS sessions resumed.
-    pub resumed: AtomicU64,
-    /// Plain `http` targets (only with `egress.allow_http`).
-    pub plain: AtomicU64,
-}
 
 /// A mapping's extra trust bundle (PEM), compared by its SHA-256 so that keys stay small and
 /// the same bundle from two snapshots is the same key.
@@ -100,11 +85,18 @@ pub struct ClientKey {
     pub upstream_ca: Option<TrustBundle>,
 }
 
-/// Timeouts of the forward path.
+/// Timeouts of the forward path (docs/forward.md, "Timeouts").
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
+    /// TCP connect to the target.
     pub connect: Duration,
+    /// The target's answer (its response head), counted from the end of the request body;
+    /// for a request without a body, from the start of the call (set-up included).
     pub response_headers: Duration,
+    /// A body in either direction with nothing moving while more is asked for: the caller's
+    /// upload (the caller's fault), the target taking none of it, the target's response body.
+    pub body_idle: Duration,
+    /// Idle pooled connections are closed after this.
     pub idle: Duration,
 }
 
@@ -113,6 +105,7 @@ impl Default for Timeouts {
         Self {
             connect: Duration::from_secs(5),
             response_headers: Duration::from_secs(30),
+            body_idle: Duration::from_secs(30),
             idle: Duration::from_secs(90),
         }
     }

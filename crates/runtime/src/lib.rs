@@ -3,6 +3,7 @@
 //! without touching the database.
 
 pub mod cidr;
+pub mod clock;
 pub mod connect;
 pub mod egress;
 pub mod failure;

@@ -16,11 +16,15 @@
 //!
 //! Every connection passes the egress policy ([`VettedConnector`]) and verifies the server with
 //! the identity's rustls configuration.
+//!
+//! The request body type and the connection counters are defined here (and re-exported by
+//! `crate::forward`), so that the pool depends on `h1`, `connect`, `clock` and `failure`'s TLS
+//! watch only, and nothing below it depends on `forward` or on the pool.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,32 +37,32 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
+use crate::clock::UploadClock;
+pub use crate::connect::ConnectFailed;
 use crate::connect::{ConnectError, VettedConnector};
 use crate::failure::{TlsWatch, Watched};
-use crate::forward::{ConnectionCounters, ForwardBody};
 use crate::h1::{self, Conn, Stream};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// The request body type the forward path sends.
+pub type ForwardBody = http_body_util::combinators::UnsyncBoxBody<hyper::body::Bytes, BoxError>;
+
+/// Upstream connections made, by how their TLS handshake went (for `/metrics`: requests minus
+/// connections is connection reuse).
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// Full TLS handshakes.
+    pub full: AtomicU64,
+    /// TLS sessions resumed.
+    pub resumed: AtomicU64,
+    /// Plain `http` targets (only with `egress.allow_http`).
+    pub plain: AtomicU64,
+}
+
 /// Sends of one request: a reused connection that closed before taking it is replaced this
 /// many times (each time by a connection of the pool, or a new one).
 const ATTEMPTS: usize = 3;
-
-/// The connection stage failed (egress, TCP, TLS or the HTTP handshake): nothing was sent.
-#[derive(Debug)]
-pub struct ConnectFailed(pub BoxError);
-
-impl fmt::Display for ConnectFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "connecting to the target failed: {}", self.0)
-    }
-}
-
-impl StdError for ConnectFailed {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(self.0.as_ref())
-    }
-}
 
 /// The request cannot be sent (no scheme or host).
 #[derive(Debug)]
@@ -160,9 +164,11 @@ impl Client {
 
     /// Sends `request` (absolute URI) and returns the response once its head has arrived;
     /// the body streams from the connection, which goes back to the pool when the body ends.
+    /// `clock` (the request body's) learns when an HTTP/1.1 answer starts.
     pub async fn request(
         &self,
         mut request: Request<ForwardBody>,
+        clock: &UploadClock,
     ) -> Result<Response<UpstreamBody>, BoxError> {
         let uri = request.uri().clone();
         let https = match uri.scheme_str() {
@@ -218,7 +224,11 @@ impl Client {
                         Some(encoded) => encoded,
                         None => encoded.insert(h1::Encoded::new(&request, host_text(&uri, https))?),
                     };
-                    match h1::exchange(&mut conn, &mut request, encoded, reused).await {
+                    match h1::exchange(&mut conn, &mut request, encoded, reused, || {
+                        clock.answering();
+                    })
+                    .await
+                    {
                         Ok(head) => {
                             let body = h1::Body::new(conn, &head);
                             let release = Release {

@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use mtls_auth::AccountId;
 use mtls_auth::Privilege;
+use mtls_runtime::clock::{
+    CallerFault, IdleBody, ResponseBodyTimeout, Stopped, Upload, UploadClock,
+};
 use mtls_runtime::forward::{ClientKey, ForwardBody, UpstreamClient, classify};
 use mtls_runtime::identity::ClientIdentity;
 use mtls_runtime::pool::UpstreamBody;
@@ -203,34 +206,61 @@ pub(crate) fn client_key(route: Option<&Route>) -> ClientKey {
     }
 }
 
-/// Sends `request` with `client` within the response timeout; failures as SPEC 7.4 answers.
+/// Sends `request`, which has no body, with `client` within the response timeout; failures
+/// as SPEC 7.4 answers.
 pub(crate) async fn send(
     state: &AppState,
     client: &UpstreamClient,
     request: axum::http::Request<ForwardBody>,
 ) -> Result<axum::http::Response<UpstreamBody>, ApiError> {
-    let timeout = state.inner.forwarder.timeouts.response_headers;
+    send_watched(state, client, request, &UploadClock::without_body()).await
+}
+
+/// Sends `request`, whose body `clock` follows, with `client`: the answer within the response
+/// timeout after the end of the upload, the upload within the body idle timeout (docs/forward.md,
+/// "Timeouts"). The caller's faults (a stalled, broken or oversized body) are 4xx and not
+/// counted as failures of the target; the target's are SPEC 7.4 answers.
+pub(crate) async fn send_watched(
+    state: &AppState,
+    client: &UpstreamClient,
+    request: axum::http::Request<ForwardBody>,
+    clock: &UploadClock,
+) -> Result<axum::http::Response<UpstreamBody>, ApiError> {
+    let timeouts = state.inner.forwarder.timeouts;
     let started = std::time::Instant::now();
     let metrics = state.metrics();
-    match tokio::time::timeout(timeout, client.request(request)).await {
-        Err(_) => {
+    let call = client.request(request, clock);
+    match clock
+        .watch(timeouts.response_headers, timeouts.body_idle, call)
+        .await
+    {
+        Err(Stopped::Timeout(late)) => {
             metrics.failure("response_timeout");
-            Err(ApiError::transport(
-                "response_timeout",
-                "the target did not answer in time",
-            ))
+            Err(ApiError::transport("response_timeout", late.to_string()))
         }
-        Ok(Ok(response)) => {
+        Ok(response) => {
             metrics.upstream(started.elapsed());
             Ok(response)
         }
-        Ok(Err(error)) => {
-            if source_is_length_limit(error.as_ref()) {
-                let limit = state.inner.forward.max_body_bytes;
-                return Err(ApiError::too_large(format!(
-                    "the request body is larger than {limit} bytes"
-                )));
-            }
+        Err(Stopped::Caller(CallerFault::TooLarge)) => {
+            let limit = state.inner.forward.max_body_bytes;
+            Err(ApiError::too_large(format!(
+                "the request body is larger than {limit} bytes"
+            )))
+        }
+        Err(Stopped::Caller(CallerFault::BodyTimeout)) => Err(ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_body_timeout",
+            format!(
+                "the request body stalled: nothing came for {} s",
+                timeouts.body_idle.as_secs_f64()
+            ),
+        )),
+        Err(Stopped::Caller(CallerFault::BodyInvalid)) => Err(ApiError::bad_request(
+            "invalid_request_body",
+            "the request body is not valid HTTP (a malformed chunk, or cut short)",
+        )),
+        Err(Stopped::Failed(error)) => {
             let failure = classify(error.as_ref());
             metrics.failure(failure.code);
             tracing::info!(code = failure.code, "upstream call failed");
@@ -301,6 +331,14 @@ pub async fn forward(
         Group::Forward,
     )?;
     let headers = request.headers();
+    let mut targets = headers.get_all(&LP_FORWARD_URL).iter();
+    if targets.next().is_some() && targets.next().is_some() {
+        // Calling either would be a guess about which one the caller meant.
+        return Err(ApiError::bad_request(
+            "invalid_forward_url",
+            "LP-forward-url is sent more than once",
+        ));
+    }
     let target = text(headers, &LP_FORWARD_URL).ok_or_else(|| {
         ApiError::bad_request(
             "missing_forward_url",
@@ -345,32 +383,59 @@ pub async fn forward(
             "the request body is larger than {limit} bytes"
         )));
     }
-    let body: ForwardBody = http_body_util::Limited::new(body, limit).boxed_unsync();
+    let idle = state.inner.forwarder.timeouts.body_idle;
+    let (body, clock) = Upload::new(http_body_util::Limited::new(body, limit), idle);
+    let body: ForwardBody = body.boxed_unsync();
     let mut upstream = axum::http::Request::new(body);
     *upstream.method_mut() = method;
     *upstream.uri_mut() = uri;
     *upstream.headers_mut() = upstream_headers;
-    let response = send(&state, &client, upstream).await?;
+    let response = send_watched(&state, &client, upstream, &clock).await?;
     let (mut parts, incoming) = response.into_parts();
     strip(&mut parts.headers, |_| false);
-    let mut relayed_response = Response::new(Body::new(incoming));
+    let relayed = Relayed {
+        body: IdleBody::new(incoming, idle),
+        state,
+    };
+    let mut relayed_response = Response::new(Body::new(relayed));
     *relayed_response.status_mut() = parts.status;
     *relayed_response.headers_mut() = parts.headers;
     Ok(relayed_response)
 }
 
-fn source_is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if error
-            .downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
+/// The target's response body on its way to the caller: given up when the target stalls it
+/// past the body idle timeout (the caller's connection is then cut: the head has gone), and
+/// that counted.
+struct Relayed {
+    body: IdleBody<UpstreamBody>,
+    state: AppState,
+}
+
+impl hyper::body::Body for Relayed {
+    type Data = hyper::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<hyper::body::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Err(error))) = &polled
+            && error.is::<ResponseBodyTimeout>()
         {
-            return true;
+            tracing::info!(code = "response_body_timeout", "upstream body stalled");
+            self.state.metrics().body_failure("response_body_timeout");
         }
-        current = error.source();
+        polled
     }
-    false
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -355,6 +355,7 @@ fn every_numeric_key_refuses_values_that_could_panic() {
         ("forward", "connect_timeout_seconds"),
         ("forward", "response_timeout_seconds"),
         ("forward", "idle_timeout_seconds"),
+        ("forward", "body_idle_timeout_seconds"),
         ("database", "max_connections"),
         ("database", "acquire_timeout_seconds"),
         ("secrets.vault", "timeout_seconds"),

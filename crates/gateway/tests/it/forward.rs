@@ -392,6 +392,19 @@ async fn headers_bodies_statuses_and_lookups() {
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("missing_forward_url"))
     );
+    // Two LP-forward-url headers: refused, not the first one called.
+    let (status, _, body) = answer(
+        tenant
+            .forward(reqwest::Method::GET, &echo)
+            .header("LP-service-name", "IDP")
+            .header("LP-forward-url", &created),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_forward_url")),
+        "{body}"
+    );
     let reader = app.token(&[&tenant.account], &[Privilege::ReadInternal]);
     let response = client()
         .get(app.url(&format!("/mtls/account/{}", tenant.account)))
@@ -486,6 +499,49 @@ async fn http1_answers_are_framed_strictly_and_connections_reused_safely() {
     app.running.stop().await.unwrap();
 }
 
+/// RFC 9112 6.3 on the target's `Content-Length`: beside a chunked body it is not relayed
+/// (the caller would take it for the body's length and get the body cut short, or nothing);
+/// a list of equal values, in one field or two, is relayed as the one value.
+#[tokio::test]
+async fn http1_content_length_is_relayed_as_rfc_9112_says() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
+    let app = one_worker(&server, |_| {}).await;
+    let base = format!("https://localhost:{}", server.port);
+    let paths = ["/chunked-with-length", "/listed-length", "/repeated-length"];
+    let urls: Vec<String> = paths.iter().map(|path| format!("{base}{path}")).collect();
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
+    for path in paths {
+        let response = tenant
+            .forward(reqwest::Method::GET, &format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let lengths: Vec<String> = response
+            .headers()
+            .get_all("content-length")
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect();
+        let body = response.bytes().await;
+        let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        assert!(body["conn"].is_u64(), "{path}: the whole body: {body}");
+        let expected = body.to_string().len().to_string();
+        match path {
+            // Chunked in, and relayed without a length (hyper chunks it again).
+            "/chunked-with-length" => assert!(
+                lengths.iter().all(|length| *length == expected),
+                "{path}: {lengths:?}"
+            ),
+            _ => assert_eq!(lengths, [expected], "{path}"),
+        }
+    }
+    app.running.stop().await.unwrap();
+}
+
 /// A target that refuses an upload at once and reads none of it: its answer is relayed while
 /// the body is still going out (a client that sent the whole body before reading would wait
 /// until the response timeout, with the target's and the kernel's buffers full).
@@ -517,6 +573,254 @@ async fn http1_an_early_answer_is_relayed_during_the_upload() {
         "{response:?} after {:?}",
         started.elapsed()
     );
+    app.running.stop().await.unwrap();
+}
+
+/// Writes `head` and then each of `parts` (after `pause`) on a new connection to the gateway,
+/// and reads the answer: its status and its JSON body (`Null` if none).
+async fn raw_call(
+    app: &TestApp,
+    head: &str,
+    parts: &[Vec<u8>],
+    pause: std::time::Duration,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let address = app.base.trim_start_matches("http://");
+    let mut raw = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reading, mut writing) = raw.split();
+    let write = async {
+        writing.write_all(head.as_bytes()).await.unwrap();
+        for part in parts {
+            tokio::time::sleep(pause).await;
+            if writing.write_all(part).await.is_err() {
+                break;
+            }
+        }
+        // Stays open (a caller that stalls): the read below decides when the call is over.
+        std::future::pending::<()>().await;
+    };
+    let read = async {
+        let mut answer = Vec::new();
+        loop {
+            let mut chunk = [0u8; 8192];
+            match reading.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+            let text = String::from_utf8_lossy(&answer);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|value| value.trim().parse::<usize>().unwrap())
+                });
+                if length.is_some_and(|length| body.len() >= length) {
+                    break;
+                }
+            }
+        }
+        answer
+    };
+    let answer = tokio::select! {
+        answer = read => answer,
+        () = write => unreachable!(),
+    };
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The head of a forward call with a body, written by hand.
+fn raw_head(app: &TestApp, tenant: &Tenant<'_>, target: &str, framing: &str) -> String {
+    let address = app.base.trim_start_matches("http://");
+    format!(
+        "POST /mtls/account/{} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\n\
+         lp-forward-url: {target}\r\n{framing}\r\nconnection: close\r\n\r\n",
+        tenant.account, tenant.token
+    )
+}
+
+/// The count of forward failures with `code` in `/metrics`.
+async fn failures(app: &TestApp, code: &str) -> u64 {
+    let text = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("mtls_forward_failures_total{{code=\"{code}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0, |count| count.trim().parse().unwrap())
+}
+
+/// A gateway with one worker, a response timeout of 1 s and a body idle timeout of 0.5 s, to
+/// the scripted upstream, and a tenant mapped to `paths` on it (their URLs returned).
+async fn clocked(server: &Upstream, paths: &[&str]) -> (TestApp, Vec<String>) {
+    let app = one_worker(server, |config| {
+        config.forward.response_timeout_seconds = 1.0;
+        config.forward.body_idle_timeout_seconds = Some(0.5);
+    })
+    .await;
+    let base = format!("https://localhost:{}", server.port);
+    let urls: Vec<String> = paths.iter().map(|path| format!("{base}{path}")).collect();
+    (app, urls)
+}
+
+/// [`clocked`] with two targets that read the request body as it comes: the scripted
+/// HTTP/1.1 one (`/plain`) and an HTTP/2 echo, and their URLs.
+async fn clocked_targets(fixtures: &P12Fixtures, pki: &std::path::Path) -> (TestApp, Vec<String>) {
+    let scripted = upstream::start_scripted(pki, &fixtures.path("root.pem")).await;
+    let h2 = upstream::start(pki, Some(&fixtures.path("root.pem"))).await;
+    let (app, mut urls) = clocked(&scripted, &["/plain"]).await;
+    urls.push(format!("https://localhost:{}/echo", h2.port));
+    (app, urls)
+}
+
+/// `forward.body_idle_timeout_seconds` is the response timeout's value unless it is set.
+#[test]
+fn the_body_idle_timeout_defaults_to_the_response_timeout() {
+    let mut config = mtls_gateway::config::Config::default();
+    config.forward.response_timeout_seconds = 7.0;
+    let forwarder = mtls_gateway::server::forwarder(&config).unwrap();
+    assert_eq!(
+        forwarder.timeouts.body_idle,
+        std::time::Duration::from_secs(7)
+    );
+    config.forward.body_idle_timeout_seconds = Some(2.5);
+    let forwarder = mtls_gateway::server::forwarder(&config).unwrap();
+    assert_eq!(
+        forwarder.timeouts.body_idle,
+        std::time::Duration::from_millis(2500)
+    );
+}
+
+/// A target that stalls its response body is given up after the body idle timeout: the
+/// caller gets the head, then an error instead of a body that never ends, and the failure is
+/// counted.
+#[tokio::test]
+async fn a_stalled_response_body_is_cut_and_counted() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
+    let (app, urls) = clocked(&server, &["/stall-body"]).await;
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
+    let response = tenant
+        .forward(reqwest::Method::GET, &urls[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), response.bytes()).await;
+    assert!(
+        matches!(body, Ok(Err(_))),
+        "the relayed body ends in an error: {body:?}"
+    );
+    assert_eq!(failures(&app, "response_body_timeout").await, 1);
+    app.running.stop().await.unwrap();
+}
+
+/// The response timeout runs from the end of the upload: a slow upload (600 kB at about
+/// 200 kB/s, three times the response timeout) to a target that reads it as it comes and
+/// answers at once succeeds.
+#[tokio::test]
+async fn a_slow_upload_is_not_the_targets_delay() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let (app, urls) = clocked_targets(&fixtures, &pki).await;
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
+    let parts: Vec<Vec<u8>> = (0..30).map(|_| vec![b'x'; 20_000]).collect();
+    for url in &urls {
+        let head = raw_head(&app, &tenant, url, "content-length: 600000");
+        let (status, body) =
+            raw_call(&app, &head, &parts, std::time::Duration::from_millis(100)).await;
+        assert_eq!(status, 200, "{url}: {}", body["error"]);
+        // The scripted target answers with its connection number, the echo with the body.
+        let whole = body["conn"].is_u64() || body["body"].as_str().map(str::len) == Some(600_000);
+        assert!(whole, "{url}");
+    }
+    app.running.stop().await.unwrap();
+}
+
+/// A caller that sends part of its body and then nothing gets 408 `request_body_timeout`:
+/// its own fault, not a 424 that blames the target (and not counted as one).
+#[tokio::test]
+async fn a_stalled_upload_is_the_callers_fault() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let (app, urls) = clocked_targets(&fixtures, &pki).await;
+    let tenant = mapped_tenant(&app, &fixtures, &urls).await;
+    for url in &urls {
+        let head = raw_head(&app, &tenant, url, "content-length: 1000");
+        let (status, body) = raw_call(
+            &app,
+            &head,
+            &[b"only ten b".to_vec()],
+            std::time::Duration::ZERO,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (408, Some("request_body_timeout")),
+            "{url}: {body}"
+        );
+    }
+    assert_eq!(failures(&app, "response_timeout").await, 0);
+    app.running.stop().await.unwrap();
+}
+
+/// A malformed chunked request body from the caller is the caller's fault: 400
+/// `invalid_request_body`, not a 424 that blames the target, and not counted as one.
+#[tokio::test]
+async fn a_malformed_request_body_is_the_callers_fault() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    // Targets that read the whole body before they answer, over HTTP/1.1 and HTTP/2.
+    let roots = fixtures.path("root.pem");
+    let h1 = upstream::start_with(&pki, Some(&roots), true, false).await;
+    let h2 = upstream::start(&pki, Some(&roots)).await;
+    let app = one_worker(&h1, |_| {}).await;
+    let targets = [
+        format!("https://localhost:{}/echo", h1.port),
+        format!("https://localhost:{}/echo", h2.port),
+    ];
+    let tenant = mapped_tenant(&app, &fixtures, &targets).await;
+    for (target, broken) in targets.iter().flat_map(|target| {
+        [
+            &b"5\r\nhello\r\nzz\r\n"[..],
+            b"5\r\nhelloXX\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+        ]
+        .map(|broken| (target, broken))
+    }) {
+        let head = raw_head(&app, &tenant, target, "transfer-encoding: chunked");
+        let (status, body) =
+            raw_call(&app, &head, &[broken.to_vec()], std::time::Duration::ZERO).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_request_body")),
+            "{target} {}: {body}",
+            String::from_utf8_lossy(broken)
+        );
+    }
+    for code in ["connect_failed", "connection_reset"] {
+        assert_eq!(failures(&app, code).await, 0, "{code}");
+    }
     app.running.stop().await.unwrap();
 }
 

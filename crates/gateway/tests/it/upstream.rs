@@ -358,6 +358,9 @@ async fn echo(
 ///   connection closed without an answer;
 /// * `/extra`: `Content-Length`, then bytes past it; `/until-close`: no framing, then closed;
 /// * `/double-length`: two `Content-Length` values that differ;
+/// * `/chunked-with-length`: chunked, with a `Content-Length` (shorter than the body) beside;
+/// * `/listed-length`: `Content-Length: N, N`; `/repeated-length`: two equal fields;
+/// * `/stall-body`: the head and part of the body, then nothing for 20 s;
 /// * `/early`: 413 as soon as the head is in, the body left unread for 3 s, then closed.
 pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -393,6 +396,16 @@ pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
                         }
                     };
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    if head.split(' ').nth(1) == Some("/stall-body") {
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len() + 5
+                        );
+                        let _ = tls.write_all(answer.as_bytes()).await;
+                        let _ = tls.flush().await;
+                        tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+                        return;
+                    }
                     if head.split(' ').nth(1) == Some("/early") {
                         // Refuses the upload at once and reads none of it, for a while.
                         let refusal = "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
@@ -446,6 +459,27 @@ pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
                                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{body}"
                             ),
                             true,
+                        ),
+                        "/chunked-with-length" => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                                body.len()
+                            ),
+                            false,
+                        ),
+                        "/listed-length" => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {n}, {n}\r\n\r\n{body}",
+                                n = body.len()
+                            ),
+                            false,
+                        ),
+                        "/repeated-length" => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {n}\r\nContent-Length: {n}\r\n\r\n{body}",
+                                n = body.len()
+                            ),
+                            false,
                         ),
                         "/double-length" => (
                             "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"
