@@ -298,6 +298,26 @@ async fn identity_provider_tokens_through_the_claim_mapping() {
             StatusCode::BAD_REQUEST
         );
     }
+    // The caller claim names the caller in the audit trail (a tester run is audited).
+    let [rs256, _] = idp.tokens(json!(account), scope, IDP_ISSUER);
+    let (status, body, _) = call(&app, &account, Some(format!("Bearer {rs256}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let response = client()
+        .get(app.url(&format!("/mtls/account/{account}/audit")))
+        .bearer_auth(&rs256)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let trail: Value = response.json().await.unwrap();
+    assert!(
+        trail["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["actor"] == "bearer:billing-app"),
+        "{trail}"
+    );
     // `aud` as an array names each of its accounts.
     for token in idp.tokens(json!([other, account]), "mtls.read", IDP_ISSUER) {
         for covered in [&account, &other] {
