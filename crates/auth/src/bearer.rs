@@ -1,6 +1,9 @@
 //! Bearer JWTs (SPEC 3): HS256 with the gateway's secret, RS256 and ES256 with public keys from
 //! PEM or JWKS bytes. `exp`, `sub`, `accounts` and `privileges` are required; `aud` and `iss`
 //! are checked when configured. The algorithm comes from the key, never from the token alone.
+//! With a [`ClaimMapping`], RS256/ES256 tokens (an identity provider's) are read through it
+//! instead, and need only `exp` besides the mapped claims; HS256 tokens, which only the
+//! gateway's own secret signs (`token issue`, the token endpoint), keep the claims above.
 
 use std::collections::HashSet;
 
@@ -10,12 +13,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::Digest;
 use zeroize::Zeroizing;
 
+use crate::claims::ClaimMapping;
 use crate::{AccountScope, AuthError, Principal, Privilege, Privileges, Scheme};
 
 /// Shortest HS256 secret accepted, in bytes (RFC 7518 section 3.2: at least the hash size).
@@ -36,6 +41,8 @@ pub struct BearerConfig {
     pub issuer: Vec<String>,
     /// Clock skew allowed on `exp` and `nbf`, in seconds.
     pub leeway_seconds: u64,
+    /// How RS256/ES256 tokens name accounts, caller and rights; `None`: the claims of SPEC 3.
+    pub claims: Option<ClaimMapping>,
 }
 
 impl fmt::Debug for BearerConfig {
@@ -50,6 +57,7 @@ impl fmt::Debug for BearerConfig {
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
             .field("leeway_seconds", &self.leeway_seconds)
+            .field("claims", &self.claims)
             .finish()
     }
 }
@@ -79,6 +87,7 @@ pub struct BearerVerifier {
     audience: Vec<String>,
     issuer: Vec<String>,
     leeway_seconds: u64,
+    claims: Option<ClaimMapping>,
     /// Tokens verified recently, by the SHA-256 of the token (the token itself is not kept),
     /// until their `exp`: a caller sending the same token again skips the signature check and
     /// the JSON parse.
@@ -154,6 +163,23 @@ impl BearerVerifier {
                     // Keys for other algorithms are skipped: tokens signed with them are refused.
                     _ => continue,
                 };
+                // So are keys published for another use or algorithm (RFC 7517 4.2, 4.4):
+                // identity providers list their encryption keys in the same set.
+                let other_use = jwk
+                    .common
+                    .public_key_use
+                    .as_ref()
+                    .is_some_and(|key_use| *key_use != PublicKeyUse::Signature);
+                let other_algorithm = jwk.common.key_algorithm.is_some_and(|declared| {
+                    !matches!(
+                        (declared, algorithm),
+                        (KeyAlgorithm::RS256, Algorithm::RS256)
+                            | (KeyAlgorithm::ES256, Algorithm::ES256)
+                    )
+                });
+                if other_use || other_algorithm {
+                    continue;
+                }
                 let key = DecodingKey::from_jwk(jwk).map_err(|_| {
                     KeyError(format!("JWKS file #{} holds an unusable key", index + 1))
                 })?;
@@ -169,12 +195,16 @@ impl BearerVerifier {
                 "no token verification key is configured".to_owned(),
             ));
         }
+        if let Some(mapping) = &config.claims {
+            check_mapping(mapping, &config, public_keys.is_empty())?;
+        }
         Ok(Self {
             hs256,
             public_keys,
             audience: config.audience,
             issuer: config.issuer,
             leeway_seconds: config.leeway_seconds,
+            claims: config.claims,
             verified: Mutex::new(HashMap::new()),
         })
     }
@@ -195,11 +225,11 @@ impl BearerVerifier {
                 None => {}
             }
         }
-        let (principal, claims) = self.verify_uncached(token)?;
+        let (principal, times) = self.verify_uncached(token)?;
         let principal = Arc::new(principal);
         // Cached only once valid now (not before `nbf`) and strictly before `exp`, so the
         // cache never accepts what a full check would refuse.
-        if claims.nbf.is_none_or(|nbf| nbf <= now) && now < claims.exp {
+        if times.nbf.is_none_or(|nbf| nbf <= now) && now < times.exp {
             let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
             if verified.len() >= VERIFIED_CACHE_SIZE {
                 verified.retain(|_, entry| now < entry.expires);
@@ -211,16 +241,22 @@ impl BearerVerifier {
                 digest,
                 VerifiedToken {
                     principal: Arc::clone(&principal),
-                    expires: claims.exp,
+                    expires: times.exp,
                 },
             );
         }
         Ok(principal)
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<(Principal, Claims), AuthError> {
+    fn verify_uncached(&self, token: &str) -> Result<(Principal, Times), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("malformed token"))?;
+        // The mapping is chosen by the key that verifies, never by what the token says it holds:
+        // an identity provider's token is read only through it, even if it carries `accounts`.
+        let mapping = match header.alg {
+            Algorithm::HS256 => None,
+            _ => self.claims.as_ref(),
+        };
         let candidates: Vec<&DecodingKey> = match header.alg {
             Algorithm::HS256 => self.hs256.iter().collect(),
             Algorithm::RS256 | Algorithm::ES256 => self
@@ -235,11 +271,24 @@ impl BearerVerifier {
         if candidates.is_empty() {
             return Err(AuthError::Invalid("token algorithm or key id not accepted"));
         }
-        let validation = self.validation(header.alg);
+        let validation = self.validation(header.alg, mapping);
         let mut last = AuthError::Invalid("signature does not verify");
         for key in candidates {
-            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
-                Ok(data) => return Ok((principal(&data.claims), data.claims)),
+            let decoded = match mapping {
+                None => jsonwebtoken::decode::<Claims>(token, key, &validation).map(|data| {
+                    let times = Times {
+                        exp: data.claims.exp,
+                        nbf: data.claims.nbf,
+                    };
+                    Ok((principal(&data.claims), times))
+                }),
+                Some(mapping) => {
+                    jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
+                        .map(|data| mapped(mapping, &data.claims))
+                }
+            };
+            match decoded {
+                Ok(result) => return result,
                 Err(error) => {
                     last = match error.kind() {
                         ErrorKind::ExpiredSignature => {
@@ -265,25 +314,93 @@ impl BearerVerifier {
         Err(last)
     }
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
+    fn validation(&self, algorithm: Algorithm, mapping: Option<&ClaimMapping>) -> Validation {
         let mut validation = Validation::new(algorithm);
         validation.leeway = self.leeway_seconds;
         validation.validate_nbf = true;
-        // A configured audience or issuer is required, not merely checked when present.
-        let mut required = vec!["exp", "sub"];
+        // A configured audience or issuer is required, not merely checked when present. A
+        // mapped token names its caller in another claim, which the mapping requires.
+        let mut required = if mapping.is_some() {
+            vec!["exp"]
+        } else {
+            vec!["exp", "sub"]
+        };
         if self.audience.is_empty() {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&self.audience);
             required.push("aud");
         }
-        if !self.issuer.is_empty() {
-            validation.set_issuer(&self.issuer);
+        // Mapped tokens answer to the identity provider's issuer (never empty, see
+        // `check_mapping`); the others to `issuer`, so that the gateway's own tokens, which
+        // carry no `iss`, keep working beside an identity provider's.
+        let issuer = mapping.map_or(&self.issuer, |mapping| &mapping.issuer);
+        if !issuer.is_empty() {
+            validation.set_issuer(issuer);
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
         validation
     }
+}
+
+/// `exp` and `nbf` of a verified token, for the cache.
+struct Times {
+    exp: u64,
+    nbf: Option<u64>,
+}
+
+/// The principal and times of a verified token read through `mapping`. `exp` and `nbf` were
+/// checked by the library; one that is not a whole number of seconds is refused here rather
+/// than cached under a guess.
+fn mapped(
+    mapping: &ClaimMapping,
+    claims: &Map<String, Value>,
+) -> Result<(Principal, Times), AuthError> {
+    const MALFORMED: AuthError = AuthError::Invalid("required claims missing or malformed");
+    let exp = claims.get("exp").and_then(Value::as_u64).ok_or(MALFORMED)?;
+    let nbf = match claims.get("nbf") {
+        None => None,
+        Some(nbf) => Some(nbf.as_u64().ok_or(MALFORMED)?),
+    };
+    Ok((mapping.principal(claims)?, Times { exp, nbf }))
+}
+
+/// Refuses a mapping the rest of the configuration makes unsafe or useless.
+fn check_mapping(
+    mapping: &ClaimMapping,
+    config: &BearerConfig,
+    no_public_keys: bool,
+) -> Result<(), KeyError> {
+    if [&mapping.accounts, &mapping.caller, &mapping.scope]
+        .iter()
+        .any(|name| name.is_empty())
+    {
+        return Err(KeyError(
+            "the claim mapping names an empty claim".to_owned(),
+        ));
+    }
+    if no_public_keys {
+        return Err(KeyError(
+            "the claim mapping reads RS256/ES256 tokens, and no public key is configured"
+                .to_owned(),
+        ));
+    }
+    // With the accounts in `aud`, an audience check would require every account to be listed.
+    if mapping.accounts == "aud" && !config.audience.is_empty() {
+        return Err(KeyError(
+            "the claim mapping reads the accounts from `aud`, which the audience check also reads"
+                .to_owned(),
+        ));
+    }
+    // Key sets are often shared by every tenant of an identity provider: the issuer is what
+    // tells this provider's tokens from another's.
+    if mapping.issuer.iter().all(String::is_empty) {
+        return Err(KeyError(
+            "the claim mapping needs an issuer to check".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn pem_key(pem: &[u8]) -> Option<PublicKey> {

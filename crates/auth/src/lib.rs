@@ -1,17 +1,20 @@
 //! Who is calling and what they may do: credentials in, [`Principal`] out, and the account and
 //! privilege checks of SPEC 3. Pure: keys arrive as bytes, nothing here reads files or sockets.
 //!
-//! Schemes: Bearer JWT ([`bearer`]), OAuth 1.0a ([`oauth`]), and client certificates verified
+//! Schemes: Bearer JWT ([`bearer`], with an identity provider's claims read through
+//! [`claims`]), OAuth 1.0a ([`oauth`]), and client certificates verified
 //! by the listener ([`certificate`], used when a request carries no `Authorization` header).
 
 mod account;
 pub mod bearer;
 pub mod certificate;
+pub mod claims;
 pub mod oauth;
 mod principal;
 
 pub use account::{AccountId, InvalidAccountId};
 pub use bearer::{BearerConfig, BearerVerifier, TokenIssuer};
+pub use claims::ClaimMapping;
 pub use principal::{AccountScope, Denied, Principal, Privilege, Privileges, Scheme};
 
 use std::fmt;

@@ -301,6 +301,97 @@ pub struct AuthConfig {
     pub public_base_url: Option<String>,
     /// Callers authenticated by the client certificate a listener verified.
     pub client_certificates: Vec<ClientCertificateRule>,
+    /// `[auth.claims]`: how an identity provider's RS256/ES256 tokens name accounts, caller and
+    /// rights. Absent: those tokens carry `sub`, `accounts` and `privileges` (SPEC 3).
+    pub claims: Option<ClaimsConfig>,
+}
+
+/// `[auth.claims]`, the claim mapping of SPEC 3 (see `mtls_auth::claims`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// The identity provider's `iss` values (any one of them): required, and checked on the
+    /// mapped tokens instead of `auth.issuer`.
+    pub issuer: Vec<String>,
+    /// The claim naming the accounts (a string or an array of strings), e.g. `aud`.
+    pub accounts: String,
+    /// The claim naming the caller in logs and the audit trail, e.g. `azp`.
+    pub caller: String,
+    /// The claim carrying the scope values (space-separated string or array).
+    #[serde(default = "ClaimsConfig::default_scope")]
+    pub scope: String,
+    /// `[auth.claims.scopes]`: scope value to privilege names; unlisted values grant nothing.
+    #[serde(default)]
+    pub scopes: std::collections::BTreeMap<String, Vec<String>>,
+    /// Honour `*` in the accounts claim as every account.
+    #[serde(default)]
+    pub wildcard_accounts: bool,
+}
+
+impl ClaimsConfig {
+    fn default_scope() -> String {
+        "scope".to_owned()
+    }
+
+    /// The mapping the verifier applies; the error names the key at fault.
+    pub fn mapping(&self, auth: &AuthConfig) -> Result<mtls_auth::ClaimMapping, ConfigError> {
+        for (key, name) in [
+            ("accounts", &self.accounts),
+            ("caller", &self.caller),
+            ("scope", &self.scope),
+        ] {
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(ConfigError(format!(
+                    "auth.claims.{key}: must name a claim, not {name:?}"
+                )));
+            }
+        }
+        let mut scopes = std::collections::BTreeMap::new();
+        for (value, names) in &self.scopes {
+            if value.is_empty() || value.contains(' ') {
+                return Err(ConfigError(format!(
+                    "auth.claims.scopes: {value:?} is not a scope value (no spaces, not empty)"
+                )));
+            }
+            if let Some(unknown) = names
+                .iter()
+                .find(|name| mtls_auth::Privilege::parse(name).is_none())
+            {
+                return Err(ConfigError(format!(
+                    "auth.claims.scopes.{value:?}: {unknown:?} is not a privilege"
+                )));
+            }
+            let privileges = mtls_auth::Privileges::from_names(names.iter().map(String::as_str));
+            scopes.insert(value.clone(), privileges);
+        }
+        if self.accounts == "aud" && !auth.audience.is_empty() {
+            return Err(ConfigError(
+                "auth.claims.accounts: \"aud\" carries the accounts, so auth.audience must be \
+                 empty (the issuer check binds the tokens to the identity provider)"
+                    .to_owned(),
+            ));
+        }
+        if self.issuer.is_empty() || self.issuer.iter().any(String::is_empty) {
+            return Err(ConfigError(
+                "auth.claims.issuer: must list the identity provider's `iss` values".to_owned(),
+            ));
+        }
+        if auth.public_key_files.is_empty() && auth.jwks_files.is_empty() {
+            return Err(ConfigError(
+                "auth.claims: reads RS256/ES256 tokens; set auth.jwks_files or \
+                 auth.public_key_files"
+                    .to_owned(),
+            ));
+        }
+        Ok(mtls_auth::ClaimMapping {
+            issuer: self.issuer.clone(),
+            accounts: self.accounts.clone(),
+            caller: self.caller.clone(),
+            scope: self.scope.clone(),
+            scopes,
+            wildcard_accounts: self.wildcard_accounts,
+        })
+    }
 }
 
 impl Default for AuthConfig {
@@ -316,6 +407,7 @@ impl Default for AuthConfig {
             oauth_timestamp_window_seconds: 300,
             public_base_url: None,
             client_certificates: Vec::new(),
+            claims: None,
         }
     }
 }
@@ -859,6 +951,9 @@ impl Config {
                 )));
             }
         }
+        if let Some(claims) = &self.auth.claims {
+            claims.mapping(&self.auth)?;
+        }
         let window = self.auth.oauth_timestamp_window_seconds;
         if !(1..=86_400).contains(&window) {
             return Err(ConfigError(format!(
@@ -1076,5 +1171,75 @@ mod tests {
             ]),
         );
         assert!(both.unwrap_err().to_string().contains("not both"));
+    }
+
+    /// `[auth.claims]` (issue 18): loaded from TOML, every bad value refused at load with the
+    /// key named, and the `aud`/audience conflict refused.
+    #[test]
+    fn the_claim_mapping_is_validated_at_load() {
+        let base = "[auth]\njwks_files = [\"/idp/jwks.json\"]\n\
+                    [auth.claims]\nissuer = [\"https://idp.example\"]\naccounts = \"aud\"\ncaller = \"azp\"\n\
+                    [auth.claims.scopes]\n\"mtls.read\" = [\"MTLS_READ_INTERNAL\"]\n";
+        let config = Config::load_from(Some(&temp_file("claims.toml", base)), vars(&[])).unwrap();
+        let claims = config.auth.claims.as_ref().unwrap();
+        let mapping = claims.mapping(&config.auth).unwrap();
+        assert_eq!(
+            (mapping.accounts.as_str(), mapping.caller.as_str()),
+            ("aud", "azp")
+        );
+        assert_eq!(mapping.scope, "scope");
+        assert!(!mapping.wildcard_accounts);
+        assert!(mapping.scopes["mtls.read"].contains(mtls_auth::Privilege::ReadInternal));
+        for (name, edit, key) in [
+            (
+                "unknown",
+                base.replace("caller = \"azp\"", "caller = \"azp\"\nroles = \"x\""),
+                "roles",
+            ),
+            (
+                "privilege",
+                base.replace("\"MTLS_READ_INTERNAL\"", "\"MTLS_READ\""),
+                "auth.claims.scopes",
+            ),
+            (
+                "space",
+                base.replace("\"mtls.read\"", "\"mtls read\""),
+                "auth.claims.scopes",
+            ),
+            (
+                "empty",
+                base.replace("caller = \"azp\"", "caller = \"\""),
+                "auth.claims.caller",
+            ),
+            ("missing", base.replace("caller = \"azp\"\n", ""), "caller"),
+            (
+                "audience",
+                base.replace("[auth]\n", "[auth]\naudience = [\"gw\"]\n"),
+                "auth.claims.accounts",
+            ),
+            (
+                "issuer",
+                base.replace("issuer = [\"https://idp.example\"]", "issuer = []"),
+                "auth.claims.issuer",
+            ),
+            (
+                "keys",
+                base.replace("jwks_files = [\"/idp/jwks.json\"]\n", ""),
+                "auth.jwks_files",
+            ),
+        ] {
+            let file = temp_file(&format!("claims-{name}.toml"), &edit);
+            let error = Config::load_from(Some(&file), vars(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{name}: {error}");
+        }
+        // The audience check stays available when the accounts are in another claim.
+        let other = base
+            .replace("accounts = \"aud\"", "accounts = \"tenant\"")
+            .replace("[auth]\n", "[auth]\naudience = [\"gw\"]\n");
+        assert!(
+            Config::load_from(Some(&temp_file("claims-tenant.toml", &other)), vars(&[])).is_ok()
+        );
     }
 }

@@ -175,6 +175,9 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         audience: config.auth.audience.clone(),
         issuer: config.auth.issuer.clone(),
         leeway_seconds: config.auth.leeway_seconds,
+        claims: (config.auth.claims.as_ref())
+            .map(|claims| claims.mapping(&config.auth))
+            .transpose()?,
     };
     let verifier =
         BearerVerifier::new(bearer).map_err(|error| ConfigError(format!("auth: {error}")))?;

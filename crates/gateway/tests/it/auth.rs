@@ -152,3 +152,239 @@ async fn an_oversized_oauth_form_is_refused_before_it_is_read() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     app.running.stop().await.unwrap();
 }
+
+/// An identity provider for the claim-mapping tests (issue 18): RSA and P-256 signing keys
+/// made by OpenSSL, and the JWKS file the gateway reads, shaped like one a provider serves.
+struct Idp {
+    jwks_file: std::path::PathBuf,
+    rsa: EncodingKey,
+    ec: EncodingKey,
+}
+
+const IDP_ISSUER: &str = "https://idp.platform.example/realms/apps";
+
+fn idp() -> Option<Idp> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use mtls_test_support::openssl;
+    let dir = mtls_test_support::temp_dir("idp");
+    let rsa_args = [
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ];
+    let rsa_pem = openssl(&dir, &rsa_args)?;
+    let ec_args = [
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ];
+    let ec_pem = openssl(&dir, &ec_args)?;
+    std::fs::write(dir.join("rsa.pem"), &rsa_pem).unwrap();
+    std::fs::write(dir.join("ec.pem"), &ec_pem).unwrap();
+    let modulus = openssl(&dir, &["rsa", "-in", "rsa.pem", "-noout", "-modulus"])?;
+    let modulus = String::from_utf8(modulus).unwrap();
+    let hex = modulus.trim().trim_start_matches("Modulus=");
+    let modulus: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let spki = openssl(
+        &dir,
+        &["pkey", "-in", "ec.pem", "-pubout", "-outform", "DER"],
+    )?;
+    // A P-256 SubjectPublicKeyInfo ends with the uncompressed point: 04 || x || y.
+    let point = &spki[spki.len() - 64..];
+    let jwks = json!({"keys": [
+        {"kid": "rsa-2026-11", "kty": "RSA", "alg": "RS256", "use": "sig",
+         "n": URL_SAFE_NO_PAD.encode(&modulus), "e": "AQAB"},
+        {"kid": "ec-2026-11", "kty": "EC", "alg": "ES256", "use": "sig", "crv": "P-256",
+         "x": URL_SAFE_NO_PAD.encode(&point[..32]), "y": URL_SAFE_NO_PAD.encode(&point[32..])}
+    ]});
+    let jwks_file = dir.join("jwks.json");
+    std::fs::write(&jwks_file, serde_json::to_vec(&jwks).unwrap()).unwrap();
+    Some(Idp {
+        jwks_file,
+        rsa: EncodingKey::from_rsa_pem(&rsa_pem).unwrap(),
+        ec: EncodingKey::from_ec_pem(&ec_pem).unwrap(),
+    })
+}
+
+impl Idp {
+    /// An app token as the provider issues it, signed RS256 and ES256: the account in `aud`,
+    /// the client in `azp`, the rights in `scope`, no `sub`, `accounts` or `privileges`.
+    fn tokens(&self, aud: Value, scope: &str, iss: &str) -> [String; 2] {
+        let claims = json!({"iss": iss, "aud": aud, "azp": "billing-app", "scope": scope,
+            "exp": unix_now() + 600, "iat": unix_now(), "jti": "0c5e", "typ": "Bearer"});
+        let sign = |algorithm, kid: &str, key| {
+            let mut header = Header::new(algorithm);
+            header.kid = Some(kid.to_owned());
+            jsonwebtoken::encode(&header, &claims, key).unwrap()
+        };
+        [
+            sign(Algorithm::RS256, "rsa-2026-11", &self.rsa),
+            sign(Algorithm::ES256, "ec-2026-11", &self.ec),
+        ]
+    }
+}
+
+async fn list_certificates(app: &TestApp, account: &str, token: &str) -> (StatusCode, Value) {
+    let response = client()
+        .get(app.url(&format!("/mtls/account/{account}/certificates")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn forward(app: &TestApp, account: &str, token: &str) -> StatusCode {
+    client()
+        .get(app.url(&format!("/mtls/account/{account}")))
+        .bearer_auth(token)
+        .header("LP-forward-url", "https://127.0.0.1:9/")
+        .header("LP-stop-if-certificate-not-found", "true")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Issue 18, item 6: tokens of the platform's identity provider, read through `[auth.claims]`,
+/// reach the routes their account and scope cover and get 403 on the others, whatever the key
+/// type; the issuer is still checked; a malformed account grants nothing (never a 500).
+#[tokio::test]
+async fn identity_provider_tokens_through_the_claim_mapping() {
+    let Some(idp) = idp() else {
+        return;
+    };
+    let jwks = idp.jwks_file.clone();
+    let app = spawn(move |config| {
+        config.auth.jwks_files = vec![jwks];
+        config.auth.claims = Some(mtls_gateway::config::ClaimsConfig {
+            issuer: vec![IDP_ISSUER.to_owned()],
+            accounts: "aud".to_owned(),
+            caller: "azp".to_owned(),
+            scope: "scope".to_owned(),
+            scopes: [
+                ("mtls.read", vec!["MTLS_READ_INTERNAL".to_owned()]),
+                ("mtls.forward", vec!["MTLS_FORWARD".to_owned()]),
+            ]
+            .into_iter()
+            .map(|(value, privileges)| (value.to_owned(), privileges))
+            .collect(),
+            wildcard_accounts: false,
+        });
+    })
+    .await;
+    let account = mtls_test_support::random_account();
+    let other = mtls_test_support::random_account();
+    let scope = "mtls.read mtls.forward other";
+
+    for token in idp.tokens(json!(account), scope, IDP_ISSUER) {
+        let (status, body) = list_certificates(&app, &account, &token).await;
+        assert_eq!((status, body), (StatusCode::OK, json!([])));
+        let (status, body) = list_certificates(&app, &other, &token).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["error"]["code"], "forbidden");
+        // MTLS_FORWARD from `mtls.forward`: the forward route is reached (no mapping: 400).
+        assert_eq!(
+            forward(&app, &account, &token).await,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    // The caller claim names the caller in the audit trail (a tester run is audited).
+    let [rs256, _] = idp.tokens(json!(account), scope, IDP_ISSUER);
+    let (status, body, _) = call(&app, &account, Some(format!("Bearer {rs256}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let response = client()
+        .get(app.url(&format!("/mtls/account/{account}/audit")))
+        .bearer_auth(&rs256)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let trail: Value = response.json().await.unwrap();
+    assert!(
+        trail["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["actor"] == "bearer:billing-app"),
+        "{trail}"
+    );
+    // `aud` as an array names each of its accounts.
+    for token in idp.tokens(json!([other, account]), "mtls.read", IDP_ISSUER) {
+        for covered in [&account, &other] {
+            assert_eq!(
+                list_certificates(&app, covered, &token).await.0,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(forward(&app, &account, &token).await, StatusCode::FORBIDDEN);
+    }
+    // A scope that grants nothing (unmapped values only): authenticated, 403 on every route.
+    for token in idp.tokens(
+        json!(account),
+        "openid profile MTLS_READ_INTERNAL",
+        IDP_ISSUER,
+    ) {
+        let (status, body) = list_certificates(&app, &account, &token).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["error"]["code"], "forbidden");
+        assert_eq!(forward(&app, &account, &token).await, StatusCode::FORBIDDEN);
+    }
+    // A malformed account id in `aud`, or `*`, grants no account: 403, never a 500.
+    for aud in [
+        json!(format!("{account}/x")),
+        json!("*"),
+        json!(["", "a b"]),
+    ] {
+        for token in idp.tokens(aud.clone(), scope, IDP_ISSUER) {
+            for path_account in [&account, &other] {
+                assert_eq!(
+                    list_certificates(&app, path_account, &token).await.0,
+                    StatusCode::FORBIDDEN,
+                    "{aud}"
+                );
+            }
+        }
+    }
+    // Another issuer's token, signed by the same keys (shared key sets): 401.
+    for token in idp.tokens(
+        json!(account),
+        scope,
+        "https://idp.platform.example/realms/x",
+    ) {
+        let (status, body) = list_certificates(&app, &account, &token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    // The gateway's own tokens keep working beside the mapping.
+    let own = app.token(&[&account], &[Privilege::ReadInternal]);
+    assert_eq!(
+        list_certificates(&app, &account, &own).await.0,
+        StatusCode::OK
+    );
+    app.running.stop().await.unwrap();
+
+    // Without `[auth.claims]` the same keys accept no such token: it has no `sub`.
+    let jwks = idp.jwks_file.clone();
+    let app = spawn(move |config| config.auth.jwks_files = vec![jwks]).await;
+    for token in idp.tokens(json!(account), scope, IDP_ISSUER) {
+        let (status, body) = list_certificates(&app, &account, &token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("required claims missing")
+        );
+    }
+    app.running.stop().await.unwrap();
+}
