@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mtls_auth::{AuthError, Denied};
+use mtls_auth::{AuthError, Denied, Scheme};
 use mtls_pki::IntakeError;
 use serde::Serialize;
 
@@ -222,9 +222,28 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// A 403 without a challenge: [`ApiError::denied`] is the answer to an authenticated caller.
 impl From<Denied> for ApiError {
     fn from(denied: Denied) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", denied.to_string())
+    }
+}
+
+impl ApiError {
+    /// The 403 to a caller whose credential does not cover the request (SPEC 3). A Bearer
+    /// caller also gets `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 3.1),
+    /// so that a client tells the gateway's refusal from a target's 403. OAuth 1.0a has no
+    /// such challenge and a client certificate no challenge at all: those 403s carry none
+    /// (docs/errors.md).
+    pub fn denied(scheme: Scheme) -> Self {
+        let refused = Self::from(Denied);
+        match scheme {
+            Scheme::Bearer => Self {
+                challenge: Some(r#"Bearer error="insufficient_scope""#.to_owned()),
+                ..refused
+            },
+            Scheme::OAuth | Scheme::ClientCertificate => refused,
+        }
     }
 }
 
@@ -244,4 +263,27 @@ pub async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this method is not allowed here",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_bearer_callers_403_carries_a_challenge() {
+        let challenge = |scheme| {
+            let response = ApiError::denied(scheme).into_response();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            challenge(Scheme::Bearer).as_deref(),
+            Some(r#"Bearer error="insufficient_scope""#)
+        );
+        assert_eq!(challenge(Scheme::OAuth), None);
+        assert_eq!(challenge(Scheme::ClientCertificate), None);
+    }
 }

@@ -329,7 +329,7 @@ impl<N: Need> FromRequestParts<AppState> for Privileged<N> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         if !caller.0.privileges.contains(N::PRIVILEGE) {
-            return Err(mtls_auth::Denied.into());
+            return Err(ApiError::denied(caller.0.scheme));
         }
         Ok(Privileged {
             caller,
@@ -338,8 +338,9 @@ impl<N: Need> FromRequestParts<AppState> for Privileged<N> {
     }
 }
 
-/// Checks that `caller` may act on `account` with `privilege` (403 otherwise), then takes a
-/// token from the account's bucket of `group` (429 when empty).
+/// Checks that `caller` may act on `account` with `privilege` (403 otherwise, with a Bearer
+/// caller's challenge: [`ApiError::denied`]), then takes a token from the account's bucket of
+/// `group` (429 when empty).
 pub fn authorize(
     state: &AppState,
     caller: &Caller,
@@ -347,7 +348,10 @@ pub fn authorize(
     privilege: Privilege,
     group: Group,
 ) -> Result<(), ApiError> {
-    caller.0.authorize(account.as_str(), privilege)?;
+    caller
+        .0
+        .authorize(account.as_str(), privilege)
+        .map_err(|_| ApiError::denied(caller.0.scheme))?;
     state
         .inner
         .rate_limiter

@@ -231,3 +231,50 @@ async fn every_audited_action_is_recorded_without_secrets() {
     assert_eq!(own["entries"], json!([]));
     app.running.stop().await.unwrap();
 }
+
+// ---- The caller's request id in the audit trail (issue 18, item 2; SPEC 6.2) --------------
+
+/// A caller's `X-Request-Id` (128 characters, the longest kept: the audit column holds it on
+/// MariaDB too) is the request id of a configuration call: in its error body, its answer's
+/// header and its audit entry.
+#[tokio::test]
+async fn a_callers_request_id_is_in_the_audit_entry_and_the_error_body() {
+    for stack in crate::support::stacks() {
+        let app = crate::support::spawn_on(&stack, |_| {}).await;
+        let account = random_account();
+        let token = app.token(
+            &[&account],
+            &[Privilege::ReadInternal, Privilege::WriteInternal],
+        );
+        let base = app.url(&format!("/mtls/account/{account}"));
+        let id = format!("{}-{}", account, "r".repeat(127 - account.len()));
+        assert_eq!(id.len(), 128);
+        let response = client()
+            .delete(format!("{base}/certificates/424242"))
+            .bearer_auth(&token)
+            .header("X-Request-Id", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{stack:?}");
+        assert_eq!(response.headers()["x-request-id"], id.as_str());
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["requestId"], id.as_str(), "{stack:?}");
+
+        let trail: Value = client()
+            .get(format!("{base}/audit"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = trail["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{stack:?}: {trail}");
+        assert_eq!(entries[0]["action"], "certificate.delete");
+        assert_eq!(entries[0]["outcome"], "not_found");
+        assert_eq!(entries[0]["requestId"], id.as_str(), "{stack:?}");
+        app.running.stop().await.unwrap();
+    }
+}

@@ -88,7 +88,11 @@ async fn authentication_and_authorization_rules() {
                 call(&app, account, Some(format!("Bearer {token}"))).await;
             assert_eq!(status, StatusCode::FORBIDDEN);
             assert_eq!(body["error"]["code"], "forbidden");
-            assert!(challenge.is_none());
+            assert_eq!(
+                challenge.as_deref(),
+                Some(INSUFFICIENT_SCOPE),
+                "a Bearer caller's 403 (RFC 6750 3.1)"
+            );
         }
     }
 
@@ -386,5 +390,98 @@ async fn identity_provider_tokens_through_the_claim_mapping() {
                 .contains("required claims missing")
         );
     }
+    app.running.stop().await.unwrap();
+}
+
+// ---- The 403 challenge of a Bearer caller (issue 18, item 4; SPEC 3) ----------------------
+
+const INSUFFICIENT_SCOPE: &str = r#"Bearer error="insufficient_scope""#;
+
+/// Every route that checks a Bearer caller's accounts or privileges answers its 403 with
+/// `WWW-Authenticate: Bearer error="insufficient_scope"`; a 401 keeps its own challenge.
+#[tokio::test]
+async fn a_bearer_callers_403_names_insufficient_scope_on_every_route() {
+    let app = spawn(|_| {}).await;
+    let wrong_account = app.token(
+        &["999"],
+        &[
+            Privilege::ReadInternal,
+            Privilege::WriteInternal,
+            Privilege::Forward,
+        ],
+    );
+    let no_privilege = app.token(&["123"], &[]);
+    let routes: [(reqwest::Method, &str); 9] = [
+        (reqwest::Method::GET, "/mtls/account/123"),
+        (reqwest::Method::POST, "/mtls/account/123"),
+        (reqwest::Method::GET, "/mtls/account/123/certificates"),
+        (reqwest::Method::DELETE, "/mtls/account/123/certificates/1"),
+        (reqwest::Method::GET, "/api/account/123/certificate/1"),
+        (reqwest::Method::GET, "/mtls/account/123/audit"),
+        (
+            reqwest::Method::GET,
+            "/api/account/123/configuration/ac-common/mtls?v=3.0",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/account/123/checks/serviceUrlMappings",
+        ),
+        (reqwest::Method::POST, "/mtls/mapping?v=1"),
+    ];
+    for (method, path) in &routes {
+        for token in [&wrong_account, &no_privilege] {
+            let response = client()
+                .request(method.clone(), app.url(path))
+                .bearer_auth(token)
+                .header("LP-forward-url", "https://target.example/")
+                .json(&json!([]))
+                .send()
+                .await
+                .unwrap();
+            if *path == "/mtls/mapping?v=1" && token == &wrong_account {
+                // The global check names its accounts in the body; an empty body names none.
+                continue;
+            }
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .map(|value| value.to_str().unwrap()),
+                Some(INSUFFICIENT_SCOPE),
+                "{method} {path}"
+            );
+        }
+        // No credential: 401 with the Bearer realm challenge, not the 403's.
+        let response = client()
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+        let challenge = response.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(
+            challenge.starts_with(r#"Bearer realm="mtls-gateway""#)
+                && !challenge.contains("insufficient_scope"),
+            "{challenge}"
+        );
+    }
+    // The global check with an account of the body the token does not cover.
+    let response = client()
+        .post(app.url("/mtls/mapping?v=1"))
+        .bearer_auth(&wrong_account)
+        .json(&json!([{"accountId": "123", "serviceName": "IDP", "url": "https://idp.example/"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        response.headers()[WWW_AUTHENTICATE].to_str().unwrap(),
+        INSUFFICIENT_SCOPE
+    );
     app.running.stop().await.unwrap();
 }

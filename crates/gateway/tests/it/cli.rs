@@ -27,13 +27,13 @@ fn binary() -> Command {
 }
 
 /// A `serve` process logging to a file, and the address it listens on.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     log: PathBuf,
-    base: String,
+    pub(crate) base: String,
 }
 
-fn serve(dir: &Path, envs: &[(&str, String)]) -> Served {
+pub(crate) fn serve(dir: &Path, envs: &[(&str, String)]) -> Served {
     let log = dir.join("serve.log");
     let mut child = binary()
         .arg("serve")
@@ -87,7 +87,7 @@ impl Drop for Served {
 
 impl Served {
     /// SIGTERM, then the exit status must be success.
-    fn stop(&mut self) -> String {
+    pub(crate) fn stop(&mut self) -> String {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

@@ -1302,3 +1302,172 @@ async fn handshake_level_failures_have_their_codes() {
     }
     app.running.stop().await.unwrap();
 }
+
+// ---- Request ids (issue 18, items 1 and 2; SPEC 6.2) and the egress 403 (item 4) ----------
+
+/// Forwards a GET to `target` with `request_id` as the caller's `X-Request-Id` (raw bytes, so
+/// that invalid ones can be sent too).
+fn with_request_id(
+    tenant: &Tenant<'_>,
+    target: &str,
+    request_id: Option<&[u8]>,
+) -> reqwest::RequestBuilder {
+    let request = tenant.forward(reqwest::Method::GET, target);
+    match request_id {
+        Some(value) => request.header(
+            "x-request-id",
+            reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+        ),
+        None => request,
+    }
+}
+
+/// The one `x-request-id` of `headers`.
+fn request_id_of(headers: &reqwest::header::HeaderMap) -> String {
+    let values: Vec<_> = headers.get_all("x-request-id").iter().collect();
+    assert_eq!(values.len(), 1, "{headers:?}");
+    values[0].to_str().unwrap().to_owned()
+}
+
+fn made_by_the_gateway(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+#[tokio::test]
+async fn the_targets_request_id_is_relayed_and_the_gateways_added_only_when_it_has_none() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_with_request_id(&pki, &fixtures.path("root.pem")).await;
+    let app = spawn(trusting(&server)).await;
+    let own = format!("https://localhost:{}/own-request-id", server.port);
+    let none = format!("https://localhost:{}/no-request-id", server.port);
+    let tenant = mapped_tenant(&app, &fixtures, &[own.clone(), none.clone()]).await;
+
+    // The target's own id is relayed unchanged, with or without the caller's.
+    for caller in [None, Some(b"caller-trace-17".as_slice())] {
+        let (status, headers, body) = answer(with_request_id(&tenant, &own, caller)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(request_id_of(&headers), "target-own-id", "{caller:?}");
+    }
+    // None from the target: the gateway's, which is the caller's when it sent one.
+    let (status, headers, body) = answer(with_request_id(&tenant, &none, None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(made_by_the_gateway(&request_id_of(&headers)), "{headers:?}");
+    assert!(
+        body["headers"].get("x-request-id").is_none(),
+        "no id is invented for the target when the caller sent none: {body}"
+    );
+    let (_, headers, body) =
+        answer(with_request_id(&tenant, &none, Some(b"caller-trace-18"))).await;
+    assert_eq!(request_id_of(&headers), "caller-trace-18");
+    assert_eq!(body["headers"]["x-request-id"], "caller-trace-18");
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_callers_request_id_is_the_calls_id_and_an_invalid_one_is_replaced() {
+    let Some((fixtures, _pki, server)) = setup().await else {
+        return;
+    };
+    let app = spawn(trusting(&server)).await;
+    let target = format!("https://localhost:{}/echo-ids", server.port);
+    let tenant = mapped_tenant(&app, &fixtures, std::slice::from_ref(&target)).await;
+
+    // Adopted: sent on to the target unchanged, and the id of the answer (128 characters is
+    // the longest kept).
+    let longest = "i".repeat(128);
+    for id in [
+        "0af7651916cd43dd8448eb211c80319c-01",
+        "a!~",
+        longest.as_str(),
+    ] {
+        let (status, headers, body) =
+            answer(with_request_id(&tenant, &target, Some(id.as_bytes()))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["headers"]["x-request-id"], id, "the target saw it");
+        assert_eq!(request_id_of(&headers), id);
+    }
+    // In the gateway's own answers: a 400 before the call, and a 424 after it.
+    let unmapped = format!("https://localhost:{}/unmapped", server.port);
+    let refused = "https://localhost:1/refused";
+    for (url, stop, status, code) in [
+        (
+            unmapped.as_str(),
+            true,
+            StatusCode::BAD_REQUEST,
+            "no_certificate_mapping",
+        ),
+        (
+            refused,
+            false,
+            StatusCode::FAILED_DEPENDENCY,
+            "connect_failed",
+        ),
+    ] {
+        let mut request = with_request_id(&tenant, url, Some(b"caller-trace-424"));
+        if stop {
+            request = request.header("LP-stop-if-certificate-not-found", "true");
+        }
+        let (got, headers, body) = answer(request).await;
+        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)));
+        assert_eq!(body["error"]["requestId"], "caller-trace-424", "{body}");
+        assert_eq!(request_id_of(&headers), "caller-trace-424");
+    }
+
+    // Invalid (too long, a control character, not ASCII, a space, empty, sent twice): a fresh
+    // id replaces it everywhere, the target included.
+    let too_long = "i".repeat(129);
+    for invalid in [
+        too_long.as_bytes(),
+        b"tab\there".as_slice(),
+        "caf\u{e9}".as_bytes(),
+        b"with space".as_slice(),
+        b"".as_slice(),
+    ] {
+        let (status, headers, body) =
+            answer(with_request_id(&tenant, &target, Some(invalid))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let id = request_id_of(&headers);
+        assert!(made_by_the_gateway(&id), "{invalid:?}: {id}");
+        assert_eq!(body["headers"]["x-request-id"], id.as_str(), "{invalid:?}");
+        let (_, headers, body) = answer(
+            with_request_id(&tenant, &unmapped, Some(invalid))
+                .header("LP-stop-if-certificate-not-found", "true"),
+        )
+        .await;
+        let id = request_id_of(&headers);
+        assert!(made_by_the_gateway(&id), "{invalid:?}: {id}");
+        assert_eq!(body["error"]["requestId"], id.as_str());
+    }
+    let (_, headers, body) = answer(
+        tenant
+            .forward(reqwest::Method::GET, &target)
+            .header("x-request-id", "one")
+            .header("x-request-id", "two"),
+    )
+    .await;
+    let id = request_id_of(&headers);
+    assert!(made_by_the_gateway(&id), "{id}");
+    assert_eq!(body["headers"]["x-request-id"], id.as_str());
+    app.running.stop().await.unwrap();
+}
+
+/// `egress_denied` refuses the target, not the credential: no `WWW-Authenticate`, whatever the
+/// scheme (docs/errors.md).
+#[tokio::test]
+async fn an_egress_refusal_carries_no_challenge() {
+    let app = spawn(|_| {}).await;
+    let tenant = Tenant::new(&app);
+    let (status, headers, body) = answer(tenant.forward(
+        reqwest::Method::GET,
+        "https://127.0.0.1:8443/loopback-is-refused",
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("egress_denied"))
+    );
+    assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
+    app.running.stop().await.unwrap();
+}

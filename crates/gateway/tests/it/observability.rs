@@ -276,3 +276,49 @@ async fn expiring_certificates_are_reported_once_across_restarts() {
     );
     again.running.stop().await.unwrap();
 }
+
+// ---- The caller's request id in the access log (issue 18, item 2; SPEC 6.2) ---------------
+
+/// The real binary's access log names the caller's `X-Request-Id` as the request id; an invalid
+/// one never reaches the log (the fresh id that replaced it does).
+#[tokio::test]
+async fn the_access_log_names_the_callers_request_id() {
+    let dir = temp_dir("request-id-log");
+    let mut served = crate::cli::serve(&dir, &[]);
+    let forward = format!("{}/mtls/account/acct-1", served.base);
+    let response = client()
+        .get(&forward)
+        .header("X-Request-Id", "caller-log-trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["x-request-id"], "caller-log-trace-42");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["requestId"], "caller-log-trace-42");
+    let response = client()
+        .get(&forward)
+        .header("X-Request-Id", "forged\tline")
+        .send()
+        .await
+        .unwrap();
+    let made = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(made, "forged\tline");
+    let log = served.stop();
+    let line = |id: &str| {
+        log.lines()
+            .find(|line| line.contains(&format!("request_id={id}")))
+            .unwrap_or_else(|| panic!("no access-log line for {id}: {log}"))
+            .to_owned()
+    };
+    let adopted = line("caller-log-trace-42");
+    assert!(
+        adopted.contains("status=401") && adopted.contains("/mtls/account/{account_id}"),
+        "{adopted}"
+    );
+    assert!(line(&made).contains("status=401"));
+    assert!(!log.contains("forged"), "{log}");
+}

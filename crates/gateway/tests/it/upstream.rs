@@ -706,3 +706,42 @@ pub async fn start_refusing_after_handshake(pki: &Path, client_roots: &Path) -> 
         ca_pem: pki.join("ca.pem"),
     }
 }
+
+/// The echo server of [`start`] (client certificates from `client_roots` required) whose
+/// answers carry the target's own `X-Request-Id: target-own-id` on paths starting with
+/// `/own-request-id`, and none elsewhere.
+pub async fn start_with_request_id(pki: &Path, client_roots: &Path) -> Upstream {
+    let config = config(pki, Some(client_roots), true, true, rustls::ALL_VERSIONS);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let own = request.uri().path().starts_with("/own-request-id");
+                    async move {
+                        let mut response = echo(request, None, None, peer.port()).await;
+                        if own {
+                            response
+                                .headers_mut()
+                                .insert("x-request-id", "target-own-id".parse().unwrap());
+                        }
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Upstream {
+        port,
+        ca_pem: pki.join("ca.pem"),
+    }
+}
