@@ -1429,27 +1429,31 @@ async fn same_origin_redirects_are_followed_with_the_certificate() {
 }
 
 /// Five hops at most: a loop is followed five times and the sixth 3xx relayed as is (its
-/// status, its `Location` verbatim, its body).
+/// status, its `Location` verbatim, its body), over HTTP/2 and over HTTP/1.1 (where each
+/// redirect's body is read away and its connection serves the next hop).
 #[tokio::test]
 async fn past_five_hops_the_redirect_is_relayed() {
-    let Some((fixtures, _pki, server, app)) = redirect_setup(|_| {}).await else {
+    let Some((fixtures, pki, h2_server, app)) = redirect_setup(|_| {}).await else {
         return;
     };
+    let h1_server = upstream::start_redirecting_with(&pki, &fixtures.path("root.pem"), false).await;
     let tenant = Tenant::new(&app);
     let (id, _) = tenant
         .certificate(&fixtures, "openssl-default-p256.p12")
         .await;
-    let target = format!("https://localhost:{}/loop/0", server.upstream.port);
-    tenant.map(id, "1", &target).await;
-    let response = forward_once(&tenant, reqwest::Method::GET, &target)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FOUND);
-    assert_eq!(response.headers()["location"], "/loop/6");
-    assert_eq!(response.text().await.unwrap(), upstream::REDIRECT_BODY);
-    let expected: Vec<String> = (0..=5).map(|n| format!("GET /loop/{n}")).collect();
-    assert_eq!(server.seen(), expected);
+    for server in [&h2_server, &h1_server] {
+        let target = format!("https://localhost:{}/loop/0", server.upstream.port);
+        tenant.map(id, "1", &target).await;
+        let response = forward_once(&tenant, reqwest::Method::GET, &target)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FOUND);
+        assert_eq!(response.headers()["location"], "/loop/6");
+        assert_eq!(response.text().await.unwrap(), upstream::REDIRECT_BODY);
+        let expected: Vec<String> = (0..=5).map(|n| format!("GET /loop/{n}")).collect();
+        assert_eq!(server.seen(), expected);
+    }
     let metrics = client()
         .get(app.url("/metrics"))
         .send()
@@ -1459,68 +1463,72 @@ async fn past_five_hops_the_redirect_is_relayed() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("mtls_forward_redirects_followed_total 5\n"),
+        metrics.contains("mtls_forward_redirects_followed_total 10\n"),
         "{metrics}"
     );
     app.running.stop().await.unwrap();
 }
 
-/// A 307/308 repeats a body of at most 64 KiB; after a larger one (not kept) it is relayed.
+/// A 307/308 repeats a body of at most 64 KiB (sized or chunked); after a larger one (not
+/// kept) it is relayed. Over HTTP/2 and over HTTP/1.1.
 #[tokio::test]
 async fn a_307_is_followed_with_a_small_body_and_relayed_after_a_large_one() {
-    let Some((fixtures, _pki, server, app)) = redirect_setup(|_| {}).await else {
+    let Some((fixtures, pki, h2_server, app)) = redirect_setup(|_| {}).await else {
         return;
     };
+    let h1_server = upstream::start_redirecting_with(&pki, &fixtures.path("root.pem"), false).await;
     let tenant = Tenant::new(&app);
     let (id, _) = tenant
         .certificate(&fixtures, "openssl-default-p256.p12")
         .await;
-    let target = format!(
-        "https://localhost:{}/redirect-to/307?/echo/replayed",
-        server.upstream.port
-    );
-    tenant.map(id, "1", &target).await;
-    let small = "k".repeat(1024);
-    let (status, _, body) =
-        answer(forward_once(&tenant, reqwest::Method::PUT, &target).body(small.clone())).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        (body["method"].as_str(), body["body"].as_str()),
-        (Some("PUT"), Some(small.as_str()))
-    );
-    // Streamed without a length (chunked): the same.
-    let head = raw_head(&app, &tenant, &target, "transfer-encoding: chunked");
-    let chunks = format!(
-        "258\r\n{}\r\n258\r\n{}\r\n0\r\n\r\n",
-        "a".repeat(600),
-        "b".repeat(600)
-    );
-    let (status, body) = raw_call(
-        &app,
-        &head,
-        &[chunks.into_bytes()],
-        std::time::Duration::ZERO,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["method"], "POST");
-    assert_eq!(body["body"].as_str().map(str::len), Some(1200));
+    for server in [&h2_server, &h1_server] {
+        let target = format!(
+            "https://localhost:{}/redirect-to/307?/echo/replayed",
+            server.upstream.port
+        );
+        tenant.map(id, "1", &target).await;
+        let small = "k".repeat(1024);
+        let (status, _, body) =
+            answer(forward_once(&tenant, reqwest::Method::PUT, &target).body(small.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (body["method"].as_str(), body["body"].as_str()),
+            (Some("PUT"), Some(small.as_str()))
+        );
+        // Streamed without a length (chunked): the same.
+        let head = raw_head(&app, &tenant, &target, "transfer-encoding: chunked");
+        let chunks = format!(
+            "258\r\n{}\r\n258\r\n{}\r\n0\r\n\r\n",
+            "a".repeat(600),
+            "b".repeat(600)
+        );
+        let (status, body) = raw_call(
+            &app,
+            &head,
+            &[chunks.into_bytes()],
+            std::time::Duration::ZERO,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["method"], "POST");
+        assert_eq!(body["body"].as_str().map(str::len), Some(1200));
 
-    let before = server.seen().len();
-    let large = "L".repeat(65 * 1024);
-    let response = forward_once(&tenant, reqwest::Method::PUT, &target)
-        .body(large)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
-    assert_eq!(response.headers()["location"], "/echo/replayed");
-    assert_eq!(response.text().await.unwrap(), upstream::REDIRECT_BODY);
-    assert_eq!(
-        server.seen().get(before..).unwrap(),
-        ["PUT /redirect-to/307?/echo/replayed".to_owned()],
-        "not followed"
-    );
+        let before = server.seen().len();
+        let large = "L".repeat(65 * 1024);
+        let response = forward_once(&tenant, reqwest::Method::PUT, &target)
+            .body(large)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(response.headers()["location"], "/echo/replayed");
+        assert_eq!(response.text().await.unwrap(), upstream::REDIRECT_BODY);
+        assert_eq!(
+            server.seen().get(before..).unwrap(),
+            ["PUT /redirect-to/307?/echo/replayed".to_owned()],
+            "not followed"
+        );
+    }
     app.running.stop().await.unwrap();
 }
 
@@ -1539,11 +1547,11 @@ async fn cross_origin_and_refused_redirects_are_relayed_never_followed() {
         .await;
     let port = server.upstream.port;
     for location in [
+        "https://169.254.169.254/latest/meta-data/".to_owned(),
+        "https://10.0.0.1/internal".to_owned(),
         format!("https://localhost:{}/echo/other", other.upstream.port),
         format!("https://127.0.0.1:{port}/echo/same-address"),
         format!("http://localhost:{port}/echo/plain"),
-        "https://169.254.169.254/latest/meta-data/".to_owned(),
-        "https://10.0.0.1/internal".to_owned(),
         format!("//127.0.0.2:{port}/echo/network-path"),
     ] {
         let target = format!("https://localhost:{port}/redirect-to/307?{location}");

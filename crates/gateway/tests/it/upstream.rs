@@ -732,7 +732,12 @@ pub const REDIRECT_BODY: &str = "REDIRECT-BODY-NEVER-RELAYED";
 /// * `/loop/{n}`: 302 to `/loop/{n + 1}` (a relative `Location`);
 /// * anything else: the echo of [`start`] (method, path, headers, body, fingerprint).
 pub async fn start_redirecting(pki: &Path, client_roots: &Path) -> Redirecting {
-    let config = config(pki, Some(client_roots), true, true, rustls::ALL_VERSIONS);
+    start_redirecting_with(pki, client_roots, true).await
+}
+
+/// [`start_redirecting`], offering HTTP/2 or not (HTTP/1.1 only: the gateway's own client).
+pub async fn start_redirecting_with(pki: &Path, client_roots: &Path, h2: bool) -> Redirecting {
+    let config = config(pki, Some(client_roots), true, h2, rustls::ALL_VERSIONS);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
