@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Method, StatusCode};
 
@@ -212,7 +212,7 @@ pub fn follow(
 /// The copy of the request body kept while it streams to the first target.
 #[derive(Debug, Default)]
 struct Copy {
-    bytes: BytesMut,
+    bytes: Vec<u8>,
     /// Past [`REPLAY_LIMIT`]: the copy is dropped and stays so.
     over: bool,
     /// The body ended (all of it went out, and the copy holds it unless `over`).
@@ -240,7 +240,7 @@ impl ReplayCopy {
     /// The whole body, when it has ended and was at most [`REPLAY_LIMIT`] bytes.
     pub fn body(&self) -> Option<Bytes> {
         let copy = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        (copy.complete && !copy.over).then(|| copy.bytes.clone().freeze())
+        (copy.complete && !copy.over).then(|| Bytes::copy_from_slice(&copy.bytes))
     }
 }
 
@@ -279,10 +279,20 @@ where
                 let mut copy = this.copy.lock().unwrap_or_else(PoisonError::into_inner);
                 match frame.data_ref() {
                     Some(data) if !copy.over => {
-                        if copy.bytes.len().saturating_add(data.len()) > REPLAY_LIMIT {
+                        let needed = copy.bytes.len().saturating_add(data.len());
+                        if needed > REPLAY_LIMIT {
                             copy.over = true;
-                            copy.bytes = BytesMut::new();
+                            copy.bytes = Vec::new();
                         } else {
+                            // Grown by doubling, but never past the limit: the copy's
+                            // allocation, not only its length, stays within 64 KiB.
+                            let capacity = copy.bytes.capacity();
+                            if needed > capacity {
+                                let target =
+                                    needed.max(capacity.saturating_mul(2)).min(REPLAY_LIMIT);
+                                let len = copy.bytes.len();
+                                copy.bytes.reserve_exact(target.saturating_sub(len));
+                            }
                             copy.bytes.extend_from_slice(data);
                         }
                     }
@@ -508,6 +518,11 @@ mod tests {
         let (replay, copy) = Replay::new(body(&[REPLAY_LIMIT - 1, 1]));
         replay.collect().await.unwrap();
         assert_eq!(copy.body().map(|body| body.len()), Some(REPLAY_LIMIT));
+        // Many small frames: the allocation never grows past the limit.
+        let (replay, copy) = Replay::new(body(&[1000; 65]));
+        replay.collect().await.unwrap();
+        assert_eq!(copy.body().map(|body| body.len()), Some(65_000));
+        assert!(copy.0.lock().unwrap().bytes.capacity() <= REPLAY_LIMIT);
         let (replay, copy) = Replay::new(body(&[REPLAY_LIMIT, 1, 10]));
         replay.collect().await.unwrap();
         assert_eq!(copy.body(), None);
