@@ -288,11 +288,21 @@ struct Hop {
 }
 
 impl Hop {
+    /// The request, the hop kept for the next one (its headers copied: the one cost of
+    /// following redirects on a call that meets none).
     fn request(&self, body: ForwardBody) -> axum::http::Request<ForwardBody> {
         let mut request = axum::http::Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
+        request
+    }
+
+    fn into_request(self, body: ForwardBody) -> axum::http::Request<ForwardBody> {
+        let mut request = axum::http::Request::new(body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
         request
     }
 }
@@ -312,22 +322,23 @@ async fn send_following(
 ) -> Result<axum::http::Response<UpstreamBody>, ApiError> {
     let policy = state.inner.forward.follow_redirects;
     if policy == FollowRedirects::Never {
-        return send_watched(state, client, hop.request(body.boxed_unsync()), clock).await;
+        return send_watched(state, client, hop.into_request(body.boxed_unsync()), clock).await;
     }
     let (body, copy) = Replay::new(body);
     let mut response = send_watched(state, client, hop.request(body.boxed_unsync()), clock).await?;
     // The body of the next hop's 307/308: the caller's (while it is the one sent), or none.
     let mut replayed: Option<Bytes> = None;
-    let mut current = hop.uri.to_string();
     for _ in 0..redirect::MAX_HOPS {
+        // Not a redirect (the usual answer): relayed before anything is allocated.
+        let Some(step) = redirect::next_method(response.status(), &hop.method) else {
+            return Ok(response);
+        };
         let location = response
             .headers()
             .get(header::LOCATION)
             .and_then(|value| value.to_str().ok());
+        let current = hop.uri.to_string();
         let Some(next) = redirect::follow(policy, response.status(), &current, location) else {
-            return Ok(response);
-        };
-        let Some(step) = redirect::next_method(response.status(), &hop.method) else {
             return Ok(response);
         };
         let Ok(uri) = Uri::try_from(next.as_str()) else {
@@ -362,7 +373,6 @@ async fn send_following(
             .boxed_unsync();
         response = send(state, client, hop.request(body)).await?;
         state.metrics().redirect_followed();
-        current = next;
     }
     Ok(response)
 }
