@@ -330,7 +330,7 @@ async fn headers_bodies_statuses_and_lookups() {
     .await;
     assert_eq!(body["fingerprint"], p384_fingerprint.as_str());
 
-    // Statuses and headers relayed, redirects not followed.
+    // Statuses and headers relayed, a redirect to another origin not followed.
     let created = format!("https://localhost:{}/status/201", server.port);
     tenant.map(p256, "3", &created).await;
     let (status, headers, _) = answer(tenant.forward(reqwest::Method::PUT, &created)).await;
