@@ -38,6 +38,7 @@ pub struct Metrics {
     requests: Family<(&'static str, u16), Histogram>,
     upstream: Histogram,
     forwarded: Counter,
+    redirects: Counter,
     failures: Family<&'static str, Counter>,
     reloads: Counter,
     last_reload_millis: Gauge,
@@ -77,6 +78,11 @@ impl Metrics {
     pub fn upstream(&self, elapsed: Duration) {
         self.forwarded.add(1);
         self.upstream.observe(elapsed);
+    }
+
+    /// A same-origin redirect followed by a forward (its hop counted by [`Metrics::upstream`]).
+    pub fn redirect_followed(&self) {
+        self.redirects.add(1);
     }
 
     /// A forward failed with `code` (SPEC 7.4, or `egress_denied`).
@@ -134,6 +140,17 @@ impl Metrics {
             "Forward: upstream calls attempted.",
         );
         let _ = writeln!(out, "mtls_forward_requests_total {}", self.forwarded.get());
+        help(
+            &mut out,
+            "mtls_forward_redirects_followed_total",
+            "counter",
+            "Forward: same-origin redirects followed by the gateway (each also an upstream call).",
+        );
+        let _ = writeln!(
+            out,
+            "mtls_forward_redirects_followed_total {}",
+            self.redirects.get()
+        );
         help(
             &mut out,
             "mtls_forward_failures_total",

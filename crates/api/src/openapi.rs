@@ -513,7 +513,7 @@ fn operations() -> Vec<Operation> {
             body: None,
             responses: vec![
                 ("2XX", json!({ "description": "The target's answer, relayed as is." })),
-                ("3XX", json!({ "description": "The target's redirect, relayed, not followed." })),
+                ("3XX", json!({ "description": "A redirect the gateway does not follow, relayed as is: to another origin, past 5 hops, a 307/308 after a body over 64 KiB, or any with forward.follow_redirects = never (same-origin ones are followed with the same certificate)." })),
                 ("408", json_response("The caller's request body stalled past forward.body_idle_timeout_seconds (request_body_timeout).", schema("ErrorBody"))),
                 ("424", set(json_response("The transport to the target failed (SPEC 7.4).", schema("ErrorBody")), "headers", json!({
                         "LP-error-from-transport": { "schema": { "type": "string" }, "description": "The failure code." },

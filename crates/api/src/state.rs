@@ -79,6 +79,8 @@ pub struct ForwardSettings {
     pub max_body_bytes: usize,
     /// Load every mapped identity when the routing table changes, not at its first request.
     pub preload_identities: bool,
+    /// Which redirects the gateway follows itself (SPEC 6.2).
+    pub follow_redirects: mtls_runtime::redirect::FollowRedirects,
 }
 
 impl Default for ForwardSettings {
@@ -87,6 +89,7 @@ impl Default for ForwardSettings {
             allow_unmapped: true,
             max_body_bytes: 10 * 1024 * 1024,
             preload_identities: false,
+            follow_redirects: mtls_runtime::redirect::FollowRedirects::SameOrigin,
         }
     }
 }

@@ -581,6 +581,28 @@ pub struct ForwardConfig {
     /// Load every mapped certificate's identity (secret fetch + parse) when the routing table
     /// changes, instead of at its first request.
     pub preload_identities: bool,
+    /// `same-origin`: 301/302/303/307/308 to the forwarded URL's origin are followed with the
+    /// same certificate (at most 5 hops); `never`: every 3xx is relayed.
+    pub follow_redirects: FollowRedirects,
+}
+
+/// `forward.follow_redirects`, read into the runtime's setting at load (another value is an
+/// error naming the key).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FollowRedirects {
+    #[default]
+    SameOrigin,
+    Never,
+}
+
+impl From<FollowRedirects> for mtls_runtime::redirect::FollowRedirects {
+    fn from(value: FollowRedirects) -> Self {
+        match value {
+            FollowRedirects::SameOrigin => Self::SameOrigin,
+            FollowRedirects::Never => Self::Never,
+        }
+    }
 }
 
 impl Default for ForwardConfig {
@@ -593,6 +615,7 @@ impl Default for ForwardConfig {
             body_idle_timeout_seconds: None,
             idle_timeout_seconds: 90.0,
             preload_identities: false,
+            follow_redirects: FollowRedirects::SameOrigin,
         }
     }
 }
@@ -1106,6 +1129,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("egress.allow_cidrs"), "{error}");
+    }
+
+    #[test]
+    fn follow_redirects_is_read_at_load_and_a_bad_value_names_the_key() {
+        assert_eq!(
+            Config::load_from(None, vars(&[]))
+                .unwrap()
+                .forward
+                .follow_redirects,
+            FollowRedirects::SameOrigin
+        );
+        let file = temp_file(
+            "redirects.toml",
+            "[forward]\nfollow_redirects = \"never\"\n",
+        );
+        let config = Config::load_from(Some(&file), vars(&[])).unwrap();
+        assert_eq!(config.forward.follow_redirects, FollowRedirects::Never);
+        let error = Config::load_from(
+            None,
+            vars(&[("MTLS_GATEWAY__FORWARD__FOLLOW_REDIRECTS", "always")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("forward.follow_redirects"), "{error}");
     }
 
     #[test]

@@ -200,6 +200,7 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
             allow_unmapped: config.forward.allow_unmapped,
             max_body_bytes: config.forward.max_body_bytes,
             preload_identities: config.forward.preload_identities,
+            follow_redirects: config.forward.follow_redirects.into(),
         },
         certificate_principals: certificate_principals(config)?,
         metrics_token: config

@@ -12,6 +12,7 @@ pub mod h1;
 pub mod identity;
 pub mod pool;
 pub mod probe;
+pub mod redirect;
 pub mod table;
 pub mod url;
 

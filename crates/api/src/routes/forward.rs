@@ -1,7 +1,8 @@
 //! Forward (SPEC 6.2): `/mtls/account/{accountId}` with `LP-forward-url`, for GET, POST, PUT,
 //! PATCH, DELETE, HEAD and OPTIONS. The mapping is found in the routing snapshot; the upstream
 //! call presents the mapped certificate through that identity's own client; bodies stream both
-//! ways; redirects are relayed, never followed; transport failures are 424 (SPEC 7.4).
+//! ways; same-origin redirects are followed (docs/forward.md, "Redirects"), others relayed;
+//! transport failures are 424 (SPEC 7.4).
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -9,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use hyper::body::Bytes;
 use mtls_auth::AccountId;
 use mtls_auth::Privilege;
 use mtls_runtime::clock::{
@@ -17,6 +19,7 @@ use mtls_runtime::clock::{
 use mtls_runtime::forward::{ClientKey, ForwardBody, UpstreamClient, classify};
 use mtls_runtime::identity::ClientIdentity;
 use mtls_runtime::pool::UpstreamBody;
+use mtls_runtime::redirect::{self, FollowRedirects, NextMethod, Replay};
 use mtls_runtime::{Route, normalize};
 use zeroize::Zeroizing;
 
@@ -277,6 +280,147 @@ pub(crate) async fn send_watched(
     }
 }
 
+/// One request of a forward call: the first, or a redirect followed.
+struct Hop {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Hop {
+    /// The request, the hop kept for the next one (its headers copied: the one cost of
+    /// following redirects on a call that meets none).
+    fn request(&self, body: ForwardBody) -> axum::http::Request<ForwardBody> {
+        let mut request = axum::http::Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+
+    fn into_request(self, body: ForwardBody) -> axum::http::Request<ForwardBody> {
+        let mut request = axum::http::Request::new(body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
+        request
+    }
+}
+
+/// Sends the forwarded request (`body` followed by `clock`) and follows same-origin
+/// redirects (SPEC 6.2, docs/forward.md "Redirects"): with the same client, so the same
+/// certificate and no new mapping lookup; each hop's connection made by the client's
+/// `VettedConnector` and its host vetted by the egress policy before the 3xx is given up; at
+/// most `MAX_HOPS`. The answer past the limit, a redirect elsewhere, a 307/308 whose body was
+/// not kept, or one the egress policy refuses, is relayed as is.
+async fn send_following(
+    state: &AppState,
+    client: &UpstreamClient,
+    mut hop: Hop,
+    body: Upload<http_body_util::Limited<Body>>,
+    clock: &UploadClock,
+) -> Result<axum::http::Response<UpstreamBody>, ApiError> {
+    let policy = state.inner.forward.follow_redirects;
+    if policy == FollowRedirects::Never {
+        return send_watched(state, client, hop.into_request(body.boxed_unsync()), clock).await;
+    }
+    let (body, copy) = Replay::new(body);
+    let mut response = send_watched(state, client, hop.request(body.boxed_unsync()), clock).await?;
+    // The body of the next hop's 307/308: the caller's (while it is the one sent), or none.
+    let mut replayed: Option<Bytes> = None;
+    for _ in 0..redirect::MAX_HOPS {
+        // Not a redirect (the usual answer): relayed before anything is allocated.
+        let Some(step) = redirect::next_method(response.status(), &hop.method) else {
+            return Ok(response);
+        };
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|value| value.to_str().ok());
+        let current = hop.uri.to_string();
+        let Some(next) = redirect::follow(policy, response.status(), &current, location) else {
+            return Ok(response);
+        };
+        let Ok(uri) = Uri::try_from(next.as_str()) else {
+            return Ok(response);
+        };
+        let body = match step {
+            NextMethod::WithoutBody(method) => {
+                hop.method = method;
+                for name in [
+                    header::CONTENT_LENGTH,
+                    header::CONTENT_TYPE,
+                    header::TRANSFER_ENCODING,
+                ] {
+                    hop.headers.remove(name);
+                }
+                Bytes::new()
+            }
+            NextMethod::Repeat => match replayed.clone().or_else(|| copy.body()) {
+                Some(body) => body,
+                // Larger than the copy kept, or not sent whole: the caller decides.
+                None => return Ok(response),
+            },
+        };
+        if !egress_allows(state, &uri).await {
+            return Ok(response);
+        }
+        discard(response, state.inner.forwarder.timeouts.body_idle).await;
+        hop.uri = uri;
+        replayed = Some(body.clone());
+        let body = http_body_util::Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        response = send(state, client, hop.request(body)).await?;
+        state.metrics().redirect_followed();
+    }
+    Ok(response)
+}
+
+/// Whether the egress policy allows the host of a redirect's target (its connection is vetted
+/// again when made: this only decides between following and relaying).
+async fn egress_allows(state: &AppState, uri: &Uri) -> bool {
+    let scheme = if uri.scheme_str() == Some("http") {
+        mtls_runtime::Scheme::Http
+    } else {
+        mtls_runtime::Scheme::Https
+    };
+    let (Some(host), Some(port)) = (
+        uri.host(),
+        uri.port_u16().or_else(|| {
+            uri.scheme_str()
+                .map(|scheme| if scheme == "http" { 80 } else { 443 })
+        }),
+    ) else {
+        return false;
+    };
+    state
+        .inner
+        .forwarder
+        .policy()
+        .vet(scheme, host, port, &mtls_runtime::egress::SystemResolver)
+        .await
+        .is_ok()
+}
+
+/// Reads away a redirect's body, none of it relayed, so that its connection can serve the
+/// next hop; a body past the replay limit or stalled past the idle timeout is dropped
+/// instead, which closes its connection.
+async fn discard(response: axum::http::Response<UpstreamBody>, idle: std::time::Duration) {
+    let mut body = response.into_body();
+    let mut left = redirect::REPLAY_LIMIT;
+    let _ = tokio::time::timeout(idle, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let length = frame.data_ref().map_or(0, hyper::body::Buf::remaining);
+            if length > left {
+                return;
+            }
+            left -= length;
+        }
+    })
+    .await;
+}
+
 /// The forward route's template (the router's, and the access log's).
 pub(crate) const ROUTE: &str = "/mtls/account/{account_id}";
 
@@ -385,12 +529,12 @@ pub async fn forward(
     }
     let idle = state.inner.forwarder.timeouts.body_idle;
     let (body, clock) = Upload::new(http_body_util::Limited::new(body, limit), idle);
-    let body: ForwardBody = body.boxed_unsync();
-    let mut upstream = axum::http::Request::new(body);
-    *upstream.method_mut() = method;
-    *upstream.uri_mut() = uri;
-    *upstream.headers_mut() = upstream_headers;
-    let response = send_watched(&state, &client, upstream, &clock).await?;
+    let first = Hop {
+        method,
+        uri,
+        headers: upstream_headers,
+    };
+    let response = send_following(&state, &client, first, body, &clock).await?;
     let (mut parts, incoming) = response.into_parts();
     strip(&mut parts.headers, |_| false);
     let relayed = Relayed {

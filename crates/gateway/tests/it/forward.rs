@@ -330,7 +330,7 @@ async fn headers_bodies_statuses_and_lookups() {
     .await;
     assert_eq!(body["fingerprint"], p384_fingerprint.as_str());
 
-    // Statuses and headers relayed, redirects not followed.
+    // Statuses and headers relayed, a redirect to another origin not followed.
     let created = format!("https://localhost:{}/status/201", server.port);
     tenant.map(p256, "3", &created).await;
     let (status, headers, _) = answer(tenant.forward(reqwest::Method::PUT, &created)).await;
@@ -1469,5 +1469,317 @@ async fn an_egress_refusal_carries_no_challenge() {
         (StatusCode::FORBIDDEN, Some("egress_denied"))
     );
     assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
+    app.running.stop().await.unwrap();
+}
+
+/// A forward call from a client that follows no redirect itself (reqwest's default would).
+fn forward_once(
+    tenant: &Tenant<'_>,
+    method: reqwest::Method,
+    target: &str,
+) -> reqwest::RequestBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .request(
+            method,
+            tenant.app.url(&format!("/mtls/account/{}", tenant.account)),
+        )
+        .bearer_auth(&tenant.token)
+        .header("LP-forward-url", target)
+}
+
+/// A gateway trusting a redirecting server, a tenant whose P-256 certificate is mapped to
+/// `paths` on it, and that certificate's fingerprint.
+async fn redirect_setup(
+    configure: impl FnOnce(&mut mtls_gateway::config::Config),
+) -> Option<(
+    P12Fixtures,
+    std::path::PathBuf,
+    upstream::Redirecting,
+    TestApp,
+)> {
+    let (fixtures, pki) = fixtures_and_pki()?;
+    let server = upstream::start_redirecting(&pki, &fixtures.path("root.pem")).await;
+    let app = spawn(|config| {
+        trusting(&server.upstream)(config);
+        configure(config);
+    })
+    .await;
+    Some((fixtures, pki, server, app))
+}
+
+/// SPEC 6.2 "Redirects": each of the five statuses on the same origin is followed with the
+/// mapped certificate (no new lookup: the hops' URLs are not mapped); 301/302/303 go on as a
+/// GET without the body and its headers (HEAD stays HEAD), 307/308 repeat the method and the
+/// body; the caller's other headers (the override's Authorization included) go to every hop;
+/// no byte of a 3xx followed reaches the caller. Relative (path-absolute and path-relative)
+/// and absolute `Location`s.
+#[tokio::test]
+async fn same_origin_redirects_are_followed_with_the_certificate() {
+    let Some((fixtures, _pki, server, app)) = redirect_setup(|_| {}).await else {
+        return;
+    };
+    let tenant = Tenant::new(&app);
+    let (id, fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let base = format!("https://localhost:{}", server.upstream.port);
+    for (status, location, method_after, body_after, path_after) in [
+        (301, "/echo/301?x=1".to_owned(), "GET", "", "/echo/301?x=1"),
+        (302, "../echo/302".to_owned(), "GET", "", "/echo/302"),
+        (303, format!("{base}/echo/303"), "GET", "", "/echo/303"),
+        (
+            307,
+            "/echo/307".to_owned(),
+            "POST",
+            "hello redirect",
+            "/echo/307",
+        ),
+        (
+            308,
+            format!("HTTPS://LOCALHOST:{}/echo/308", server.upstream.port),
+            "POST",
+            "hello redirect",
+            "/echo/308",
+        ),
+    ] {
+        let target = format!("{base}/redirect-to/{status}?{location}");
+        tenant.map(id, "1", &target).await;
+        let (got, headers, body) = answer(
+            forward_once(&tenant, reqwest::Method::POST, &target)
+                .header("LP-authorization-override", "Bearer for-the-target")
+                .header("Content-Type", "text/plain")
+                .header("X-Custom", "kept")
+                .body("hello redirect"),
+        )
+        .await;
+        assert_eq!(got, StatusCode::OK, "{status}: {headers:?} {body}");
+        assert_eq!(body["method"], method_after, "{status}");
+        assert_eq!(body["path"], path_after, "{status}");
+        assert_eq!(body["body"], body_after, "{status}");
+        assert_eq!(
+            body["fingerprint"],
+            fingerprint.as_str(),
+            "{status}: the hop presented the mapped certificate"
+        );
+        assert_eq!(body["headers"]["authorization"], "Bearer for-the-target");
+        assert_eq!(body["headers"]["x-custom"], "kept");
+        let has = |name: &str| body["headers"].get(name).is_some();
+        if method_after == "GET" {
+            assert!(
+                !has("content-type") && !has("content-length"),
+                "{status}: {body}"
+            );
+        } else {
+            assert_eq!(body["headers"]["content-type"], "text/plain");
+        }
+        assert!(
+            !headers.contains_key("location"),
+            "{status}: the 3xx's head stays home"
+        );
+    }
+    // HEAD stays HEAD after a 303.
+    let target = format!("{base}/redirect-to/303?/echo/head");
+    tenant.map(id, "1", &target).await;
+    let response = forward_once(&tenant, reqwest::Method::HEAD, &target)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        server.seen().last().map(String::as_str),
+        Some("HEAD /echo/head")
+    );
+    app.running.stop().await.unwrap();
+}
+
+/// Five hops at most: a loop is followed five times and the sixth 3xx relayed as is (its
+/// status, its `Location` verbatim, its body), over HTTP/2 and over HTTP/1.1 (where each
+/// redirect's body is read away and its connection serves the next hop).
+#[tokio::test]
+async fn past_five_hops_the_redirect_is_relayed() {
+    let Some((fixtures, pki, h2_server, app)) = redirect_setup(|_| {}).await else {
+        return;
+    };
+    let h1_server = upstream::start_redirecting_with(&pki, &fixtures.path("root.pem"), false).await;
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    for server in [&h2_server, &h1_server] {
+        let target = format!("https://localhost:{}/loop/0", server.upstream.port);
+        tenant.map(id, "1", &target).await;
+        let response = forward_once(&tenant, reqwest::Method::GET, &target)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FOUND);
+        assert_eq!(response.headers()["location"], "/loop/6");
+        assert_eq!(response.text().await.unwrap(), upstream::REDIRECT_BODY);
+        let expected: Vec<String> = (0..=5).map(|n| format!("GET /loop/{n}")).collect();
+        assert_eq!(server.seen(), expected);
+    }
+    let metrics = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mtls_forward_redirects_followed_total 10\n"),
+        "{metrics}"
+    );
+    app.running.stop().await.unwrap();
+}
+
+/// A 307/308 repeats a body of at most 64 KiB (sized or chunked); after a larger one (not
+/// kept) it is relayed. Over HTTP/2 and over HTTP/1.1.
+#[tokio::test]
+async fn a_307_is_followed_with_a_small_body_and_relayed_after_a_large_one() {
+    let Some((fixtures, pki, h2_server, app)) = redirect_setup(|_| {}).await else {
+        return;
+    };
+    let h1_server = upstream::start_redirecting_with(&pki, &fixtures.path("root.pem"), false).await;
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    for server in [&h2_server, &h1_server] {
+        let target = format!(
+            "https://localhost:{}/redirect-to/307?/echo/replayed",
+            server.upstream.port
+        );
+        tenant.map(id, "1", &target).await;
+        let small = "k".repeat(1024);
+        let (status, _, body) =
+            answer(forward_once(&tenant, reqwest::Method::PUT, &target).body(small.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (body["method"].as_str(), body["body"].as_str()),
+            (Some("PUT"), Some(small.as_str()))
+        );
+        // Streamed without a length (chunked): the same.
+        let head = raw_head(&app, &tenant, &target, "transfer-encoding: chunked");
+        let chunks = format!(
+            "258\r\n{}\r\n258\r\n{}\r\n0\r\n\r\n",
+            "a".repeat(600),
+            "b".repeat(600)
+        );
+        let (status, body) = raw_call(
+            &app,
+            &head,
+            &[chunks.into_bytes()],
+            std::time::Duration::ZERO,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["method"], "POST");
+        assert_eq!(body["body"].as_str().map(str::len), Some(1200));
+
+        let before = server.seen().len();
+        let large = "L".repeat(65 * 1024);
+        let response = forward_once(&tenant, reqwest::Method::PUT, &target)
+            .body(large)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(response.headers()["location"], "/echo/replayed");
+        assert_eq!(response.text().await.unwrap(), upstream::REDIRECT_BODY);
+        assert_eq!(
+            server.seen().get(before..).unwrap(),
+            ["PUT /redirect-to/307?/echo/replayed".to_owned()],
+            "not followed"
+        );
+    }
+    app.running.stop().await.unwrap();
+}
+
+/// A redirect to another origin (another port, another host name for the same address, or an
+/// address the egress policy refuses) is relayed as is and never followed: the other server
+/// sees nothing.
+#[tokio::test]
+async fn cross_origin_and_refused_redirects_are_relayed_never_followed() {
+    let Some((fixtures, pki, server, app)) = redirect_setup(|_| {}).await else {
+        return;
+    };
+    let other = upstream::start_redirecting(&pki, &fixtures.path("root.pem")).await;
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let port = server.upstream.port;
+    for location in [
+        "https://169.254.169.254/latest/meta-data/".to_owned(),
+        "https://10.0.0.1/internal".to_owned(),
+        format!("https://localhost:{}/echo/other", other.upstream.port),
+        format!("https://127.0.0.1:{port}/echo/same-address"),
+        format!("http://localhost:{port}/echo/plain"),
+        format!("//127.0.0.2:{port}/echo/network-path"),
+    ] {
+        let target = format!("https://localhost:{port}/redirect-to/307?{location}");
+        tenant.map(id, "1", &target).await;
+        let before = server.seen().len();
+        let response = forward_once(&tenant, reqwest::Method::GET, &target)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::TEMPORARY_REDIRECT,
+            "{location}"
+        );
+        assert_eq!(response.headers()["location"], location.as_str());
+        assert_eq!(response.text().await.unwrap(), upstream::REDIRECT_BODY);
+        assert_eq!(server.seen().len(), before + 1, "{location}: one request");
+    }
+    assert!(other.seen().is_empty(), "{:?}", other.seen());
+    app.running.stop().await.unwrap();
+}
+
+/// `forward.follow_redirects = "never"` relays every 3xx, same origin included.
+#[tokio::test]
+async fn follow_redirects_never_relays_every_redirect() {
+    let Some((fixtures, _pki, server, app)) = redirect_setup(|config| {
+        config.forward.follow_redirects = mtls_gateway::config::FollowRedirects::Never;
+    })
+    .await
+    else {
+        return;
+    };
+    let tenant = Tenant::new(&app);
+    let (id, _) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    for status in [301u16, 302, 303, 307, 308] {
+        let target = format!(
+            "https://localhost:{}/redirect-to/{status}?/echo/{status}",
+            server.upstream.port
+        );
+        tenant.map(id, "1", &target).await;
+        let response = forward_once(&tenant, reqwest::Method::GET, &target)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(
+            response.headers()["location"],
+            format!("/echo/{status}").as_str()
+        );
+    }
+    assert!(
+        server
+            .seen()
+            .iter()
+            .all(|seen| seen.contains("/redirect-to/")),
+        "{:?}",
+        server.seen()
+    );
     app.running.stop().await.unwrap();
 }

@@ -745,3 +745,113 @@ pub async fn start_with_request_id(pki: &Path, client_roots: &Path) -> Upstream 
         ca_pem: pki.join("ca.pem"),
     }
 }
+
+/// A server that answers redirects, from [`start_redirecting`], and what it received.
+pub struct Redirecting {
+    pub upstream: Upstream,
+    /// `METHOD path?query` of every request received, in order.
+    pub seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Redirecting {
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The body of every redirect [`start_redirecting`] answers: none of it may reach the caller
+/// when the gateway follows.
+pub const REDIRECT_BODY: &str = "REDIRECT-BODY-NEVER-RELAYED";
+
+/// A server like [`start`] (client certificates from `client_roots` required, HTTP/2 and
+/// HTTP/1.1 offered) that reads each request body whole and then answers, by path:
+///
+/// * `/redirect-to/{status}?{location}`: `status` with `Location: {location}` (the query,
+///   verbatim) and [`REDIRECT_BODY`];
+/// * `/loop/{n}`: 302 to `/loop/{n + 1}` (a relative `Location`);
+/// * anything else: the echo of [`start`] (method, path, headers, body, fingerprint).
+pub async fn start_redirecting(pki: &Path, client_roots: &Path) -> Redirecting {
+    start_redirecting_with(pki, client_roots, true).await
+}
+
+/// [`start_redirecting`], offering HTTP/2 or not (HTTP/1.1 only: the gateway's own client).
+pub async fn start_redirecting_with(pki: &Path, client_roots: &Path, h2: bool) -> Redirecting {
+    let config = config(pki, Some(client_roots), true, h2, rustls::ALL_VERSIONS);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let recorded = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let recorded = Arc::clone(&recorded);
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let (_, connection) = tls.get_ref();
+                let fingerprint = connection
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| {
+                        Sha256::digest(leaf.as_ref())
+                            .iter()
+                            .map(|byte| format!("{byte:02x}"))
+                            .collect::<String>()
+                    });
+                let alpn = connection
+                    .alpn_protocol()
+                    .map(|protocol| String::from_utf8_lossy(protocol).to_string());
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let (fingerprint, alpn) = (fingerprint.clone(), alpn.clone());
+                    let recorded = Arc::clone(&recorded);
+                    async move {
+                        let path = request
+                            .uri()
+                            .path_and_query()
+                            .map(ToString::to_string)
+                            .unwrap_or_default();
+                        recorded
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} {path}", request.method()));
+                        let redirect = |status: u16, location: &str| {
+                            let mut response = Response::new(Full::new(Bytes::from_static(
+                                REDIRECT_BODY.as_bytes(),
+                            )));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            response
+                                .headers_mut()
+                                .insert("location", location.parse().unwrap());
+                            response
+                        };
+                        let answer = if let Some(rest) = path.strip_prefix("/redirect-to/") {
+                            let (status, location) = rest.split_once('?').unwrap();
+                            // Read the body whole first: the gateway has sent all of it.
+                            let _ = request.into_body().collect().await;
+                            redirect(status.parse().unwrap(), location)
+                        } else if let Some(n) = path.strip_prefix("/loop/") {
+                            let _ = request.into_body().collect().await;
+                            let next = n.parse::<u32>().unwrap() + 1;
+                            redirect(302, &format!("/loop/{next}"))
+                        } else {
+                            echo(request, fingerprint, alpn, peer.port()).await
+                        };
+                        Ok::<_, Infallible>(answer)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Redirecting {
+        upstream: Upstream {
+            port,
+            ca_pem: pki.join("ca.pem"),
+        },
+        seen,
+    }
+}
