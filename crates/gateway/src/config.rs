@@ -1154,4 +1154,44 @@ mod tests {
         );
         assert!(both.unwrap_err().to_string().contains("not both"));
     }
+
+    #[test]
+    fn tracing_settings_are_validated_at_load() {
+        let file = temp_file(
+            "tracing.toml",
+            "[tracing]\notlp_endpoint = \"http://collector:4318/v1/traces\"\nsample_ratio = 0.25\n",
+        );
+        let config = Config::load_from(Some(&file), vars(&[])).unwrap();
+        assert_eq!(
+            config.tracing.otlp_endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(config.tracing.batch_size, 512);
+        assert!(
+            Config::default().tracing.otlp_endpoint.is_none(),
+            "off by default"
+        );
+        for (key, value) in [
+            ("OTLP_ENDPOINT", "collector:4318"),
+            ("OTLP_ENDPOINT", "ftp://collector/v1/traces"),
+            ("OTLP_ENDPOINT", "http://user:pass@collector/v1/traces"),
+            ("SAMPLE_RATIO", "1.5"),
+            ("SAMPLE_RATIO", "-0.1"),
+            ("SAMPLE_RATIO", "nan"),
+            ("EXPORT_TIMEOUT_SECONDS", "0"),
+            ("BATCH_SIZE", "0"),
+            ("QUEUE_CAPACITY", "0"),
+            ("SERVICE_NAME", " "),
+        ] {
+            let name = format!("MTLS_GATEWAY__TRACING__{key}");
+            let error = Config::load_from(None, vars(&[(name.as_str(), value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("tracing.{}", key.to_lowercase())),
+                "{key}={value}: {error}"
+            );
+            assert!(!error.contains("pass"), "{error}");
+        }
+    }
 }
