@@ -237,7 +237,9 @@ fn tracing_exporter(config: &Config) -> Result<Option<Arc<mtls_otel::Exporter>>,
         queue_capacity = wanted.queue_capacity,
         "exporting spans over OTLP/HTTP"
     );
-    Ok(Some(mtls_otel::Exporter::start(settings, client)))
+    mtls_otel::Exporter::start(settings, client)
+        .map(Some)
+        .map_err(|error| ConfigError(format!("tracing: {error}")))
 }
 
 fn bind(address: SocketAddr) -> Result<std::net::TcpListener, ConfigError> {

@@ -124,8 +124,10 @@ pub struct Exporter {
 
 impl Exporter {
     /// Starts the background task that sends batches with `client` (which must ignore proxy
-    /// variables and follow no redirect) on the current Tokio runtime.
-    pub fn start(settings: Settings, client: reqwest::Client) -> Arc<Self> {
+    /// variables and follow no redirect) on the current Tokio runtime (an error outside one).
+    pub fn start(settings: Settings, client: reqwest::Client) -> Result<Arc<Self>, String> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| "the span exporter needs a Tokio runtime".to_owned())?;
         let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let ratio = settings.sample_ratio.clamp(0.0, 1.0);
@@ -136,12 +138,12 @@ impl Exporter {
         } else {
             (ratio * (u64::MAX as f64)) as u64
         };
-        tokio::spawn(run(receiver, settings, client, Arc::clone(&counters)));
-        Arc::new(Self {
+        runtime.spawn(run(receiver, settings, client, Arc::clone(&counters)));
+        Ok(Arc::new(Self {
             queue,
             threshold,
             counters,
-        })
+        }))
     }
 
     /// Queues `span` for export; never waits. A full queue drops it (counted).
