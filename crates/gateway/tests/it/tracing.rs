@@ -274,6 +274,26 @@ async fn spans_are_exported_and_the_gateway_span_is_the_targets_parent() {
     assert_ne!(new_trace, "0".repeat(32));
     assert!(body["headers"].get("tracestate").is_none(), "{body}");
 
+    // A caller's trace that is not sampled: continued (flags 00), and nothing exported.
+    let unsampled_trace = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+    let (status, _, body) = answer(
+        tenant
+            .forward(reqwest::Method::GET, &target)
+            .header("LP-service-name", "IDP")
+            .header(
+                "traceparent",
+                format!("00-{unsampled_trace}-{CALLER_SPAN}-00"),
+            ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (seen_trace, seen_parent, seen_flags) = seen_traceparent(&body);
+    assert_eq!(
+        (seen_trace.as_str(), seen_flags.as_str()),
+        (unsampled_trace, "00")
+    );
+    assert_ne!(seen_parent, CALLER_SPAN);
+
     // A call that fails: nothing listens on the port (424 connect_failed).
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -302,6 +322,9 @@ async fn spans_are_exported_and_the_gateway_span_is_the_targets_parent() {
                 })
         })
         .await;
+
+    // Spans leave in order through one queue: the unsampled call's would be in by now.
+    assert!(spans.iter().all(|span| span["traceId"] != unsampled_trace));
 
     // The mapped call: a server span (child of the caller's), a client span (its child, and
     // the target's parent) with the stage timings and the status.
