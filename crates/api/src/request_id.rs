@@ -112,7 +112,7 @@ where
     let metrics_group = crate::metrics::group_name(group, request.uri().path());
     let method = request.method().clone();
     let started = Instant::now();
-    let span = crate::tracing_export::ServerSpan::start(state, request.headers());
+    let span = crate::tracing_export::ServerSpan::start(state, metrics_group, request.headers());
     let mut response = REQUEST_ID
         .scope(id, async {
             // Two `Host` fields name two targets; proxies in front may pick one and this

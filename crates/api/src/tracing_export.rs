@@ -45,9 +45,13 @@ pub(crate) struct ServerSpan {
 impl ServerSpan {
     /// Begins the span when export is on: in the caller's trace when its `traceparent` is
     /// valid (as its child, sampled as it says), otherwise in a new trace (sampled by
-    /// `tracing.sample_ratio`).
-    pub(crate) fn start(state: &AppState, headers: &HeaderMap) -> Option<Self> {
+    /// `tracing.sample_ratio`). Probes and scrapes (`group` `health` and `metrics`) get no
+    /// span: they would flood the collector with traces nobody reads.
+    pub(crate) fn start(state: &AppState, group: &str, headers: &HeaderMap) -> Option<Self> {
         let exporter = state.inner.tracing.as_ref()?;
+        if matches!(group, "health" | "metrics") {
+            return None;
+        }
         let caller = caller_context(headers);
         let context = TraceContext {
             trace_id: caller.map_or_else(mtls_otel::context::trace_id, |caller| caller.trace_id),

@@ -294,6 +294,13 @@ async fn spans_are_exported_and_the_gateway_span_is_the_targets_parent() {
     );
     assert_ne!(seen_parent, CALLER_SPAN);
 
+    let probe = crate::support::client()
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), StatusCode::OK);
+
     // A call that fails: nothing listens on the port (424 connect_failed).
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -323,7 +330,13 @@ async fn spans_are_exported_and_the_gateway_span_is_the_targets_parent() {
         })
         .await;
 
-    // Spans leave in order through one queue: the unsampled call's would be in by now.
+    // Spans leave in order through one queue: the unsampled call's would be in by now, and so
+    // would the span of the `/healthz` probe made before the failing call (probes get none).
+    assert!(
+        spans
+            .iter()
+            .all(|span| span["attributes"]["http.route"] != "/healthz")
+    );
     assert!(spans.iter().all(|span| span["traceId"] != unsampled_trace));
 
     // The mapped call: a server span (child of the caller's), a client span (its child, and
