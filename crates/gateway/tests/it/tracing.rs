@@ -294,6 +294,22 @@ async fn spans_are_exported_and_the_gateway_span_is_the_targets_parent() {
     );
     assert_ne!(seen_parent, CALLER_SPAN);
 
+    // An HTTP/1.1 target (the pool's other connection kind), unmapped.
+    let h1 = upstream::start_with(&pki, None, false, false).await;
+    let h1_trace = "1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f";
+    let (status, _, body) = answer(
+        tenant
+            .forward(
+                reqwest::Method::GET,
+                &format!("https://localhost:{}/echo/h1", h1.port),
+            )
+            .header("traceparent", caller_traceparent(h1_trace)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], "HTTP/1.1");
+    assert_eq!(seen_traceparent(&body).0, h1_trace);
+
     let probe = crate::support::client()
         .get(app.url("/healthz"))
         .send()
@@ -322,7 +338,7 @@ async fn spans_are_exported_and_the_gateway_span_is_the_targets_parent() {
 
     let spans = receiver
         .spans_until(|spans| {
-            [CALLER_TRACE, new_trace.as_str(), failing_trace]
+            [CALLER_TRACE, new_trace.as_str(), h1_trace, failing_trace]
                 .iter()
                 .all(|trace| {
                     of_kind(spans, trace, 2).len() == 1 && of_kind(spans, trace, 3).len() == 1
@@ -387,6 +403,20 @@ async fn spans_are_exported_and_the_gateway_span_is_the_targets_parent() {
         true,
         "the second call to the target reused the connection"
     );
+
+    let h1_attributes = &of_kind(&spans, h1_trace, 3)[0]["attributes"];
+    assert_eq!(h1_attributes["http.response.status_code"], 200);
+    assert_eq!(h1_attributes["server.port"], i64::from(h1.port));
+    for stage in [
+        "mtls.stage.connect_us",
+        "mtls.stage.tls_us",
+        "mtls.stage.first_byte_us",
+    ] {
+        assert!(
+            h1_attributes[stage].as_i64().unwrap() > 0,
+            "{stage}: {h1_attributes}"
+        );
+    }
 
     // The failure: the client span carries the code, with status ERROR (2).
     let failed = of_kind(&spans, failing_trace, 3)[0];
