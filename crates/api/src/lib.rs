@@ -20,6 +20,7 @@ mod routes;
 pub mod routing;
 pub mod services;
 mod state;
+mod tracing_export;
 mod upload;
 
 pub use backends::{BackendSlot, Backends, Readiness};

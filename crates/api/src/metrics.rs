@@ -197,6 +197,7 @@ impl Metrics {
         self.connections.render(&mut out);
         self.render_certificates(&mut out);
         mtls_metrics::render_dependencies(&mut out);
+        render_tracing(state, &mut out);
         out
     }
 
@@ -398,4 +399,30 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         body,
     )
         .into_response()
+}
+
+/// The span export (only when `[tracing] otlp_endpoint` is set): spans exported, dropped
+/// because the queue was full, and lost to failed export calls.
+fn render_tracing(state: &AppState, out: &mut String) {
+    let Some(exporter) = &state.inner.tracing else {
+        return;
+    };
+    help(
+        out,
+        "mtls_tracing_spans_total",
+        "counter",
+        "Tracing export: spans by outcome (exported; dropped: the queue was full; failed: the export call failed).",
+    );
+    let counters = &exporter.counters;
+    for (outcome, counter) in [
+        ("exported", &counters.exported),
+        ("dropped", &counters.dropped),
+        ("failed", &counters.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "mtls_tracing_spans_total{{outcome=\"{outcome}\"}} {}",
+            counter.load(Ordering::Relaxed)
+        );
+    }
 }

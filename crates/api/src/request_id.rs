@@ -166,6 +166,7 @@ where
     let metrics_group = crate::metrics::group_name(group, request.uri().path());
     let method = request.method().clone();
     let started = Instant::now();
+    let span = crate::tracing_export::ServerSpan::start(state, metrics_group, request.headers());
     let mut response = REQUEST_ID
         .scope(id.clone(), async {
             // Two `Host` fields name two targets; proxies in front may pick one and this
@@ -187,7 +188,7 @@ where
                 return refused.into_response();
             }
             match crate::extract::keep_form_body(request).await {
-                Ok(request) => inner(request).await,
+                Ok(request) => crate::tracing_export::within(span.as_ref(), inner(request)).await,
                 Err(refused) => refused,
             }
         })
@@ -201,6 +202,9 @@ where
     }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    if let Some(span) = span {
+        span.finish(&method, route, status);
+    }
     state.metrics().request(metrics_group, status, elapsed);
     tracing::info!(
         request_id = %id,

@@ -68,6 +68,8 @@ pub struct Settings {
     pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
     /// When set, `/metrics` requires `Authorization: Bearer <this>`.
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
+    /// The span exporter, when `[tracing] otlp_endpoint` is set.
+    pub tracing: Option<Arc<mtls_otel::Exporter>>,
 }
 
 /// Forward settings (SPEC 6.2).
@@ -125,6 +127,7 @@ pub(crate) struct Inner {
     pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
     pub metrics: crate::metrics::Metrics,
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
+    pub tracing: Option<Arc<mtls_otel::Exporter>>,
 }
 
 impl AppState {
@@ -176,6 +179,7 @@ impl AppState {
                 certificate_principals: settings.certificate_principals,
                 metrics: crate::metrics::Metrics::default(),
                 metrics_token: settings.metrics_token,
+                tracing: settings.tracing,
             }),
         }
     }

@@ -113,6 +113,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub expiry: ExpiryConfig,
     pub accounts: AccountsConfig,
+    pub tracing: TracingConfig,
     /// Services beyond the built-in four (SPEC 2): `NAME = "id"`.
     pub services: std::collections::BTreeMap<String, String>,
 }
@@ -135,6 +136,7 @@ impl Default for Config {
             forward: ForwardConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             accounts: AccountsConfig::default(),
+            tracing: TracingConfig::default(),
             services: std::collections::BTreeMap::new(),
         }
     }
@@ -502,6 +504,80 @@ impl Default for LogConfig {
 pub struct MetricsConfig {
     /// When set, `/metrics` requires `Authorization: Bearer <this>`.
     pub bearer_token: Option<Secret>,
+}
+
+/// OpenTelemetry span export (docs/operations.md, "Tracing"); off without `otlp_endpoint`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// The OTLP/HTTP traces URL (protobuf), e.g. `http://collector:4318/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute of every span.
+    pub service_name: String,
+    /// The share of new traces recorded, 0 to 1 (a caller's sampled flag decides for its own).
+    pub sample_ratio: f64,
+    /// Per export call.
+    pub export_timeout_seconds: f64,
+    /// Most spans per export call.
+    pub batch_size: usize,
+    /// Most spans waiting for export; past it, new spans are dropped and counted.
+    pub queue_capacity: usize,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "mtls-gateway".to_owned(),
+            sample_ratio: 1.0,
+            export_timeout_seconds: 10.0,
+            batch_size: 512,
+            queue_capacity: 2048,
+        }
+    }
+}
+
+impl TracingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(format!("tracing.{message}")));
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let url = match reqwest::Url::parse(endpoint) {
+                Ok(url) => url,
+                Err(error) => return fail(format!("otlp_endpoint: not a URL: {error}")),
+            };
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return fail("otlp_endpoint: must be an http or https URL with a host".to_owned());
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                // It is logged and shown in the effective configuration: no credentials.
+                return fail("otlp_endpoint: must not hold credentials".to_owned());
+            }
+        }
+        if self.service_name.trim().is_empty() || self.service_name.len() > 256 {
+            return fail("service_name: must be 1 to 256 characters".to_owned());
+        }
+        let ratio = self.sample_ratio;
+        if !(ratio.is_finite() && (0.0..=1.0).contains(&ratio)) {
+            return fail(format!(
+                "sample_ratio: must be a number from 0 to 1, not {ratio}"
+            ));
+        }
+        let timeout = self.export_timeout_seconds;
+        if !(timeout.is_finite() && (MIN_SECONDS..=3600.0).contains(&timeout)) {
+            return fail(format!(
+                "export_timeout_seconds: must be a number of seconds from {MIN_SECONDS} to 3600, not {timeout}"
+            ));
+        }
+        for (key, value, max) in [
+            ("batch_size", self.batch_size, 100_000),
+            ("queue_capacity", self.queue_capacity, 10_000_000),
+        ] {
+            if !(1..=max).contains(&value) {
+                return fail(format!("{key}: must be from 1 to {max}, not {value}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The certificate expiry monitor.
@@ -998,6 +1074,7 @@ impl Config {
                 "expiry.thresholds_days: each must be from 0 to 36500, not {days}"
             )));
         }
+        self.tracing.validate()?;
         Ok(())
     }
 
@@ -1288,5 +1365,45 @@ mod tests {
         assert!(
             Config::load_from(Some(&temp_file("claims-tenant.toml", &other)), vars(&[])).is_ok()
         );
+    }
+
+    #[test]
+    fn tracing_settings_are_validated_at_load() {
+        let file = temp_file(
+            "tracing.toml",
+            "[tracing]\notlp_endpoint = \"http://collector:4318/v1/traces\"\nsample_ratio = 0.25\n",
+        );
+        let config = Config::load_from(Some(&file), vars(&[])).unwrap();
+        assert_eq!(
+            config.tracing.otlp_endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(config.tracing.batch_size, 512);
+        assert!(
+            Config::default().tracing.otlp_endpoint.is_none(),
+            "off by default"
+        );
+        for (key, value) in [
+            ("OTLP_ENDPOINT", "collector:4318"),
+            ("OTLP_ENDPOINT", "ftp://collector/v1/traces"),
+            ("OTLP_ENDPOINT", "http://user:pass@collector/v1/traces"),
+            ("SAMPLE_RATIO", "1.5"),
+            ("SAMPLE_RATIO", "-0.1"),
+            ("SAMPLE_RATIO", "nan"),
+            ("EXPORT_TIMEOUT_SECONDS", "0"),
+            ("BATCH_SIZE", "0"),
+            ("QUEUE_CAPACITY", "0"),
+            ("SERVICE_NAME", " "),
+        ] {
+            let name = format!("MTLS_GATEWAY__TRACING__{key}");
+            let error = Config::load_from(None, vars(&[(name.as_str(), value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("tracing.{}", key.to_lowercase())),
+                "{key}={value}: {error}"
+            );
+            assert!(!error.contains("pass"), "{error}");
+        }
     }
 }

@@ -208,11 +208,42 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
             .bearer_token
             .as_ref()
             .map(|token| Zeroizing::new(token.expose().to_owned())),
+        tracing: tracing_exporter(config)?,
     };
     Ok(AppState::new(
         Authenticator::new(verifier, config.auth.oauth_timestamp_window_seconds.max(1)),
         settings,
     ))
+}
+
+/// The span exporter when `tracing.otlp_endpoint` is set; its task runs on the current
+/// runtime.
+fn tracing_exporter(config: &Config) -> Result<Option<Arc<mtls_otel::Exporter>>, ConfigError> {
+    let wanted = &config.tracing;
+    let Some(endpoint) = &wanted.otlp_endpoint else {
+        return Ok(None);
+    };
+    let timeout = crate::config::seconds(wanted.export_timeout_seconds);
+    // System roots, no proxy variables, no redirects: the dependencies' client.
+    let client = mtls_secrets::vault::client(None, timeout)
+        .map_err(|error| ConfigError(format!("tracing: {error}")))?;
+    let settings = mtls_otel::Settings {
+        endpoint: endpoint.clone(),
+        service_name: wanted.service_name.clone(),
+        sample_ratio: wanted.sample_ratio,
+        timeout,
+        batch_size: wanted.batch_size,
+        queue_capacity: wanted.queue_capacity,
+        flush_interval: std::time::Duration::from_secs(1),
+    };
+    tracing::info!(
+        batch_size = wanted.batch_size,
+        queue_capacity = wanted.queue_capacity,
+        "exporting spans over OTLP/HTTP"
+    );
+    mtls_otel::Exporter::start(settings, client)
+        .map(Some)
+        .map_err(|error| ConfigError(format!("tracing: {error}")))
 }
 
 fn bind(address: SocketAddr) -> Result<std::net::TcpListener, ConfigError> {

@@ -60,6 +60,24 @@ pub struct ConnectionCounters {
     pub plain: AtomicU64,
 }
 
+/// Stage timings of one upstream call (for its trace span), filled only when the request
+/// carries an `Arc<Stages>` in its extensions: without one nothing is measured, and the pool
+/// pays one look-up in an empty extension map. Times in microseconds; a reused connection
+/// has no connect or TLS stage.
+#[derive(Debug, Default)]
+pub struct Stages {
+    /// TCP connect (the egress policy's resolution included) of the last connection made.
+    pub connect_micros: AtomicU64,
+    /// TLS handshake of that connection (and, for HTTP/2, its preface).
+    pub tls_micros: AtomicU64,
+    /// Whether the request went out on a pooled connection.
+    pub reused: std::sync::atomic::AtomicBool,
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Sends of one request: a reused connection that closed before taking it is replaced this
 /// many times (each time by a connection of the pool, or a new one).
 const ATTEMPTS: usize = 3;
@@ -181,13 +199,14 @@ impl Client {
         };
         // The HTTP/1.1 head, encoded at the first HTTP/1.1 attempt and kept for another.
         let mut encoded: Option<h1::Encoded> = None;
+        let stages = request.extensions().get::<Arc<Stages>>().cloned();
         for attempt in 1..=ATTEMPTS {
             let (sender, reused) = match self.checkout(https, authority) {
                 Some(sender) => (sender, true),
                 // Boxed: the connect future is large and rare; inline, every request's
                 // future would carry (and move) its size.
                 None => {
-                    let sender = Box::pin(self.connect(&uri, https)).await?;
+                    let sender = Box::pin(self.connect(&uri, https, stages.as_deref())).await?;
                     if let Sender::Http2(shared, watch) = &sender {
                         // Shared from the start: the next requests multiplex on it.
                         Client::release(
@@ -200,6 +219,9 @@ impl Client {
                     (sender, false)
                 }
             };
+            if let Some(stages) = &stages {
+                stages.reused.store(reused, Ordering::Relaxed);
+            }
             match sender {
                 Sender::Http2(mut sender, watch) => {
                     if sender.ready().await.is_err() {
@@ -304,14 +326,33 @@ impl Client {
         });
     }
 
-    async fn connect(&self, uri: &Uri, https: bool) -> Result<Sender, ConnectFailed> {
+    async fn connect(
+        &self,
+        uri: &Uri,
+        https: bool,
+        stages: Option<&Stages>,
+    ) -> Result<Sender, ConnectFailed> {
         let failed = |error: BoxError| ConnectFailed(error);
+        let started = stages.map(|_| Instant::now());
         let tcp = self
             .inner
             .connector
             .connect(uri)
             .await
             .map_err(|error: ConnectError| failed(Box::new(error)))?;
+        let connected = stages.zip(started).map(|(stages, started)| {
+            stages
+                .connect_micros
+                .store(micros(started.elapsed()), Ordering::Relaxed);
+            (stages, Instant::now())
+        });
+        let handshaken = || {
+            if let Some((stages, connected)) = connected {
+                stages
+                    .tls_micros
+                    .store(micros(connected.elapsed()), Ordering::Relaxed);
+            }
+        };
         if !https {
             self.inner.counters.plain.fetch_add(1, Ordering::Relaxed);
             return Ok(Sender::Http1(Conn::new(Stream::Plain(tcp))));
@@ -343,6 +384,7 @@ impl Client {
                 .handshake(io)
                 .await
                 .map_err(|error| failed(Box::new(error)))?;
+            handshaken();
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "upstream HTTP/2 connection ended");
@@ -350,6 +392,7 @@ impl Client {
             });
             Ok(Sender::Http2(sender, watch))
         } else {
+            handshaken();
             Ok(Sender::Http1(Conn::new(Stream::Tls(Box::new(tls)))))
         }
     }

@@ -226,14 +226,15 @@ pub(crate) async fn send(
 pub(crate) async fn send_watched(
     state: &AppState,
     client: &UpstreamClient,
-    request: axum::http::Request<ForwardBody>,
+    mut request: axum::http::Request<ForwardBody>,
     clock: &UploadClock,
 ) -> Result<axum::http::Response<UpstreamBody>, ApiError> {
     let timeouts = state.inner.forwarder.timeouts;
     let started = std::time::Instant::now();
     let metrics = state.metrics();
+    let span = crate::tracing_export::ClientSpan::start(state, &mut request);
     let call = client.request(request, clock);
-    match clock
+    let outcome = match clock
         .watch(timeouts.response_headers, timeouts.body_idle, call)
         .await
     {
@@ -277,7 +278,11 @@ pub(crate) async fn send_watched(
                 ApiError::transport(failure.code, failure.message)
             })
         }
+    };
+    if let Some(span) = span {
+        span.finish(&outcome);
     }
+    outcome
 }
 
 /// One request of a forward call: the first, or a redirect followed.

@@ -362,6 +362,10 @@ fn every_numeric_key_refuses_values_that_could_panic() {
         ("expiry", "check_interval_seconds"),
         ("expiry", "webhook_timeout_seconds"),
         ("expiry", "thresholds_days"),
+        ("tracing", "sample_ratio"),
+        ("tracing", "export_timeout_seconds"),
+        ("tracing", "batch_size"),
+        ("tracing", "queue_capacity"),
     ]
     .into_iter()
     .map(|(table, key)| (table.to_owned(), key))
