@@ -68,6 +68,16 @@ pub struct Settings {
     pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
     /// When set, `/metrics` requires `Authorization: Bearer <this>`.
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
+    /// `POST /oauth2/token`; `None`: not served.
+    pub token_endpoint: Option<TokenEndpoint>,
+}
+
+/// The client-credentials token endpoint (SPEC 3): how its tokens are signed and how long
+/// they live.
+#[derive(Clone, Debug)]
+pub struct TokenEndpoint {
+    pub issuer: Arc<mtls_auth::client_credentials::ClientTokenIssuer>,
+    pub lifetime_seconds: u64,
 }
 
 /// Forward settings (SPEC 6.2).
@@ -122,6 +132,7 @@ pub(crate) struct Inner {
     pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
     pub metrics: crate::metrics::Metrics,
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
+    pub token_endpoint: Option<TokenEndpoint>,
 }
 
 impl AppState {
@@ -173,6 +184,7 @@ impl AppState {
                 certificate_principals: settings.certificate_principals,
                 metrics: crate::metrics::Metrics::default(),
                 metrics_token: settings.metrics_token,
+                token_endpoint: settings.token_endpoint,
             }),
         }
     }

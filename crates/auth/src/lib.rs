@@ -7,6 +7,7 @@
 mod account;
 pub mod bearer;
 pub mod certificate;
+pub mod client_credentials;
 pub mod oauth;
 mod principal;
 

@@ -301,6 +301,27 @@ pub struct AuthConfig {
     pub public_base_url: Option<String>,
     /// Callers authenticated by the client certificate a listener verified.
     pub client_certificates: Vec<ClientCertificateRule>,
+    /// `POST /oauth2/token`: app keys exchanged for Bearer tokens (client credentials).
+    pub token_endpoint: TokenEndpointConfig,
+}
+
+/// `[auth.token_endpoint]`: RFC 6749 client credentials for app keys (SPEC 3).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenEndpointConfig {
+    /// Serve `POST /oauth2/token` (needs `auth.hs256_enabled`: its tokens are HS256).
+    pub enabled: bool,
+    /// Lifetime of each token, in seconds (`expires_in`).
+    pub lifetime_seconds: u64,
+}
+
+impl Default for TokenEndpointConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lifetime_seconds: 3600,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -316,6 +337,7 @@ impl Default for AuthConfig {
             oauth_timestamp_window_seconds: 300,
             public_base_url: None,
             client_certificates: Vec::new(),
+            token_endpoint: TokenEndpointConfig::default(),
         }
     }
 }
@@ -863,6 +885,12 @@ impl Config {
         if !(1..=86_400).contains(&window) {
             return Err(ConfigError(format!(
                 "auth.oauth_timestamp_window_seconds: must be from 1 to 86400, not {window}"
+            )));
+        }
+        let lifetime = self.auth.token_endpoint.lifetime_seconds;
+        if !(1..=86_400).contains(&lifetime) {
+            return Err(ConfigError(format!(
+                "auth.token_endpoint.lifetime_seconds: must be from 1 to 86400, not {lifetime}"
             )));
         }
         for (key, networks) in [

@@ -25,4 +25,5 @@ mod operations;
 mod storage;
 mod support;
 mod tester;
+mod token;
 mod upstream;
