@@ -56,7 +56,7 @@ async fn chunked(base: &str, authorization: &str, form: &str, padding: usize) ->
     );
     socket.write_all(head.as_bytes()).await.unwrap();
     let mut chunks = vec![form.to_owned()];
-    chunks.extend((0..padding / 1000).map(|_| format!("&pad={}", "a".repeat(995))));
+    chunks.extend((0..padding / 1000).map(|index| format!("&pad{index:03}={}", "a".repeat(992))));
     for chunk in chunks {
         let framed = format!("{:x}\r\n{chunk}\r\n", chunk.len());
         // The server may answer and close before the last chunks: later writes may fail.
@@ -341,6 +341,19 @@ async fn every_refusal_is_its_rfc_6749_error() {
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
+    // A valid form labelled as something else is still refused.
+    let mislabelled = form(&[
+        grant,
+        ("client_id", &key.consumer_key),
+        ("client_secret", &key.consumer_secret),
+    ]);
+    for content_type in ["application/json", "text/plain", "multipart/form-data"] {
+        assert_oauth_error(
+            &request(&app.base, None, content_type, mislabelled.clone()).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        );
+    }
     // A repeated parameter.
     assert_oauth_error(
         &request(&app.base, Some(&good), FORM, form(&[grant, grant])).await,
@@ -349,14 +362,22 @@ async fn every_refusal_is_its_rfc_6749_error() {
     );
     // Over the cap: announced by Content-Length, and streamed without one.
     let padded = format!("{}&pad={}", form(&[grant]), "a".repeat(9000));
-    assert_oauth_error(
-        &request(&app.base, Some(&good), FORM, padded).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
+    let answer = request(&app.base, Some(&good), FORM, padded).await;
+    assert_oauth_error(&answer, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        answer.2["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("larger"),
+        "{}",
+        answer.2
     );
     let (status, body) = chunked(&app.base, &good, &form(&[grant]), 10_000).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("invalid_request"), "{body}");
+    assert!(
+        body.contains(r#""error":"invalid_request","error_description":"the form is larger"#),
+        "{body}"
+    );
 
     // Revoked: no new token (within the sync interval); one issued before lives until it expires.
     cli(&envs, &["app-key", "revoke", &key.consumer_key]);
