@@ -977,6 +977,29 @@ mod tests {
     }
 
     #[test]
+    fn the_token_endpoint_lifetime_is_bounded() {
+        let config = Config::load_from(None, vars(&[])).unwrap();
+        assert!(config.auth.token_endpoint.enabled);
+        assert_eq!(config.auth.token_endpoint.lifetime_seconds, 3600);
+        for (value, ok) in [("0", false), ("1", true), ("86400", true), ("86401", false)] {
+            let loaded = Config::load_from(
+                None,
+                vars(&[(
+                    "MTLS_GATEWAY__AUTH__TOKEN_ENDPOINT__LIFETIME_SECONDS",
+                    value,
+                )]),
+            );
+            assert_eq!(loaded.is_ok(), ok, "{value}");
+            if let Err(error) = loaded {
+                assert!(
+                    error.0.contains("auth.token_endpoint.lifetime_seconds"),
+                    "{error}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let file = temp_file(
             "override.toml",

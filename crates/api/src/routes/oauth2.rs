@@ -31,7 +31,7 @@ struct OAuthError {
     error: &'static str,
     description: &'static str,
     /// `invalid_client` after `client_secret_basic` (or no client authentication at all): 401
-    /// with a `Basic` challenge (RFC 6749 5.2); every other error is 400.
+    /// with a `Basic` challenge (RFC 6749 5.2); `server_error` is 500, every other error 400.
     challenge: bool,
 }
 
@@ -47,6 +47,8 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = if self.challenge {
             StatusCode::UNAUTHORIZED
+        } else if self.error == "server_error" {
+            StatusCode::INTERNAL_SERVER_ERROR
         } else {
             StatusCode::BAD_REQUEST
         };
