@@ -76,6 +76,31 @@ async fn chunked(base: &str, authorization: &str, form: &str, padding: usize) ->
     (status, answer)
 }
 
+/// A token request head announcing `length` body bytes, and no body: the status and the answer.
+async fn announced(base: &str, authorization: &str, length: usize) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\n\
+         Content-Type: {FORM}\r\nContent-Length: {length}\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    // Not a timing assertion: only a bound on waiting for an answer that must come unprompted.
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("no answer while the body was still missing")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
 /// Status, headers and JSON body of a token request.
 async fn request(
     app: &str,
@@ -378,6 +403,12 @@ async fn every_refusal_is_its_rfc_6749_error() {
         body.contains(r#""error":"invalid_request","error_description":"the form is larger"#),
         "{body}"
     );
+
+    // An announced length past the cap is refused before a byte of the body is read: the answer
+    // comes while the client has sent none (a server reading first would wait for it).
+    let (status, body) = announced(&app.base, &good, 100_000).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("the form is larger"), "{body}");
 
     // Revoked: no new token (within the sync interval); one issued before lives until it expires.
     cli(&envs, &["app-key", "revoke", &key.consumer_key]);
