@@ -286,6 +286,21 @@ async fn both_client_authentications_give_a_token_that_works_for_the_keys_accoun
     app.running.stop().await.unwrap();
 }
 
+/// A platform key (`*`): its token acts on every account.
+#[tokio::test]
+async fn a_platform_keys_token_covers_every_account() {
+    let app = spawn(fast).await;
+    let key = create_key(&envs(&app.config, &Stack::SqliteLocal), "*");
+    let body = until_issued(&app.base, &key).await;
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(claims(token)["accounts"], serde_json::json!(["*"]));
+    for account in [random_account(), random_account()] {
+        let list = app.url(&format!("/mtls/account/{account}/certificates"));
+        assert_eq!(get(&list, token).await, StatusCode::OK);
+    }
+    app.running.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn every_refusal_is_its_rfc_6749_error() {
     let app = spawn(fast).await;
