@@ -301,6 +301,28 @@ async fn a_platform_keys_token_covers_every_account() {
     app.running.stop().await.unwrap();
 }
 
+/// With `auth.audience` and `auth.issuer` set, the gateway requires them in every token: its
+/// own tokens carry them.
+#[tokio::test]
+async fn its_tokens_carry_the_required_audience_and_issuer() {
+    let app = spawn(|config| {
+        fast(config);
+        config.auth.audience = vec!["mtls-gateway".to_owned(), "other".to_owned()];
+        config.auth.issuer = vec!["https://gateway.example".to_owned()];
+    })
+    .await;
+    let account = random_account();
+    let key = create_key(&envs(&app.config, &Stack::SqliteLocal), &account);
+    let body = until_issued(&app.base, &key).await;
+    let token = body["access_token"].as_str().unwrap();
+    let claims = claims(token);
+    assert_eq!(claims["aud"], "mtls-gateway");
+    assert_eq!(claims["iss"], "https://gateway.example");
+    let list = app.url(&format!("/mtls/account/{account}/certificates"));
+    assert_eq!(get(&list, token).await, StatusCode::OK);
+    app.running.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn every_refusal_is_its_rfc_6749_error() {
     let app = spawn(fast).await;
