@@ -26,7 +26,7 @@ mod upload;
 pub use backends::{BackendSlot, Backends, Readiness};
 pub use certificates::now;
 pub use routes::Surface;
-pub use state::{AppState, ForwardSettings, Limits, Settings};
+pub use state::{AppState, ForwardSettings, Limits, Settings, TokenEndpoint};
 
 use axum::Router;
 use axum::middleware;

@@ -176,6 +176,49 @@ fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "post",
+            path: "/oauth2/token",
+            id: "oauth2Token",
+            summary: "RFC 6749 client credentials (SPEC 3): an app key's consumer key and secret, by HTTP Basic (client_secret_basic) or in the form (client_secret_post), for a short-lived Bearer token. Errors are RFC 6749 5.2 JSON (OAuthError), not ErrorBody; 429 (rate limited) is ErrorBody.",
+            tag: "auth",
+            privilege: None,
+            parameters: vec![],
+            body: Some(
+                json!({ "required": true, "content": { "application/x-www-form-urlencoded": { "schema": {
+                "type": "object",
+                "properties": {
+                    "grant_type": { "type": "string", "enum": ["client_credentials"] },
+                    "client_id": { "type": "string", "description": "client_secret_post: the consumer key." },
+                    "client_secret": { "type": "string", "description": "client_secret_post: the consumer secret." },
+                    "scope": { "type": "string", "description": "Optional: space-separated privileges, a subset of the key's." }
+                },
+                "required": ["grant_type"] } } } }),
+            ),
+            responses: vec![
+                (
+                    "200",
+                    json_response(
+                        "The token (Cache-Control: no-store).",
+                        schema("TokenResponse"),
+                    ),
+                ),
+                (
+                    "400",
+                    json_response(
+                        "invalid_request, unsupported_grant_type, invalid_scope, or invalid_client after client_secret_post.",
+                        schema("OAuthError"),
+                    ),
+                ),
+                (
+                    "401",
+                    json_response(
+                        "invalid_client after HTTP Basic (or without client authentication), with WWW-Authenticate: Basic.",
+                        schema("OAuthError"),
+                    ),
+                ),
+            ],
+        },
+        Operation {
+            method: "post",
             path: "/mtls/account/{accountId}/p12-test/multipart",
             id: "testP12",
             summary: "Test a PKCS#12 file and its password (SPEC 8); nothing is stored.",
@@ -544,6 +587,26 @@ fn handwritten_schemas() -> Map<String, Value> {
                     "properties": { "index": { "type": "integer", "minimum": 0 }, "code": string, "message": string } } }
             }
         } }
+    }));
+    schemas.insert("TokenResponse".into(), json!({
+        "type": "object",
+        "description": "RFC 6749 5.1.",
+        "properties": {
+            "access_token": string,
+            "token_type": { "type": "string", "enum": ["Bearer"] },
+            "expires_in": { "type": "integer", "minimum": 1 },
+            "scope": { "type": "string", "description": "The privileges granted, space-separated." }
+        },
+        "required": ["access_token", "token_type", "expires_in"]
+    }));
+    schemas.insert("OAuthError".into(), json!({
+        "type": "object",
+        "description": "RFC 6749 5.2.",
+        "properties": {
+            "error": { "type": "string", "enum": ["invalid_request", "invalid_client", "unsupported_grant_type", "invalid_scope", "server_error"] },
+            "error_description": string
+        },
+        "required": ["error"]
     }));
     schemas.insert("LiveReport".into(), json!({
         "type": "object",

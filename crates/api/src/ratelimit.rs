@@ -63,6 +63,8 @@ impl Group {
             ["mtls", "account", _, "p12-test", ..] => Some(Group::Tester),
             ["mtls", "account", _] => Some(Group::Forward),
             ["mtls", "account", ..] | ["api", "account", ..] => Some(Group::Configuration),
+            // The token endpoint: per IP before the client is authenticated, like configuration.
+            ["oauth2", "token"] => Some(Group::Configuration),
             _ => None,
         }
     }
@@ -284,6 +286,7 @@ mod tests {
             Group::of("/api/account/1/configuration/ac-common/mtls"),
             Some(Group::Configuration)
         );
+        assert_eq!(Group::of("/oauth2/token"), Some(Group::Configuration));
         assert_eq!(Group::of("/healthz"), None);
     }
 

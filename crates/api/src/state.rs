@@ -70,6 +70,16 @@ pub struct Settings {
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
     /// The span exporter, when `[tracing] otlp_endpoint` is set.
     pub tracing: Option<Arc<mtls_otel::Exporter>>,
+    /// `POST /oauth2/token`; `None`: not served.
+    pub token_endpoint: Option<TokenEndpoint>,
+}
+
+/// The client-credentials token endpoint (SPEC 3): how its tokens are signed and how long
+/// they live.
+#[derive(Clone, Debug)]
+pub struct TokenEndpoint {
+    pub issuer: Arc<mtls_auth::client_credentials::ClientTokenIssuer>,
+    pub lifetime_seconds: u64,
 }
 
 /// Forward settings (SPEC 6.2).
@@ -128,6 +138,7 @@ pub(crate) struct Inner {
     pub metrics: crate::metrics::Metrics,
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
     pub tracing: Option<Arc<mtls_otel::Exporter>>,
+    pub token_endpoint: Option<TokenEndpoint>,
 }
 
 impl AppState {
@@ -180,6 +191,7 @@ impl AppState {
                 metrics: crate::metrics::Metrics::default(),
                 metrics_token: settings.metrics_token,
                 tracing: settings.tracing,
+                token_endpoint: settings.token_endpoint,
             }),
         }
     }

@@ -9,6 +9,7 @@ mod account;
 pub mod bearer;
 pub mod certificate;
 pub mod claims;
+pub mod client_credentials;
 pub mod oauth;
 mod principal;
 

@@ -306,6 +306,8 @@ pub struct AuthConfig {
     /// `[auth.claims]`: how an identity provider's RS256/ES256 tokens name accounts, caller and
     /// rights. Absent: those tokens carry `sub`, `accounts` and `privileges` (SPEC 3).
     pub claims: Option<ClaimsConfig>,
+    /// `POST /oauth2/token`: app keys exchanged for Bearer tokens (client credentials).
+    pub token_endpoint: TokenEndpointConfig,
 }
 
 /// `[auth.claims]`, the claim mapping of SPEC 3 (see `mtls_auth::claims`).
@@ -396,6 +398,25 @@ impl ClaimsConfig {
     }
 }
 
+/// `[auth.token_endpoint]`: RFC 6749 client credentials for app keys (SPEC 3).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenEndpointConfig {
+    /// Serve `POST /oauth2/token` (needs `auth.hs256_enabled`: its tokens are HS256).
+    pub enabled: bool,
+    /// Lifetime of each token, in seconds (`expires_in`).
+    pub lifetime_seconds: u64,
+}
+
+impl Default for TokenEndpointConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lifetime_seconds: 3600,
+        }
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
@@ -410,6 +431,7 @@ impl Default for AuthConfig {
             public_base_url: None,
             client_certificates: Vec::new(),
             claims: None,
+            token_endpoint: TokenEndpointConfig::default(),
         }
     }
 }
@@ -1059,6 +1081,12 @@ impl Config {
                 "auth.oauth_timestamp_window_seconds: must be from 1 to 86400, not {window}"
             )));
         }
+        let lifetime = self.auth.token_endpoint.lifetime_seconds;
+        if !(1..=86_400).contains(&lifetime) {
+            return Err(ConfigError(format!(
+                "auth.token_endpoint.lifetime_seconds: must be from 1 to 86400, not {lifetime}"
+            )));
+        }
         for (key, networks) in [
             ("server.trusted_proxies", &self.server.trusted_proxies),
             ("egress.allow_cidrs", &self.egress.allow_cidrs),
@@ -1141,6 +1169,29 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./mtls-data"));
         assert!(config.auth.hs256_enabled);
         assert_eq!(config.intake.max_file_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn the_token_endpoint_lifetime_is_bounded() {
+        let config = Config::load_from(None, vars(&[])).unwrap();
+        assert!(config.auth.token_endpoint.enabled);
+        assert_eq!(config.auth.token_endpoint.lifetime_seconds, 3600);
+        for (value, ok) in [("0", false), ("1", true), ("86400", true), ("86401", false)] {
+            let loaded = Config::load_from(
+                None,
+                vars(&[(
+                    "MTLS_GATEWAY__AUTH__TOKEN_ENDPOINT__LIFETIME_SECONDS",
+                    value,
+                )]),
+            );
+            assert_eq!(loaded.is_ok(), ok, "{value}");
+            if let Err(error) = loaded {
+                assert!(
+                    error.0.contains("auth.token_endpoint.lifetime_seconds"),
+                    "{error}"
+                );
+            }
+        }
     }
 
     #[test]

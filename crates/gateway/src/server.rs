@@ -165,11 +165,34 @@ fn certificate_principals(config: &Config) -> Result<CertificatePrincipals, Conf
     CertificatePrincipals::new(rules).map_err(ConfigError)
 }
 
+/// `POST /oauth2/token`, when enabled and HS256 is on (its tokens are signed with that key).
+fn token_endpoint(
+    config: &Config,
+    secret: Option<&[u8]>,
+) -> Result<Option<mtls_api::TokenEndpoint>, ConfigError> {
+    let settings = &config.auth.token_endpoint;
+    let Some(secret) = secret.filter(|_| settings.enabled) else {
+        return Ok(None);
+    };
+    let issuer = mtls_auth::client_credentials::ClientTokenIssuer::new(
+        secret,
+        config.auth.audience.first().cloned(),
+        config.auth.issuer.first().cloned(),
+    )
+    .map_err(|error| ConfigError(format!("auth.token_endpoint: {error}")))?;
+    Ok(Some(mtls_api::TokenEndpoint {
+        issuer: std::sync::Arc::new(issuer),
+        lifetime_seconds: settings.lifetime_seconds,
+    }))
+}
+
 /// Builds the application state from the configuration.
 pub fn state(config: &Config) -> Result<AppState, ConfigError> {
     data_dir::ensure(&config.data_dir)?;
+    let secret = hs256_secret(config)?;
+    let token_endpoint = token_endpoint(config, secret.as_deref().map(Vec::as_slice))?;
     let bearer = BearerConfig {
-        hs256_secret: hs256_secret(config)?,
+        hs256_secret: secret,
         public_key_pems: read_all(&config.auth.public_key_files, "auth.public_key_files:")?,
         jwks: read_all(&config.auth.jwks_files, "auth.jwks_files:")?,
         audience: config.auth.audience.clone(),
@@ -209,6 +232,7 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
             .as_ref()
             .map(|token| Zeroizing::new(token.expose().to_owned())),
         tracing: tracing_exporter(config)?,
+        token_endpoint,
     };
     Ok(AppState::new(
         Authenticator::new(verifier, config.auth.oauth_timestamp_window_seconds.max(1)),

@@ -7,6 +7,7 @@ mod collect;
 pub(crate) mod forward;
 mod health;
 mod mappings;
+mod oauth2;
 mod tester;
 
 use axum::Router;
@@ -42,6 +43,15 @@ pub fn routes(state: AppState, surface: Surface) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/openapi.json", get(crate::openapi::openapi));
+    // On every surface: clients of the runtime fetch their tokens too. Its body limit is its own.
+    let router = if state.inner.token_endpoint.is_some() {
+        router.route(
+            "/oauth2/token",
+            post(oauth2::token).layer(DefaultBodyLimit::disable()),
+        )
+    } else {
+        router
+    };
     let router = if admin {
         router
             .route("/", get(crate::console::index))

@@ -343,6 +343,7 @@ fn every_numeric_key_refuses_values_that_could_panic() {
         ("server", "max_request_head_bytes"),
         ("auth", "leeway_seconds"),
         ("auth", "oauth_timestamp_window_seconds"),
+        ("auth.token_endpoint", "lifetime_seconds"),
         ("accounts", "max_certificates"),
         ("accounts", "max_mappings"),
         ("intake", "max_file_bytes"),

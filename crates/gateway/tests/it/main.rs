@@ -25,5 +25,6 @@ mod operations;
 mod storage;
 mod support;
 mod tester;
+mod token;
 mod tracing;
 mod upstream;

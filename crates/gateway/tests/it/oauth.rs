@@ -11,15 +11,15 @@ use serde_json::Value;
 
 use crate::support::{Stack, TestApp, client, spawn, spawn_on, stacks};
 
-struct Key {
-    consumer_key: String,
-    consumer_secret: String,
-    token: String,
-    token_secret: String,
+pub(crate) struct Key {
+    pub(crate) consumer_key: String,
+    pub(crate) consumer_secret: String,
+    pub(crate) token: String,
+    pub(crate) token_secret: String,
 }
 
 /// The environment that points the command line at `config`'s database and secret store.
-fn envs(config: &Config, stack: &Stack) -> Vec<(String, String)> {
+pub(crate) fn envs(config: &Config, stack: &Stack) -> Vec<(String, String)> {
     let mut envs = vec![(
         "MTLS_GATEWAY__DATA_DIR".to_owned(),
         config.data_dir.display().to_string(),
@@ -47,7 +47,7 @@ fn envs(config: &Config, stack: &Stack) -> Vec<(String, String)> {
     envs
 }
 
-fn cli(envs: &[(String, String)], args: &[&str]) -> String {
+pub(crate) fn cli(envs: &[(String, String)], args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_mtls-gateway"))
         .envs(envs.iter().cloned())
         .args(args)
@@ -61,7 +61,7 @@ fn cli(envs: &[(String, String)], args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn create_key(envs: &[(String, String)], account: &str) -> Key {
+pub(crate) fn create_key(envs: &[(String, String)], account: &str) -> Key {
     let out = cli(
         envs,
         &[
@@ -87,7 +87,7 @@ fn create_key(envs: &[(String, String)], account: &str) -> Key {
     }
 }
 
-fn oauthlib_available() -> bool {
+pub(crate) fn oauthlib_available() -> bool {
     let ok = Command::new(python())
         .args(["-c", "import oauthlib"])
         .status()
@@ -148,7 +148,7 @@ async fn until(key: &Key, url: &str, want: StatusCode) {
     }
 }
 
-fn fast(config: &mut Config) {
+pub(crate) fn fast(config: &mut Config) {
     config.runtime.sync_interval_seconds = 0.2;
 }
 
