@@ -1783,3 +1783,156 @@ async fn follow_redirects_never_relays_every_redirect() {
     );
     app.running.stop().await.unwrap();
 }
+
+/// The value of one `/metrics` line without labels.
+async fn pool_metric(app: &TestApp, name: &str) -> u64 {
+    let text = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+/// One forward call that must succeed with `fingerprint`; the server's view of it.
+async fn forwarded(tenant: &Tenant<'_>, target: &str, fingerprint: &str) -> Value {
+    let (status, _, body) = answer(tenant.forward(reqwest::Method::GET, target)).await;
+    assert_eq!(status, StatusCode::OK, "{target}: {body}");
+    assert_eq!(body["fingerprint"], fingerprint, "{target}");
+    body
+}
+
+#[tokio::test]
+async fn idle_connections_per_identity_stay_within_their_cap() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_with(&pki, Some(&fixtures.path("root.pem")), true, false).await;
+    let app = one_worker(&server, |config| {
+        config.forward.max_idle_per_identity = 2;
+    })
+    .await;
+    let tenant = Tenant::new(&app);
+    let (id, fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let target = format!("https://localhost:{}/slow", server.port);
+    tenant.map(id, "1", &target).await;
+    // Six at once on HTTP/1.1: six connections, all handed back when their answers end.
+    let call = || forwarded(&tenant, &target, &fingerprint);
+    let (a, b, c, d, e, f) = tokio::join!(call(), call(), call(), call(), call(), call());
+    let bodies = [a, b, c, d, e, f];
+    let mut ports: Vec<_> = bodies.iter().map(|body| body["peerPort"].clone()).collect();
+    ports.sort_by_key(ToString::to_string);
+    ports.dedup();
+    assert_eq!(ports.len(), 6, "six connections were open at once");
+    assert_eq!(pool_metric(&app, "mtls_forward_idle_connections").await, 2);
+    assert_eq!(
+        pool_metric(&app, "mtls_forward_idle_evicted_total").await,
+        4
+    );
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn past_the_total_cap_the_least_recently_used_identity_loses_its_connections_first() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start_with(&pki, Some(&fixtures.path("root.pem")), true, false).await;
+    let app = one_worker(&server, |config| {
+        config.forward.max_idle_total = 2;
+    })
+    .await;
+    let target = format!("https://localhost:{}/lru", server.port);
+    let mut tenants = Vec::new();
+    for _ in 0..3 {
+        let tenant = Tenant::new(&app);
+        let (id, fingerprint) = tenant
+            .certificate(&fixtures, "openssl-default-p256.p12")
+            .await;
+        tenant.map(id, "1", &target).await;
+        tenants.push((tenant, fingerprint));
+    }
+    let (first, second) = (&tenants[0], &tenants[1]);
+    let a = forwarded(&first.0, &target, &first.1).await;
+    let b = forwarded(&second.0, &target, &second.1).await;
+    // Used again: now the first tenant's connection is the most recently used one.
+    let a_again = forwarded(&first.0, &target, &first.1).await;
+    assert_eq!(a_again["peerPort"], a["peerPort"]);
+    // A third identity's connection makes three idle: the second tenant's goes.
+    let third = &tenants[2];
+    let c = forwarded(&third.0, &target, &third.1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(pool_metric(&app, "mtls_forward_idle_connections").await, 2);
+    assert_eq!(
+        pool_metric(&app, "mtls_forward_idle_evicted_total").await,
+        1
+    );
+    // (The kept ones first: the second tenant's new connection will make three again.)
+    let a_after = forwarded(&first.0, &target, &first.1).await;
+    assert_eq!(a_after["peerPort"], a["peerPort"], "kept");
+    let c_after = forwarded(&third.0, &target, &third.1).await;
+    assert_eq!(c_after["peerPort"], c["peerPort"], "kept");
+    let b_after = forwarded(&second.0, &target, &second.1).await;
+    assert_ne!(
+        b_after["peerPort"], b["peerPort"],
+        "evicted: a new connection"
+    );
+    app.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_identity_is_unloaded_and_its_next_request_loads_it_again() {
+    let Some((fixtures, pki)) = fixtures_and_pki() else {
+        return;
+    };
+    let server = upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
+    let app = spawn(|config| {
+        trusting(&server)(config);
+        config.forward.identity_idle_seconds = 1.0;
+        config.forward.allow_unmapped = false;
+        config.server.workers = 1;
+    })
+    .await;
+    let target = format!("https://localhost:{}/unload", server.port);
+    let idle = Tenant::new(&app);
+    let (id, idle_fingerprint) = idle
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    idle.map(id, "1", &target).await;
+    let busy = Tenant::new(&app);
+    let (id, busy_fingerprint) = busy
+        .certificate(&fixtures, "openssl-default-p384.p12")
+        .await;
+    busy.map(id, "1", &target).await;
+    let before = forwarded(&idle, &target, &idle_fingerprint).await;
+    assert_eq!(before["version"], "HTTP/2.0");
+    let busy_first = forwarded(&busy, &target, &busy_fingerprint).await;
+    assert_eq!(pool_metric(&app, "mtls_forward_identities_loaded").await, 2);
+    // The busy tenant calls every 200 ms for 2 s (past the idle time): it stays loaded, and
+    // keeps its connection; the other is unloaded and its connection closed.
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let body = forwarded(&busy, &target, &busy_fingerprint).await;
+        assert_eq!(body["peerPort"], busy_first["peerPort"], "not unloaded");
+    }
+    assert_eq!(pool_metric(&app, "mtls_forward_identities_loaded").await, 1);
+    assert_eq!(
+        pool_metric(&app, "mtls_forward_identities_unloaded_total").await,
+        1
+    );
+    assert_eq!(pool_metric(&app, "mtls_forward_idle_connections").await, 1);
+    // Its next request loads it again (cold path) and succeeds with its own certificate.
+    let after = forwarded(&idle, &target, &idle_fingerprint).await;
+    assert_ne!(after["peerPort"], before["peerPort"], "a new connection");
+    assert_eq!(pool_metric(&app, "mtls_forward_identities_loaded").await, 2);
+    app.running.stop().await.unwrap();
+}
