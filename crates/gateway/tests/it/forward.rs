@@ -1936,3 +1936,104 @@ async fn an_idle_identity_is_unloaded_and_its_next_request_loads_it_again() {
     assert_eq!(pool_metric(&app, "mtls_forward_identities_loaded").await, 2);
     app.running.stop().await.unwrap();
 }
+
+/// This process's resident set, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `count` tenants with their certificates (P-256 and RSA-2048 alternating) mapped to `target`.
+async fn memory_tenants<'a>(
+    app: &'a TestApp,
+    fixtures: &P12Fixtures,
+    target: &str,
+    count: usize,
+) -> Vec<Tenant<'a>> {
+    let mut tenants = Vec::new();
+    for index in 0..count {
+        let tenant = Tenant::new(app);
+        let file = if index % 2 == 0 {
+            "openssl-default-p256.p12"
+        } else {
+            "openssl-default-rsa2048.p12"
+        };
+        let (id, _) = tenant.certificate(fixtures, file).await;
+        tenant.map(id, "1", target).await;
+        tenants.push(tenant);
+    }
+    tenants
+}
+
+/// RSS growth (KiB) while each tenant after the first makes one call (after a warm-up).
+async fn rss_growth(tenants: &[Tenant<'_>], target: &str) -> u64 {
+    let call = |tenant: &Tenant<'_>| {
+        let request = tenant.forward(reqwest::Method::GET, target);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.bytes().await.unwrap();
+        }
+    };
+    for _ in 0..20 {
+        call(&tenants[0]).await;
+    }
+    let before = rss_kib();
+    for tenant in &tenants[1..] {
+        call(tenant).await;
+    }
+    rss_kib().saturating_sub(before)
+}
+
+/// Not a check, a measurement for docs/forward.md ("Upstream connections"): the gateway's RSS
+/// growth per warm identity and per idle upstream connection (HTTP/2, to nginx out of process
+/// so that only the gateway's side counts). Growth only: freed memory is not given back to the
+/// system by the allocator, so RSS cannot show what closing or unloading frees (the metrics do).
+/// Two gateways in turn, `MEMORY_TENANTS` (default 200: nginx takes 256 connections) tenants
+/// each: on the first, connections close 0.1 s after their call (identities only); on the
+/// second they stay idle (identities and connections). Run with
+/// `cargo test -p mtls-gateway --test it -- --ignored --nocapture forward::memory_per`.
+#[tokio::test]
+#[ignore = "a measurement, run by hand"]
+async fn memory_per_identity_and_idle_connection() {
+    let Some((fixtures, pki, server)) = setup().await else {
+        return;
+    };
+    let Some(nginx) = upstream::nginx(&pki, &fixtures.path("root.pem")) else {
+        return;
+    };
+    let count: usize = std::env::var("MEMORY_TENANTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(200);
+    let target = format!("https://localhost:{}/hello", nginx.port);
+    let closing = one_worker(&server, |config| {
+        config.forward.idle_timeout_seconds = 0.1;
+    })
+    .await;
+    let tenants = memory_tenants(&closing, &fixtures, &target, count).await;
+    let identities = rss_growth(&tenants, &target).await;
+    let loaded = pool_metric(&closing, "mtls_forward_identities_loaded").await;
+    let keeping = one_worker(&server, |_| {}).await;
+    let tenants_kept = memory_tenants(&keeping, &fixtures, &target, count).await;
+    let with_connections = rss_growth(&tenants_kept, &target).await;
+    let idle = pool_metric(&keeping, "mtls_forward_idle_connections").await;
+    let n = u64::try_from(count - 1).unwrap();
+    println!(
+        "{n} identities ({loaded} loaded): +{identities} KiB; with {idle} idle connections: \
+         +{with_connections} KiB"
+    );
+    println!(
+        "per warm identity: {} KiB; per idle connection: {} KiB",
+        identities / n,
+        with_connections.saturating_sub(identities) / n
+    );
+    drop(tenants);
+    drop(tenants_kept);
+    closing.running.stop().await.unwrap();
+    keeping.running.stop().await.unwrap();
+}
