@@ -10,7 +10,10 @@
 //! waits on another thread's wake-up). Rotation installs a new identity key (the certificate
 //! version is part of it) and retires the old one; each thread drops its clients of retired
 //! identities at its next request, which closes their idle connections, while requests in
-//! flight finish on the connection they hold.
+//! flight finish on the connection they hold. Identities idle for `forward.identity_idle_seconds`
+//! are unloaded by [`Forwarder::unload_idle`] (a timer): out of the cache and out of every
+//! thread's map at once, so that no client keeps their key (docs/forward.md, "Memory follows
+//! the active set").
 //!
 //! Failures are classified in [`crate::failure`], once, into the stable codes of SPEC 7.4.
 
@@ -170,7 +173,7 @@ const IDLE_TICKS: u64 = 4;
 pub struct Forwarder {
     id: u64,
     policy: Arc<EgressPolicy>,
-    roots: RootCertStore,
+    roots: Arc<RootCertStore>,
     pub timeouts: Timeouts,
     identities: Mutex<Identities>,
     generation: AtomicU64,
@@ -202,7 +205,7 @@ impl Forwarder {
         Self {
             id: NEXT_FORWARDER.fetch_add(1, Ordering::Relaxed),
             policy: Arc::new(policy),
-            roots,
+            roots: Arc::new(roots),
             timeouts,
             identities: Mutex::new(Identities::default()),
             generation: AtomicU64::new(0),
