@@ -494,9 +494,8 @@ impl Client {
 
     /// Puts `sender`'s connection in the pool (HTTP/1.1 after its response body ended); the
     /// first one starts the task that closes idle connections. At the identity's cap, this
-    /// client's connection that has waited longest is closed to make room, or, when this client
-    /// has none other, `sender`'s; past the total cap, the task evicting across identities is
-    /// woken (O(1) here either way).
+    /// client's connection that has waited longest is closed to make room; past the total cap,
+    /// the task evicting across identities is woken (neither grows with the identities).
     fn release(inner: &Arc<Inner>, https: bool, authority: Box<str>, sender: Sender) {
         let mut idles = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if !idles.reaping {
@@ -504,13 +503,13 @@ impl Client {
             tokio::spawn(reap(Arc::downgrade(inner)));
         }
         let limits = &inner.limits;
-        if inner.identity_idle.load(Ordering::Relaxed) >= limits.per_identity {
+        // When this client holds no other, the connection is kept all the same: the identity's
+        // others are on other threads, and dropping it would make this thread open a connection
+        // per request (so the cap may be passed by one per other worker thread).
+        if inner.identity_idle.load(Ordering::Relaxed) >= limits.per_identity
+            && idles.evict_oldest()
+        {
             limits.evicted.fetch_add(1, Ordering::Relaxed);
-            if !idles.evict_oldest() {
-                // Dropped: closed (an HTTP/2 connection once its requests have ended).
-                inner.settle(&mut idles);
-                return;
-            }
         }
         idles.of(https).entry(authority).or_default().push(Idle {
             sender,
