@@ -193,6 +193,7 @@ impl Metrics {
             "mtls_forward_identities_loaded {}",
             state.inner.forwarder.identity_count()
         );
+        render_pool(&state.inner.forwarder, &mut out);
         self.render_runtime(state, &mut out);
         self.connections.render(&mut out);
         self.render_certificates(&mut out);
@@ -424,5 +425,33 @@ fn render_tracing(state: &AppState, out: &mut String) {
             "mtls_tracing_spans_total{{outcome=\"{outcome}\"}} {}",
             counter.load(Ordering::Relaxed)
         );
+    }
+}
+
+/// The idle-connection caps and identity unloading (docs/forward.md, "Upstream connections").
+fn render_pool(forwarder: &mtls_runtime::forward::Forwarder, out: &mut String) {
+    let limits = &forwarder.idle_limits;
+    for (name, kind, text, value) in [
+        (
+            "mtls_forward_idle_connections",
+            "gauge",
+            "Forward: idle upstream connections in the pools now.",
+            u64::try_from(limits.idle.load(Ordering::Relaxed)).unwrap_or(u64::MAX),
+        ),
+        (
+            "mtls_forward_idle_evicted_total",
+            "counter",
+            "Forward: idle upstream connections closed to stay within forward.max_idle_per_identity or forward.max_idle_total.",
+            limits.evicted.load(Ordering::Relaxed),
+        ),
+        (
+            "mtls_forward_identities_unloaded_total",
+            "counter",
+            "Forward: identities unloaded after forward.identity_idle_seconds without a request.",
+            forwarder.unloaded.load(Ordering::Relaxed),
+        ),
+    ] {
+        help(out, name, kind, text);
+        let _ = writeln!(out, "{name} {value}");
     }
 }

@@ -152,6 +152,11 @@ impl AppState {
         &self.inner.routing
     }
 
+    /// The upstream clients and identities (for the unloading timer).
+    pub fn forwarder(&self) -> &std::sync::Arc<mtls_runtime::forward::Forwarder> {
+        &self.inner.forwarder
+    }
+
     /// The gateway's metrics (the expiry monitor fills in the certificates).
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics

@@ -682,6 +682,15 @@ pub struct ForwardConfig {
     /// `same-origin`: 301/302/303/307/308 to the forwarded URL's origin are followed with the
     /// same certificate (at most 5 hops); `never`: every 3xx is relayed.
     pub follow_redirects: FollowRedirects,
+    /// Idle upstream connections kept per identity (over every worker thread); past it the one
+    /// idle longest is closed.
+    pub max_idle_per_identity: usize,
+    /// Idle upstream connections kept in all; past it the ones idle longest, whichever their
+    /// identity, are closed.
+    pub max_idle_total: usize,
+    /// An identity with no request for this long is unloaded (its key material dropped and
+    /// zeroized); its next request loads it again.
+    pub identity_idle_seconds: f64,
 }
 
 /// `forward.follow_redirects`, read into the runtime's setting at load (another value is an
@@ -714,6 +723,9 @@ impl Default for ForwardConfig {
             idle_timeout_seconds: 90.0,
             preload_identities: false,
             follow_redirects: FollowRedirects::SameOrigin,
+            max_idle_per_identity: 32,
+            max_idle_total: 4096,
+            identity_idle_seconds: 600.0,
         }
     }
 }
@@ -945,6 +957,11 @@ impl Config {
                 MIN_SECONDS,
             ),
             (
+                "forward.identity_idle_seconds",
+                forward.identity_idle_seconds,
+                MIN_SECONDS,
+            ),
+            (
                 "expiry.check_interval_seconds",
                 expiry.check_interval_seconds,
                 MIN_SECONDS,
@@ -1046,6 +1063,18 @@ impl Config {
                 as_u64(forward.max_body_bytes),
                 0,
                 1 << 40,
+            ),
+            (
+                "forward.max_idle_per_identity",
+                as_u64(forward.max_idle_per_identity),
+                1,
+                1 << 20,
+            ),
+            (
+                "forward.max_idle_total",
+                as_u64(forward.max_idle_total),
+                1,
+                1 << 24,
             ),
             (
                 "database.max_connections",

@@ -31,6 +31,7 @@ pub struct Running {
     state: AppState,
     workers: Option<Workers>,
     reloader: JoinHandle<()>,
+    unloader: JoinHandle<()>,
 }
 
 impl Running {
@@ -39,6 +40,7 @@ impl Running {
     pub async fn stop(mut self) -> std::io::Result<()> {
         self.state.drain();
         self.reloader.abort();
+        self.unloader.abort();
         if let Some(workers) = self.workers.take() {
             tokio::task::spawn_blocking(move || workers.stop())
                 .await
@@ -109,6 +111,13 @@ pub fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
         },
         roots,
         timeouts,
+    )
+    .with_limits(
+        mtls_runtime::forward::IdleLimits::new(
+            config.forward.max_idle_per_identity,
+            config.forward.max_idle_total,
+        ),
+        seconds(config.forward.identity_idle_seconds),
     ))
 }
 
@@ -347,13 +356,35 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
     let watched: Vec<Arc<ServerTls>> = tls.into_iter().chain(admin_tls).collect();
     // Always running: SIGHUP must never end the process, TLS or not.
     let reloader = tokio::spawn(reload_certificates(watched));
+    let unloader = tokio::spawn(unload_idle_identities(std::sync::Arc::downgrade(
+        state.forwarder(),
+    )));
     Ok(Running {
         address,
         admin_address,
         state,
         workers: Some(workers),
         reloader,
+        unloader,
     })
+}
+
+/// The timer of `forward.identity_idle_seconds` (a scan of the identities per tick, never on
+/// a request); ends with the forwarder.
+async fn unload_idle_identities(forwarder: std::sync::Weak<Forwarder>) {
+    let Some(period) = forwarder
+        .upgrade()
+        .map(|forwarder| forwarder.unload_period())
+    else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(forwarder) = forwarder.upgrade() else {
+            return;
+        };
+        forwarder.unload_idle();
+    }
 }
 
 /// The listeners' timeouts and connection caps.

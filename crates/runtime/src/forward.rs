@@ -10,14 +10,17 @@
 //! waits on another thread's wake-up). Rotation installs a new identity key (the certificate
 //! version is part of it) and retires the old one; each thread drops its clients of retired
 //! identities at its next request, which closes their idle connections, while requests in
-//! flight finish on the connection they hold.
+//! flight finish on the connection they hold. Identities idle for `forward.identity_idle_seconds`
+//! are unloaded by [`Forwarder::unload_idle`] (a timer): out of the cache and out of every
+//! thread's map at once, so that no client keeps their key (docs/forward.md, "Memory follows
+//! the active set").
 //!
 //! Failures are classified in [`crate::failure`], once, into the stable codes of SPEC 7.4.
 
 use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use hashbrown::HashMap;
@@ -28,7 +31,7 @@ use crate::egress::EgressPolicy;
 pub use crate::failure::{Failure, classify};
 use crate::identity::{ClientIdentity, client_config};
 
-pub use crate::pool::{ConnectionCounters, ForwardBody};
+pub use crate::pool::{ConnectionCounters, ForwardBody, IdleLimits};
 
 /// One identity's client on one worker thread.
 pub type UpstreamClient = crate::pool::Client;
@@ -115,35 +118,77 @@ impl Default for Timeouts {
 /// thread-local client caches.
 static NEXT_FORWARDER: AtomicU64 = AtomicU64::new(1);
 
+/// What the threads share of one loaded identity.
+struct Usage {
+    /// The forwarder's tick at its last request (see [`Forwarder::unload_idle`]).
+    tick: AtomicU64,
+    /// Its idle connections over every worker thread (for `forward.max_idle_per_identity`).
+    idle: Arc<AtomicUsize>,
+}
+
+/// One loaded identity.
+#[derive(Clone)]
+struct Loaded {
+    config: Arc<ClientConfig>,
+    usage: Arc<Usage>,
+}
+
 /// The identities in force: the shared half of the cache.
 #[derive(Default)]
 struct Identities {
-    configs: HashMap<ClientKey, Arc<ClientConfig>>,
+    configs: HashMap<ClientKey, Loaded>,
     /// Bumped whenever an identity is retired, so that threads prune their clients.
     generation: u64,
 }
+
+/// One thread's client of one identity.
+struct Local {
+    client: UpstreamClient,
+    usage: Arc<Usage>,
+}
+
+/// One thread's clients of one forwarder, behind a lock that only the unloading timer takes
+/// from another thread (so the thread's own lock is uncontended on the request path), so that
+/// an unloaded identity leaves every thread's map at once, used or not.
+type ThreadClients = Arc<Mutex<ClientMap>>;
+
+type ClientMap = HashMap<ClientKey, Local>;
 
 /// One thread's clients of one forwarder.
 struct LocalClients {
     forwarder: u64,
     generation: u64,
-    clients: HashMap<ClientKey, UpstreamClient>,
+    clients: ThreadClients,
 }
 
 thread_local! {
     static LOCAL: RefCell<Vec<LocalClients>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Idle identities are unloaded after this many ticks without a request (a tick is a quarter
+/// of `forward.identity_idle_seconds`, so an identity goes between 1 and 1.25 times that).
+const IDLE_TICKS: u64 = 4;
+
 /// The identities and clients, and what they are built from.
 pub struct Forwarder {
     id: u64,
     policy: Arc<EgressPolicy>,
-    roots: RootCertStore,
+    roots: Arc<RootCertStore>,
     pub timeouts: Timeouts,
     identities: Mutex<Identities>,
     generation: AtomicU64,
     /// Connections made, by handshake kind.
     pub connections: Arc<ConnectionCounters>,
+    /// Caps on idle connections, and the idle and evicted counts.
+    pub idle_limits: Arc<IdleLimits>,
+    /// Identities idle this long are unloaded (`forward.identity_idle_seconds`).
+    identity_idle: Duration,
+    /// Advanced by [`Forwarder::unload_idle`]; each request stamps its identity with it.
+    tick: AtomicU64,
+    /// Identities unloaded for being idle.
+    pub unloaded: AtomicU64,
+    /// Every thread's clients (pruned of ended threads at each unloading).
+    threads: Mutex<Vec<Weak<Mutex<ClientMap>>>>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -160,12 +205,73 @@ impl Forwarder {
         Self {
             id: NEXT_FORWARDER.fetch_add(1, Ordering::Relaxed),
             policy: Arc::new(policy),
-            roots,
+            roots: Arc::new(roots),
             timeouts,
             identities: Mutex::new(Identities::default()),
             generation: AtomicU64::new(0),
             connections: Arc::default(),
+            idle_limits: Arc::new(IdleLimits::new(32, 4096)),
+            identity_idle: Duration::from_secs(600),
+            tick: AtomicU64::new(0),
+            unloaded: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The caps on idle connections, and the idle time after which an identity is unloaded.
+    pub fn with_limits(mut self, limits: IdleLimits, identity_idle: Duration) -> Self {
+        self.idle_limits = Arc::new(limits);
+        self.identity_idle = identity_idle;
+        self
+    }
+
+    /// How often [`Forwarder::unload_idle`] is to be called.
+    pub fn unload_period(&self) -> Duration {
+        (self.identity_idle / u32::try_from(IDLE_TICKS).unwrap_or(4)).max(Duration::from_millis(50))
+    }
+
+    /// One tick of the unloading timer: identities with no request for `IDLE_TICKS` ticks
+    /// leave the identity cache and every thread's client map (their idle connections close;
+    /// requests in flight finish on theirs). A scan of every identity, on the timer only.
+    pub fn unload_idle(&self) {
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut gone: Vec<(ClientKey, Arc<Usage>)> = Vec::new();
+        {
+            let mut identities = self.identities();
+            identities.configs.retain(|key, loaded| {
+                let idle = tick.saturating_sub(loaded.usage.tick.load(Ordering::Relaxed));
+                let keep = idle < IDLE_TICKS;
+                if !keep {
+                    gone.push((key.clone(), Arc::clone(&loaded.usage)));
+                }
+                keep
+            });
+        }
+        if gone.is_empty() {
+            return;
+        }
+        // After the identities (a thread that fetched one before holds its own lock while it
+        // inserts the client, so the pass below sees and removes it).
+        let threads: Vec<ThreadClients> = {
+            let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+            threads.retain(|weak| weak.strong_count() > 0);
+            threads.iter().filter_map(Weak::upgrade).collect()
+        };
+        for clients in threads {
+            let mut clients = clients.lock().unwrap_or_else(PoisonError::into_inner);
+            for (key, usage) in &gone {
+                if clients
+                    .get(key)
+                    .is_some_and(|local| Arc::ptr_eq(&local.usage, usage))
+                {
+                    clients.remove(key);
+                }
+            }
+        }
+        self.unloaded.fetch_add(
+            u64::try_from(gone.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     fn identities(&self) -> std::sync::MutexGuard<'_, Identities> {
@@ -178,32 +284,49 @@ impl Forwarder {
     /// lock unless this thread has not used the identity yet or an identity was retired).
     pub fn client(&self, key: &ClientKey) -> Option<UpstreamClient> {
         let generation = self.generation.load(Ordering::Acquire);
+        let tick = self.tick.load(Ordering::Relaxed);
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             let position = match local.iter().position(|entry| entry.forwarder == self.id) {
                 Some(position) => position,
                 None => {
+                    let clients = ThreadClients::default();
+                    self.threads
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(Arc::downgrade(&clients));
                     local.push(LocalClients {
                         forwarder: self.id,
                         generation,
-                        clients: HashMap::new(),
+                        clients,
                     });
                     local.len() - 1
                 }
             };
             let mine = local.get_mut(position)?;
+            let mut clients = mine.clients.lock().unwrap_or_else(PoisonError::into_inner);
             if mine.generation != generation {
                 let identities = self.identities();
-                mine.clients
-                    .retain(|key, _| identities.configs.contains_key(key));
+                clients.retain(|key, _| identities.configs.contains_key(key));
                 mine.generation = generation;
             }
-            if let Some(client) = mine.clients.get(key) {
-                return Some(client.clone());
+            if let Some(local) = clients.get(key) {
+                // A store only when the tick has moved on: the line stays shared otherwise.
+                if local.usage.tick.load(Ordering::Relaxed) != tick {
+                    local.usage.tick.store(tick, Ordering::Relaxed);
+                }
+                return Some(local.client.clone());
             }
-            let config = self.identities().configs.get(key).cloned()?;
-            let client = self.client_with(config);
-            mine.clients.insert(key.clone(), client.clone());
+            let loaded = self.identities().configs.get(key).cloned()?;
+            loaded.usage.tick.store(tick, Ordering::Relaxed);
+            let client = self.client_with(loaded.config, Arc::clone(&loaded.usage.idle));
+            clients.insert(
+                key.clone(),
+                Local {
+                    client: client.clone(),
+                    usage: loaded.usage,
+                },
+            );
             Some(client)
         })
     }
@@ -254,7 +377,13 @@ impl Forwarder {
                         self.retired(&mut identities);
                     }
                 }
-                identities.configs.insert(key.clone(), config);
+                let usage = Arc::new(Usage {
+                    tick: AtomicU64::new(self.tick.load(Ordering::Relaxed)),
+                    idle: Arc::default(),
+                });
+                identities
+                    .configs
+                    .insert(key.clone(), Loaded { config, usage });
             }
         }
         self.client(&key)
@@ -278,7 +407,11 @@ impl Forwarder {
             .store(identities.generation, Ordering::Release);
     }
 
-    fn client_with(&self, config: Arc<ClientConfig>) -> UpstreamClient {
+    fn client_with(
+        &self,
+        config: Arc<ClientConfig>,
+        identity_idle: Arc<AtomicUsize>,
+    ) -> UpstreamClient {
         let connector = VettedConnector {
             policy: Arc::clone(&self.policy),
             connect_timeout: self.timeouts.connect,
@@ -288,6 +421,8 @@ impl Forwarder {
             connector,
             Arc::clone(&self.connections),
             self.timeouts.idle,
+            Arc::clone(&self.idle_limits),
+            identity_idle,
         )
     }
 }

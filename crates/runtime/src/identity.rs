@@ -74,16 +74,26 @@ impl std::fmt::Debug for ClientIdentity {
 }
 
 /// A client configuration for one (identity, trust) pair.
+/// Without a mapping's own bundle, the roots are `base` itself, shared: a copy of the system's
+/// roots per identity was most of an identity's memory (docs/forward.md, "Upstream connections").
 pub fn client_config(
-    base: &RootCertStore,
+    base: &Arc<RootCertStore>,
     upstream_ca_pem: Option<&str>,
     identity: Option<&ClientIdentity>,
 ) -> Result<Arc<ClientConfig>, String> {
-    let mut roots = base.clone();
-    if let Some(pem) = upstream_ca_pem {
-        add_pem(&mut roots, pem.as_bytes())?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let roots = match upstream_ca_pem {
+        None => Arc::clone(base),
+        Some(pem) => {
+            let mut roots = RootCertStore::clone(base);
+            add_pem(&mut roots, pem.as_bytes())?;
+            Arc::new(roots)
+        }
+    };
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    let provider = Arc::clone(
+        PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())),
+    );
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?

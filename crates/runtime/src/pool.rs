@@ -24,7 +24,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -58,6 +58,109 @@ pub struct ConnectionCounters {
     pub resumed: AtomicU64,
     /// Plain `http` targets (only with `egress.allow_http`).
     pub plain: AtomicU64,
+}
+
+/// The caps on idle connections and what they count, shared by every client of one
+/// forwarder (docs/forward.md, "Upstream connections").
+#[derive(Debug)]
+pub struct IdleLimits {
+    /// Idle connections one identity keeps, over every worker thread.
+    pub per_identity: usize,
+    /// Idle connections every identity keeps together.
+    pub total: usize,
+    /// Idle connections in the pools now.
+    pub idle: AtomicUsize,
+    /// Idle connections closed to stay within a cap.
+    pub evicted: AtomicU64,
+    /// Every client, for the eviction across identities (pruned of ended ones as it grows).
+    clients: Mutex<Vec<std::sync::Weak<Inner>>>,
+    /// Wakes the task that brings the total back under its cap, off the request path.
+    over: Arc<tokio::sync::Notify>,
+    evicting: AtomicBool,
+}
+
+impl IdleLimits {
+    pub fn new(per_identity: usize, total: usize) -> Self {
+        Self {
+            per_identity: per_identity.max(1),
+            total: total.max(1),
+            idle: AtomicUsize::new(0),
+            evicted: AtomicU64::new(0),
+            clients: Mutex::new(Vec::new()),
+            over: Arc::default(),
+            evicting: AtomicBool::new(false),
+        }
+    }
+
+    fn register(&self, client: &Arc<Inner>) {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        // Amortized: the list is pruned when it has doubled since the last pruning.
+        if clients.len() >= 64 && clients.len().is_power_of_two() {
+            clients.retain(|weak| weak.strong_count() > 0);
+        }
+        clients.push(Arc::downgrade(client));
+    }
+
+    /// Closes the idle connections that have waited longest, over every identity, until the
+    /// total is an eighth under its cap (so that a pool at its cap does not scan at every
+    /// release).
+    fn evict_total(&self) {
+        let target = self.total - self.total / 8;
+        let idle = self.idle.load(Ordering::Relaxed);
+        if idle <= self.total {
+            return;
+        }
+        let excess = idle - target;
+        let clients: Vec<Arc<Inner>> = {
+            let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+            clients.retain(|weak| weak.strong_count() > 0);
+            clients
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .collect()
+        };
+        let mut ages: Vec<Instant> = Vec::new();
+        for client in &clients {
+            let idles = client.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            for map in [&idles.https, &idles.http] {
+                ages.extend(map.values().flatten().map(|idle| idle.since));
+            }
+        }
+        ages.sort_unstable();
+        // Everything idle since this instant or before goes.
+        let Some(cutoff) = ages.get(excess.min(ages.len()).saturating_sub(1)).copied() else {
+            return;
+        };
+        let mut left = excess;
+        for client in &clients {
+            let mut idles = client.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            left -= idles.evict_since(cutoff, left);
+            client.settle(&mut idles);
+            if left == 0 {
+                break;
+            }
+        }
+        self.evicted.fetch_add(
+            u64::try_from(excess - left).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Ends when the limits do (the forwarder is dropped).
+async fn evict_over_total(limits: std::sync::Weak<IdleLimits>, over: Arc<tokio::sync::Notify>) {
+    loop {
+        let notified = over.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let Some(strong) = limits.upgrade() else {
+            return;
+        };
+        strong.evict_total();
+        drop(strong);
+        // Woken by a release past the cap, or every few seconds to notice the forwarder ended.
+        let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
+    }
 }
 
 /// Stage timings of one upstream call (for its trace span), filled only when the request
@@ -112,6 +215,10 @@ struct Idles {
     http: HashMap<Box<str>, Vec<Idle>>,
     /// Whether the task closing idle connections runs.
     reaping: bool,
+    /// Connections in the lists.
+    count: usize,
+    /// What the shared counters have been told of `count`.
+    reported: usize,
 }
 
 impl Idles {
@@ -123,8 +230,36 @@ impl Idles {
         }
     }
 
+    /// Drops (so closes) up to `most` connections idle since `cutoff` or before; how many.
+    fn evict_since(&mut self, cutoff: Instant, most: usize) -> usize {
+        let mut evicted = 0;
+        for map in [&mut self.https, &mut self.http] {
+            map.retain(|_, list| {
+                list.retain(|idle| {
+                    let evict = evicted < most && idle.since <= cutoff;
+                    evicted += usize::from(evict);
+                    !evict
+                });
+                !list.is_empty()
+            });
+        }
+        self.count -= evicted;
+        evicted
+    }
+
+    /// Drops the connection of this client that has waited longest (lists are oldest first).
+    fn evict_oldest(&mut self) -> bool {
+        let oldest = [&self.https, &self.http]
+            .into_iter()
+            .flat_map(|map| map.values())
+            .filter_map(|list| list.first().map(|idle| idle.since))
+            .min();
+        oldest.is_some_and(|cutoff| self.evict_since(cutoff, 1) == 1)
+    }
+
     /// Drops (so closes) connections idle past `timeout` or already closed.
     fn sweep(&mut self, now: Instant, timeout: Duration) {
+        let mut count = 0;
         for map in [&mut self.https, &mut self.http] {
             map.retain(|_, list| {
                 list.retain_mut(|idle| {
@@ -134,9 +269,11 @@ impl Idles {
                             Sender::Http2(sender, _) => !sender.is_closed(),
                         }
                 });
+                count += list.len();
                 !list.is_empty()
             });
         }
+        self.count = count;
     }
 }
 
@@ -146,6 +283,35 @@ struct Inner {
     counters: Arc<ConnectionCounters>,
     idle_timeout: Duration,
     idle: Mutex<Idles>,
+    limits: Arc<IdleLimits>,
+    /// This identity's idle connections over every worker thread.
+    identity_idle: Arc<AtomicUsize>,
+}
+
+impl Inner {
+    /// Tells the shared counters what changed in `idles.count` since they were last told.
+    fn settle(&self, idles: &mut Idles) {
+        let (now, before) = (idles.count, idles.reported);
+        if now > before {
+            self.limits.idle.fetch_add(now - before, Ordering::Relaxed);
+            self.identity_idle
+                .fetch_add(now - before, Ordering::Relaxed);
+        } else if now < before {
+            self.limits.idle.fetch_sub(before - now, Ordering::Relaxed);
+            self.identity_idle
+                .fetch_sub(before - now, Ordering::Relaxed);
+        }
+        idles.reported = now;
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let idles = self.idle.get_mut().unwrap_or_else(PoisonError::into_inner);
+        idles.count = 0;
+        let mut idles = std::mem::take(idles);
+        self.settle(&mut idles);
+    }
 }
 
 /// One identity's client (cheap to clone: the pool is shared by the clones).
@@ -167,17 +333,21 @@ impl Client {
         connector: VettedConnector,
         counters: Arc<ConnectionCounters>,
         idle_timeout: Duration,
+        limits: Arc<IdleLimits>,
+        identity_idle: Arc<AtomicUsize>,
     ) -> Self {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Self {
-            inner: Arc::new(Inner {
-                tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
-                connector,
-                counters,
-                idle_timeout,
-                idle: Mutex::new(Idles::default()),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            connector,
+            counters,
+            idle_timeout,
+            idle: Mutex::new(Idles::default()),
+            limits: Arc::clone(&limits),
+            identity_idle,
+        });
+        limits.register(&inner);
+        Self { inner }
     }
 
     /// Sends `request` (absolute URI) and returns the response once its head has arrived;
@@ -287,9 +457,19 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let list = idles.of(https).get_mut(authority)?;
+        let before = list.len();
+        let found = Client::take(list, self.inner.idle_timeout);
+        let taken = before - list.len();
+        idles.count -= taken;
+        self.inner.settle(&mut idles);
+        found
+    }
+
+    /// The last connection of `list` that is alive (an HTTP/2 one stays, as the newest).
+    fn take(list: &mut Vec<Idle>, timeout: Duration) -> Option<Sender> {
         let now = Instant::now();
         while let Some(idle) = list.pop() {
-            if now.saturating_duration_since(idle.since) > self.inner.idle_timeout {
+            if now.saturating_duration_since(idle.since) > timeout {
                 continue;
             }
             match idle.sender {
@@ -313,17 +493,40 @@ impl Client {
     }
 
     /// Puts `sender`'s connection in the pool (HTTP/1.1 after its response body ended); the
-    /// first one starts the task that closes idle connections.
+    /// first one starts the task that closes idle connections. At the identity's cap, this
+    /// client's connection that has waited longest is closed to make room; past the total cap,
+    /// the task evicting across identities is woken (neither grows with the identities).
     fn release(inner: &Arc<Inner>, https: bool, authority: Box<str>, sender: Sender) {
         let mut idles = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if !idles.reaping {
             idles.reaping = true;
             tokio::spawn(reap(Arc::downgrade(inner)));
         }
+        let limits = &inner.limits;
+        // When this client holds no other, the connection is kept all the same: the identity's
+        // others are on other threads, and dropping it would make this thread open a connection
+        // per request (so the cap may be passed by one per other worker thread).
+        if inner.identity_idle.load(Ordering::Relaxed) >= limits.per_identity
+            && idles.evict_oldest()
+        {
+            limits.evicted.fetch_add(1, Ordering::Relaxed);
+        }
         idles.of(https).entry(authority).or_default().push(Idle {
             sender,
             since: Instant::now(),
         });
+        idles.count += 1;
+        inner.settle(&mut idles);
+        drop(idles);
+        if limits.idle.load(Ordering::Relaxed) > limits.total {
+            if !limits.evicting.swap(true, Ordering::Relaxed) {
+                tokio::spawn(evict_over_total(
+                    Arc::downgrade(limits),
+                    Arc::clone(&limits.over),
+                ));
+            }
+            limits.over.notify_one();
+        }
     }
 
     async fn connect(
@@ -411,6 +614,7 @@ async fn reap(client: std::sync::Weak<Inner>) {
         };
         let mut idles = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idles.sweep(Instant::now(), inner.idle_timeout);
+        inner.settle(&mut idles);
     }
 }
 
