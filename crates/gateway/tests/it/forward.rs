@@ -1916,3 +1916,103 @@ async fn a_failed_cold_load_reaches_every_waiter_and_is_retried() {
     assert_eq!(identity_loads(&app, "parse").await, 1);
     app.running.stop().await.unwrap();
 }
+
+/// The sum of a cold identity load stage's histogram in `/metrics`, in milliseconds.
+async fn identity_load_millis(app: &TestApp, stage: &str) -> f64 {
+    let text = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("mtls_forward_identity_load_seconds_sum{{stage=\"{stage}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0.0, |sum| sum.trim().parse::<f64>().unwrap() * 1e3)
+}
+
+/// The first request of a cold identity, stage by stage (`mtls_forward_identity_load_seconds`):
+/// each stage counted once per identity, and the figures printed for docs/forward.md ("Cold
+/// identities"; `--nocapture` shows them; no assertion on time). The OpenSSL default files,
+/// and, when the `openssl` tool is there, a P-256 file with 600,000 PBKDF2 iterations.
+#[tokio::test]
+async fn a_cold_identitys_first_request_is_timed_by_stage() {
+    let Some((fixtures, _, server)) = setup().await else {
+        return;
+    };
+    let app = spawn(trusting(&server)).await;
+    let mut files: Vec<(String, Vec<u8>, String)> =
+        ["openssl-default-p256.p12", "openssl-default-rsa2048.p12"]
+            .iter()
+            .map(|file| {
+                (
+                    (*file).to_owned(),
+                    fixtures.bytes(file),
+                    fixtures.case(file).password.clone(),
+                )
+            })
+            .collect();
+    let scratch = mtls_test_support::temp_dir("cold-identity");
+    let (key, certificate, chain) = (
+        fixtures.path("p256.key"),
+        fixtures.path("p256.pem"),
+        fixtures.path("chain.pem"),
+    );
+    #[rustfmt::skip]
+    let made = mtls_test_support::openssl(&scratch, &[
+        "pkcs12", "-export", "-name", "fixture", "-iter", "600000", "-maciter",
+        "-inkey", key.to_str().unwrap(), "-in", certificate.to_str().unwrap(),
+        "-certfile", chain.to_str().unwrap(), "-passout", "pass:cold-secret", "-out", "costly.p12",
+    ]);
+    if made.is_some() {
+        files.push((
+            "p256, 600,000 iterations".to_owned(),
+            std::fs::read(scratch.join("costly.p12")).unwrap(),
+            "cold-secret".to_owned(),
+        ));
+    }
+    for (index, (label, bytes, password)) in files.iter().enumerate() {
+        let tenant = Tenant::new(&app);
+        let item = json!([{ "name": format!("cold-{index}"), "p12": STANDARD.encode(bytes), "password": password }]);
+        let response = client()
+            .post(app.url(&format!("/mtls/account/{}/certificates", tenant.account)))
+            .bearer_auth(&tenant.token)
+            .json(&item)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        let saved = &body["successfulySavedCertificates"][0];
+        let id = saved["id"].as_i64().unwrap();
+        let target = format!("https://localhost:{}/cold-{index}", server.port);
+        tenant.map(id, "1", &target).await;
+        let stages = ["secret_store", "parse", "load", "first_call"];
+        let mut before = Vec::new();
+        for stage in stages {
+            before.push((
+                identity_loads(&app, stage).await,
+                identity_load_millis(&app, stage).await,
+            ));
+        }
+        let started = std::time::Instant::now();
+        let cold = concurrent_forwards(&tenant, &target, 1).await;
+        let cold_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = std::time::Instant::now();
+        let warm = concurrent_forwards(&tenant, &target, 1).await;
+        let warm_ms = started.elapsed().as_secs_f64() * 1e3;
+        for (status, body) in cold.iter().chain(&warm) {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            assert_eq!(body["fingerprint"], saved["fingerprintSha256"]);
+        }
+        let mut line = format!("{label}: first request {cold_ms:.1} ms (next {warm_ms:.1} ms)");
+        for (stage, (count, millis)) in stages.iter().zip(before) {
+            assert_eq!(identity_loads(&app, stage).await, count + 1, "{stage}");
+            let spent = identity_load_millis(&app, stage).await - millis;
+            line.push_str(&format!(", {stage} {spent:.1} ms"));
+        }
+        eprintln!("{line}");
+    }
+    app.running.stop().await.unwrap();
+}
