@@ -207,8 +207,8 @@ pub(crate) async fn client_for(
         .map(|(client, _)| client)
 }
 
-/// [`client_for`], and whether this request loaded the identity (it then pays the cold
-/// start's TLS handshake too, timed as the `first_call` stage).
+/// [`client_for`], and whether this request loaded a certificate's identity (it then pays
+/// the cold start's TLS handshake too, timed as the `first_call` stage).
 async fn client_loaded(
     state: &AppState,
     account: &str,
@@ -228,11 +228,13 @@ async fn client_loaded(
         }
     }))
     .await;
-    if let Ok((_, true)) = &loaded {
-        state.metrics().identity_stage("load", started.elapsed());
-    }
     match loaded {
-        Ok(loaded) => Ok(loaded),
+        // The unmapped identity (no certificate, no secret) is not counted as a load.
+        Ok((client, true)) if certificate.is_some() => {
+            state.metrics().identity_stage("load", started.elapsed());
+            Ok((client, true))
+        }
+        Ok((client, _)) => Ok((client, false)),
         Err(LoadError::Loader(error)) => Err(error),
         Err(LoadError::Config(error)) => Err(ApiError::internal(&error)),
     }
