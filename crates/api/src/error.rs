@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::request_id;
 
-/// An error answer: status, stable code, message for people.
-#[derive(Debug)]
+/// An error answer: status, stable code, message for people. `Clone`: a cold identity's
+/// failed load is given to every request that waited on it.
+#[derive(Clone, Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,

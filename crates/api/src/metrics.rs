@@ -45,6 +45,8 @@ pub struct Metrics {
     certificates: RwLock<Option<Vec<CertificateExpiry>>>,
     /// The listeners' connections (recorded by the gateway's accept loops).
     pub connections: ConnectionMetrics,
+    /// Cold identity loads, by stage (docs/forward.md, "Cold identities").
+    identity_load: Family<&'static str, Histogram>,
 }
 
 fn unix_millis() -> u64 {
@@ -199,6 +201,7 @@ impl Metrics {
         self.render_certificates(&mut out);
         mtls_metrics::render_dependencies(&mut out);
         render_tracing(state, &mut out);
+        self.render_identity_loads(&mut out);
         out
     }
 
@@ -243,6 +246,31 @@ impl Metrics {
             );
             let age = unix_millis().saturating_sub(last) as f64 / 1000.0;
             let _ = writeln!(out, "mtls_runtime_snapshot_age_seconds {age}");
+        }
+    }
+
+    /// One stage of a cold identity's load took `elapsed`: `secret_store` (the read),
+    /// `parse` (the PKCS#12 with its key derivations, on a blocking thread), `load` (both and
+    /// the TLS client configuration, once per load however many requests waited on it), and
+    /// `first_call` (the loading request's upstream call: connect, first handshake, answer).
+    pub fn identity_stage(&self, stage: &'static str, elapsed: Duration) {
+        self.identity_load
+            .with(&stage, |histogram| histogram.observe(elapsed));
+    }
+
+    fn render_identity_loads(&self, out: &mut String) {
+        help(
+            out,
+            "mtls_forward_identity_load_seconds",
+            "histogram",
+            "Forward: cold identity loads by stage (secret_store, parse, load, first_call); the load count is the number of secret reads and PKCS#12 parses.",
+        );
+        for (stage, histogram) in self.identity_load.snapshot() {
+            histogram.render(
+                "mtls_forward_identity_load_seconds",
+                &format!("stage=\"{stage}\""),
+                out,
+            );
         }
     }
 

@@ -15,9 +15,15 @@
 //! thread's map at once, so that no client keeps their key (docs/forward.md, "Memory follows
 //! the active set").
 //!
+//! A cold identity is loaded once however many requests ask for it at the same time (single
+//! flight, [`Forwarder::load`]): the first asker runs the load, the others wait for its outcome,
+//! a failure is given to every waiter and not kept.
+//!
 //! Failures are classified in [`crate::failure`], once, into the stable codes of SPEC 7.4.
 
+use std::any::Any;
 use std::cell::RefCell;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -139,6 +145,8 @@ struct Identities {
     configs: HashMap<ClientKey, Loaded>,
     /// Bumped whenever an identity is retired, so that threads prune their clients.
     generation: u64,
+    /// Identities being loaded, each by the first request that asked (single flight).
+    loading: HashMap<ClientKey, Flight>,
 }
 
 /// One thread's client of one identity.
@@ -153,6 +161,82 @@ struct Local {
 type ThreadClients = Arc<Mutex<ClientMap>>;
 
 type ClientMap = HashMap<ClientKey, Local>;
+
+/// The outcome of one load as its waiters see it: `None` while it runs, then `Ok` (the
+/// identity is in `configs`) or the [`LoadError`] the loader returned, type-erased because
+/// the map holds loads of any error type.
+type Outcome = Option<Result<(), Arc<dyn Any + Send + Sync>>>;
+
+/// One identity load under way.
+struct Flight {
+    /// Tells this flight from a later one for the same key (a cancelled leader removes only
+    /// its own).
+    id: u64,
+    outcome: tokio::sync::watch::Receiver<Outcome>,
+}
+
+/// Why [`Forwarder::load`] gave no client.
+#[derive(Clone, Debug)]
+pub enum LoadError<E> {
+    /// The loader's error: the same for every request that waited on that load.
+    Loader(E),
+    /// The loaded identity makes no client configuration, or was retired while it was loaded.
+    Config(String),
+}
+
+/// The first asker's part in a load: publishes the outcome, and when dropped before that (its
+/// request went away), removes the flight so that the waiters retry (one of them loads).
+struct Leader<'a> {
+    forwarder: &'a Forwarder,
+    key: &'a ClientKey,
+    id: u64,
+    outcome: Option<tokio::sync::watch::Sender<Outcome>>,
+}
+
+impl Leader<'_> {
+    /// Ends the flight: on success the configuration enters the cache in the same critical
+    /// section that removes the flight, so that no request finds neither and loads again.
+    fn finish(mut self, result: Result<Arc<ClientConfig>, Arc<dyn Any + Send + Sync>>) {
+        let outcome = {
+            let mut identities = self.forwarder.identities();
+            if identities
+                .loading
+                .get(self.key)
+                .is_some_and(|flight| flight.id == self.id)
+            {
+                identities.loading.remove(self.key);
+            }
+            match result {
+                Ok(config) => {
+                    self.forwarder.publish(&mut identities, self.key, config);
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            }
+        };
+        if let Some(sender) = self.outcome.take() {
+            sender.send_replace(Some(outcome));
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if self.outcome.is_some() {
+            let mut identities = self.forwarder.identities();
+            if identities
+                .loading
+                .get(self.key)
+                .is_some_and(|flight| flight.id == self.id)
+            {
+                identities.loading.remove(self.key);
+            }
+        }
+    }
+}
+
+/// Numbers the flights of a process.
+static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(1);
 
 /// One thread's clients of one forwarder.
 struct LocalClients {
@@ -358,36 +442,167 @@ impl Forwarder {
         key: ClientKey,
         identity: Option<&ClientIdentity>,
     ) -> Result<UpstreamClient, String> {
-        let config = client_config(
+        let config = self.config_for(&key, identity)?;
+        self.publish(&mut self.identities(), &key, config);
+        self.client(&key)
+            .ok_or_else(|| "the identity was retired while it was being loaded".to_owned())
+    }
+
+    /// The client for `key` on this thread: warm, or its identity loaded by `loader` (the
+    /// secret read and the PKCS#12 parse) once, however many requests on however many threads
+    /// ask for it at the same time. The first asker runs `loader`; the others wait for its
+    /// outcome without holding any lock (each worker thread is a single-threaded runtime: a
+    /// lock held across an await could stop the thread that holds it); a failure is given to
+    /// every waiter and not kept, so the next request loads again. Loads of different keys do
+    /// not wait on each other. When the first asker's request goes away before the end, a
+    /// waiter takes over. The `bool` says whether this call ran `loader`.
+    pub async fn load<E, F, Fut>(
+        &self,
+        key: &ClientKey,
+        loader: F,
+    ) -> Result<(UpstreamClient, bool), LoadError<E>>
+    where
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<ClientIdentity>, E>>,
+    {
+        loop {
+            if let Some(client) = self.client(key) {
+                return Ok((client, false));
+            }
+            // Decided under the lock, acted on after it (no guard lives across an await).
+            let waiting = {
+                let mut identities = self.identities();
+                if identities.configs.contains_key(key) {
+                    // Published between the look-up above and this lock.
+                    continue;
+                }
+                match identities.loading.get(key) {
+                    Some(flight) => Err(flight.outcome.clone()),
+                    None => {
+                        let id = NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed);
+                        let (sender, receiver) = tokio::sync::watch::channel(None);
+                        identities.loading.insert(
+                            key.clone(),
+                            Flight {
+                                id,
+                                outcome: receiver,
+                            },
+                        );
+                        Ok((id, sender))
+                    }
+                }
+            };
+            let mut outcome = match waiting {
+                Ok((id, sender)) => {
+                    let leader = Leader {
+                        forwarder: self,
+                        key,
+                        id,
+                        outcome: Some(sender),
+                    };
+                    return self.lead(leader, loader).await;
+                }
+                Err(outcome) => outcome,
+            };
+            // `Err`: the first asker went away without an outcome; ask again (one of the
+            // waiters becomes the loader).
+            let seen = match outcome.wait_for(Option::is_some).await {
+                Ok(seen) => seen.clone(),
+                Err(_) => continue,
+            };
+            match seen {
+                Some(Ok(())) => {
+                    return self
+                        .client(key)
+                        .map(|client| (client, false))
+                        .ok_or_else(|| {
+                            LoadError::Config(
+                                "the identity was retired while it was being loaded".to_owned(),
+                            )
+                        });
+                }
+                Some(Err(error)) => {
+                    if let Some(error) = error.downcast_ref::<LoadError<E>>() {
+                        return Err(error.clone());
+                    }
+                    // A load of the same key with another error type: not this caller's
+                    // to interpret; load again.
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The first asker's load: `loader`, then the client configuration, then the outcome
+    /// published to the waiters.
+    async fn lead<E, F, Fut>(
+        &self,
+        leader: Leader<'_>,
+        loader: F,
+    ) -> Result<(UpstreamClient, bool), LoadError<E>>
+    where
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<ClientIdentity>, E>>,
+    {
+        let key = leader.key;
+        let config = match loader().await {
+            Ok(identity) => self
+                .config_for(key, identity.as_ref())
+                .map_err(LoadError::Config),
+            Err(error) => Err(LoadError::Loader(error)),
+        };
+        match config {
+            Ok(config) => leader.finish(Ok(config)),
+            Err(error) => {
+                leader.finish(Err(Arc::new(error.clone())));
+                return Err(error);
+            }
+        }
+        self.client(key)
+            .map(|client| (client, true))
+            .ok_or_else(|| {
+                LoadError::Config("the identity was retired while it was being loaded".to_owned())
+            })
+    }
+
+    fn config_for(
+        &self,
+        key: &ClientKey,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Arc<ClientConfig>, String> {
+        client_config(
             &self.roots,
             key.upstream_ca.as_ref().map(TrustBundle::pem),
             identity,
-        )?;
-        {
-            let mut identities = self.identities();
-            if !identities.configs.contains_key(&key) {
-                if let Some((id, version)) = key.certificate {
-                    let before = identities.configs.len();
-                    identities.configs.retain(|other, _| {
-                        other.certificate.is_none_or(|(other_id, other_version)| {
-                            other_id != id || other_version >= version
-                        })
-                    });
-                    if identities.configs.len() != before {
-                        self.retired(&mut identities);
-                    }
-                }
-                let usage = Arc::new(Usage {
-                    tick: AtomicU64::new(self.tick.load(Ordering::Relaxed)),
-                    idle: Arc::default(),
-                });
-                identities
-                    .configs
-                    .insert(key.clone(), Loaded { config, usage });
+        )
+    }
+
+    /// Puts `config` in force for `key` unless an identity is already (the first one in wins),
+    /// retiring older versions of the same certificate.
+    fn publish(&self, identities: &mut Identities, key: &ClientKey, config: Arc<ClientConfig>) {
+        if identities.configs.contains_key(key) {
+            return;
+        }
+        if let Some((id, version)) = key.certificate {
+            let before = identities.configs.len();
+            identities.configs.retain(|other, _| {
+                other.certificate.is_none_or(|(other_id, other_version)| {
+                    other_id != id || other_version >= version
+                })
+            });
+            if identities.configs.len() != before {
+                self.retired(identities);
             }
         }
-        self.client(&key)
-            .ok_or_else(|| "the identity was retired while it was being loaded".to_owned())
+        let usage = Arc::new(Usage {
+            tick: AtomicU64::new(self.tick.load(Ordering::Relaxed)),
+            idle: Arc::default(),
+        });
+        identities
+            .configs
+            .insert(key.clone(), Loaded { config, usage });
     }
 
     /// Retires every identity `keep` refuses (certificates deleted, replaced or no longer
@@ -424,5 +639,167 @@ impl Forwarder {
             Arc::clone(&self.idle_limits),
             identity_idle,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    fn forwarder() -> Arc<Forwarder> {
+        Arc::new(Forwarder::new(
+            EgressPolicy {
+                allow: Vec::new(),
+                allow_http: false,
+            },
+            RootCertStore::empty(),
+            Timeouts::default(),
+        ))
+    }
+
+    fn key(id: i64) -> ClientKey {
+        ClientKey {
+            certificate: Some((id, 1)),
+            upstream_ca: None,
+        }
+    }
+
+    /// A loader that counts its runs, waits for a permit of `gate`, then answers `result`.
+    async fn gated(
+        loads: &AtomicUsize,
+        gate: &Semaphore,
+        result: Result<(), &'static str>,
+    ) -> Result<Option<ClientIdentity>, &'static str> {
+        loads.fetch_add(1, Ordering::SeqCst);
+        gate.acquire().await.unwrap().forget();
+        result.map(|()| None)
+    }
+
+    /// Lets every spawned task of this current-thread runtime run up to its next wait.
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    type Results = tokio::task::JoinSet<Result<bool, LoadError<&'static str>>>;
+
+    fn ask(
+        calls: &mut Results,
+        forwarder: &Arc<Forwarder>,
+        id: i64,
+        loads: &Arc<AtomicUsize>,
+        gate: &Arc<Semaphore>,
+        result: Result<(), &'static str>,
+    ) {
+        let (forwarder, loads, gate) = (Arc::clone(forwarder), Arc::clone(loads), Arc::clone(gate));
+        calls.spawn(async move {
+            forwarder
+                .load(&key(id), || async { gated(&loads, &gate, result).await })
+                .await
+                .map(|(_, loaded)| loaded)
+        });
+    }
+
+    #[tokio::test]
+    async fn concurrent_askers_share_one_load() {
+        let (forwarder, loads, gate) = (forwarder(), Arc::default(), Arc::new(Semaphore::new(0)));
+        let mut calls = Results::new();
+        for _ in 0..20 {
+            ask(&mut calls, &forwarder, 1, &loads, &gate, Ok(()));
+        }
+        settle().await;
+        gate.add_permits(20);
+        let mut loaders = 0;
+        while let Some(result) = calls.join_next().await {
+            loaders += usize::from(result.unwrap().unwrap());
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(loaders, 1, "exactly one asker ran the load");
+        assert!(forwarder.loaded(&key(1)));
+        // Warm now: no load, whoever asks.
+        let (_, loaded) = forwarder
+            .load(&key(1), || async {
+                Err::<Option<ClientIdentity>, _>("not called")
+            })
+            .await
+            .unwrap();
+        assert!(!loaded);
+    }
+
+    #[tokio::test]
+    async fn a_failure_reaches_every_waiter_and_is_not_kept() {
+        let (forwarder, loads, gate) = (forwarder(), Arc::default(), Arc::new(Semaphore::new(0)));
+        let mut calls = Results::new();
+        for _ in 0..20 {
+            ask(
+                &mut calls,
+                &forwarder,
+                1,
+                &loads,
+                &gate,
+                Err("secret missing"),
+            );
+        }
+        settle().await;
+        gate.add_permits(20);
+        while let Some(result) = calls.join_next().await {
+            match result.unwrap() {
+                Err(LoadError::Loader(error)) => assert_eq!(error, "secret missing"),
+                other => panic!("every waiter gets the loader's error, not {other:?}"),
+            }
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert!(!forwarder.loaded(&key(1)));
+        // The next request loads again.
+        ask(&mut calls, &forwarder, 1, &loads, &gate, Ok(()));
+        gate.add_permits(1);
+        assert!(calls.join_next().await.unwrap().unwrap().unwrap());
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn loads_of_different_identities_do_not_wait_on_each_other() {
+        let (forwarder, loads, gate) = (forwarder(), Arc::default(), Arc::new(Semaphore::new(0)));
+        let mut calls = Results::new();
+        // Identity 1's load hangs until the gate opens...
+        ask(&mut calls, &forwarder, 1, &loads, &gate, Ok(()));
+        settle().await;
+        // ...and identity 2's completes meanwhile.
+        let (_, loaded) = forwarder
+            .load(&key(2), || async { Ok::<_, &'static str>(None) })
+            .await
+            .unwrap();
+        assert!(loaded);
+        assert!(forwarder.loaded(&key(2)));
+        assert!(!forwarder.loaded(&key(1)));
+        gate.add_permits(1);
+        assert!(calls.join_next().await.unwrap().unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_takes_over_when_the_loader_goes_away() {
+        let (forwarder, loads, gate) = (forwarder(), Arc::default(), Arc::new(Semaphore::new(0)));
+        let mut first = Results::new();
+        ask(&mut first, &forwarder, 1, &loads, &gate, Ok(()));
+        settle().await;
+        let mut waiters = Results::new();
+        for _ in 0..5 {
+            ask(&mut waiters, &forwarder, 1, &loads, &gate, Ok(()));
+        }
+        settle().await;
+        first.abort_all();
+        settle().await;
+        gate.add_permits(5);
+        let mut loaders = 0;
+        while let Some(result) = waiters.join_next().await {
+            loaders += usize::from(result.unwrap().unwrap());
+        }
+        assert_eq!(loaders, 1, "one waiter loaded, the others waited for it");
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 }

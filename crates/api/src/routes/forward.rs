@@ -16,7 +16,7 @@ use mtls_auth::Privilege;
 use mtls_runtime::clock::{
     CallerFault, IdleBody, ResponseBodyTimeout, Stopped, Upload, UploadClock,
 };
-use mtls_runtime::forward::{ClientKey, ForwardBody, UpstreamClient, classify};
+use mtls_runtime::forward::{ClientKey, ForwardBody, LoadError, UpstreamClient, classify};
 use mtls_runtime::identity::ClientIdentity;
 use mtls_runtime::pool::UpstreamBody;
 use mtls_runtime::redirect::{self, FollowRedirects, NextMethod, Replay};
@@ -148,7 +148,8 @@ fn route(
 /// version is the one the routing table names. When its secret is gone (a replacement moved
 /// the row on and removed it, and this node's table has not caught up yet), the row's live
 /// version is loaded instead: the row decides which secret is live, and rotation fails no
-/// request.
+/// request. Each stage's time goes to `mtls_forward_identity_load_seconds{stage}` and to a
+/// debug line (docs/forward.md, "Cold identities").
 async fn identity(
     state: &AppState,
     account: &str,
@@ -156,49 +157,87 @@ async fn identity(
     version: i64,
 ) -> Result<ClientIdentity, ApiError> {
     let backends = state.inner.backends.require()?;
-    let material =
-        crate::certificates::material(&backends, account, certificate_id, version).await?;
-    let material = material.ok_or_else(|| {
+    let started = std::time::Instant::now();
+    let material = crate::certificates::material(&backends, account, certificate_id, version).await;
+    let read = started.elapsed();
+    state.metrics().identity_stage("secret_store", read);
+    let material = material?.ok_or_else(|| {
         ApiError::unavailable("the mapped certificate's secret is missing from the secret store")
     })?;
     let policy = state.inner.intake;
     let now = (state.inner.clock)();
+    let started = std::time::Instant::now();
     let inspection = tokio::task::spawn_blocking(move || {
         mtls_pki::inspect(&material.p12, &material.password, &policy, now)
     })
-    .await
-    .map_err(|error| ApiError::internal(&error))?
-    .map_err(|error| {
-        ApiError::internal(&format!(
-            "a stored certificate no longer passes intake: {}",
-            error.code()
-        ))
-    })?;
+    .await;
+    let parse = started.elapsed();
+    state.metrics().identity_stage("parse", parse);
+    tracing::debug!(
+        certificate_id,
+        version,
+        secret_store_ms = read.as_secs_f64() * 1e3,
+        parse_ms = parse.as_secs_f64() * 1e3,
+        "cold identity read and parsed"
+    );
+    let inspection = inspection
+        .map_err(|error| ApiError::internal(&error))?
+        .map_err(|error| {
+            ApiError::internal(&format!(
+                "a stored certificate no longer passes intake: {}",
+                error.code()
+            ))
+        })?;
     Ok(ClientIdentity {
         chain: inspection.identity.certificate_chain,
         pkcs8_key: Zeroizing::new(inspection.identity.key.pkcs8_der().to_vec()),
     })
 }
 
-/// The client of an identity: warm from this thread's cache, or loaded once from the secret
-/// store.
+/// The client of an identity: warm from this thread's cache, or loaded from the secret store
+/// once however many requests ask at the same time (`Forwarder::load`: the first asker loads,
+/// the others wait for it and get its answer, failures included).
 pub(crate) async fn client_for(
     state: &AppState,
     account: &str,
     key: ClientKey,
 ) -> Result<UpstreamClient, ApiError> {
+    client_loaded(state, account, &key)
+        .await
+        .map(|(client, _)| client)
+}
+
+/// [`client_for`], and whether this request loaded a certificate's identity (it then pays
+/// the cold start's TLS handshake too, timed as the `first_call` stage).
+async fn client_loaded(
+    state: &AppState,
+    account: &str,
+    key: &ClientKey,
+) -> Result<(UpstreamClient, bool), ApiError> {
     let forwarder = &state.inner.forwarder;
-    if let Some(client) = forwarder.client(&key) {
-        return Ok(client);
+    if let Some(client) = forwarder.client(key) {
+        return Ok((client, false));
     }
-    let identity = match key.certificate {
-        // Boxed: the cold path's future (secret store, blocking parse) is large and rare.
-        Some((id, version)) => Some(Box::pin(identity(state, account, id, version)).await?),
-        None => None,
-    };
-    forwarder
-        .install(key, identity.as_ref())
-        .map_err(|error| ApiError::internal(&error))
+    let certificate = key.certificate;
+    let started = std::time::Instant::now();
+    // Boxed: the cold path's future (secret store, blocking parse) is large and rare.
+    let loaded = Box::pin(forwarder.load(key, || async move {
+        match certificate {
+            Some((id, version)) => identity(state, account, id, version).await.map(Some),
+            None => Ok(None),
+        }
+    }))
+    .await;
+    match loaded {
+        // The unmapped identity (no certificate, no secret) is not counted as a load.
+        Ok((client, true)) if certificate.is_some() => {
+            state.metrics().identity_stage("load", started.elapsed());
+            Ok((client, true))
+        }
+        Ok((client, _)) => Ok((client, false)),
+        Err(LoadError::Loader(error)) => Err(error),
+        Err(LoadError::Config(error)) => Err(ApiError::internal(&error)),
+    }
 }
 
 /// The key of a route's identity (or of the unmapped identity).
@@ -508,7 +547,8 @@ pub async fn forward(
             "no certificate is mapped to this target",
         ));
     }
-    let client = client_for(&state, account.as_str(), client_key(route.as_ref())).await?;
+    let (client, cold) =
+        client_loaded(&state, account.as_str(), &client_key(route.as_ref())).await?;
 
     let (parts, body) = request.into_parts();
     let axum::http::request::Parts {
@@ -539,7 +579,19 @@ pub async fn forward(
         uri,
         headers: upstream_headers,
     };
-    let response = send_following(&state, &client, first, body, &clock).await?;
+    let started = std::time::Instant::now();
+    let response = send_following(&state, &client, first, body, &clock).await;
+    if cold {
+        // The cold start's last stage: connect and the first TLS handshake with the new
+        // identity (and the target's answer, which on a loopback benchmark is immediate).
+        let first_call = started.elapsed();
+        state.metrics().identity_stage("first_call", first_call);
+        tracing::debug!(
+            first_call_ms = first_call.as_secs_f64() * 1e3,
+            "first call with a cold identity"
+        );
+    }
+    let response = response?;
     let (mut parts, incoming) = response.into_parts();
     strip(&mut parts.headers, |_| false);
     let relayed = Relayed {

@@ -2037,3 +2037,236 @@ async fn memory_per_identity_and_idle_connection() {
     closing.running.stop().await.unwrap();
     keeping.running.stop().await.unwrap();
 }
+
+/// The count of a cold identity load stage in `/metrics` (`secret_store`: secret reads,
+/// `parse`: PKCS#12 parses, `load`: loads).
+async fn identity_loads(app: &TestApp, stage: &str) -> u64 {
+    let text = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("mtls_forward_identity_load_seconds_count{{stage=\"{stage}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0, |count| count.trim().parse().unwrap())
+}
+
+/// `count` concurrent forwards of `tenant` to `target`: status and what the target saw (the
+/// fingerprint of the presented certificate) or the error body.
+async fn concurrent_forwards(
+    tenant: &Tenant<'_>,
+    target: &str,
+    count: usize,
+) -> Vec<(StatusCode, Value)> {
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let request = tenant
+            .forward(reqwest::Method::GET, target)
+            .header("LP-service-name", "IDP");
+        calls.spawn(async move {
+            let (status, _, body) = answer(request).await;
+            (status, body)
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(result) = calls.join_next().await {
+        answers.push(result.unwrap());
+    }
+    answers
+}
+
+/// Twenty concurrent first requests for one cold identity, on every worker thread: one secret
+/// read and one PKCS#12 parse in all (single flight), and every request presents the mapped
+/// certificate to a target that requires one.
+#[tokio::test]
+async fn concurrent_first_requests_load_a_cold_identity_once() {
+    let Some((fixtures, _, server)) = setup().await else {
+        return;
+    };
+    let app = spawn(|config| {
+        trusting(&server)(config);
+        config.server.workers = 2;
+    })
+    .await;
+    let tenant = Tenant::new(&app);
+    let (id, fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let target = format!("https://localhost:{}/cold", server.port);
+    tenant.map(id, "1", &target).await;
+    assert_eq!(identity_loads(&app, "secret_store").await, 0);
+
+    let answers = concurrent_forwards(&tenant, &target, 20).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["fingerprint"], fingerprint.as_str());
+    }
+    assert_eq!(answers.len(), 20);
+    assert_eq!(
+        identity_loads(&app, "secret_store").await,
+        1,
+        "secret reads"
+    );
+    assert_eq!(identity_loads(&app, "parse").await, 1, "PKCS#12 parses");
+    assert_eq!(identity_loads(&app, "load").await, 1, "loads");
+    assert_eq!(
+        identity_loads(&app, "first_call").await,
+        1,
+        "first calls timed"
+    );
+    app.running.stop().await.unwrap();
+}
+
+/// A cold identity whose secret is missing: every concurrent request gets the load's error
+/// (503 `dependency_unavailable`, nothing relayed); the failure is not kept, so once the secret is
+/// back the next request loads it and succeeds.
+#[tokio::test]
+async fn a_failed_cold_load_reaches_every_waiter_and_is_retried() {
+    let Some((fixtures, _, server)) = setup().await else {
+        return;
+    };
+    let app = spawn(trusting(&server)).await;
+    let tenant = Tenant::new(&app);
+    let (id, fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let target = format!("https://localhost:{}/cold", server.port);
+    tenant.map(id, "1", &target).await;
+
+    // The sealed secret goes away behind the gateway's back (kept to be put back).
+    use mtls_secrets::SealedBlobs;
+    let store = mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
+        .await
+        .unwrap();
+    let key = mtls_secrets::SecretKey {
+        account: &tenant.account,
+        certificate_id: id,
+    };
+    let blob = store.blob(key, 1).await.unwrap().unwrap();
+    store
+        .delete_blobs(key, mtls_secrets::Versions::All)
+        .await
+        .unwrap();
+
+    let answers = concurrent_forwards(&tenant, &target, 20).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "dependency_unavailable", "{body}");
+    }
+    let reads = identity_loads(&app, "secret_store").await;
+    assert!((1..=20).contains(&reads), "{reads} secret reads");
+    assert_eq!(identity_loads(&app, "parse").await, 0);
+
+    assert!(store.insert_blob(key, blob).await.unwrap());
+    store.close().await;
+    let answers = concurrent_forwards(&tenant, &target, 1).await;
+    assert_eq!(answers[0].0, StatusCode::OK, "{}", answers[0].1);
+    assert_eq!(answers[0].1["fingerprint"], fingerprint.as_str());
+    assert_eq!(identity_loads(&app, "secret_store").await, reads + 1);
+    assert_eq!(identity_loads(&app, "parse").await, 1);
+    app.running.stop().await.unwrap();
+}
+
+/// The sum of a cold identity load stage's histogram in `/metrics`, in milliseconds.
+async fn identity_load_millis(app: &TestApp, stage: &str) -> f64 {
+    let text = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("mtls_forward_identity_load_seconds_sum{{stage=\"{stage}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0.0, |sum| sum.trim().parse::<f64>().unwrap() * 1e3)
+}
+
+/// The first request of a cold identity, stage by stage (`mtls_forward_identity_load_seconds`):
+/// each stage counted once per identity, and the figures printed for docs/forward.md ("Cold
+/// identities"; `--nocapture` shows them; no assertion on time). The OpenSSL default files,
+/// and, when the `openssl` tool is there, a P-256 file with 600,000 PBKDF2 iterations.
+#[tokio::test]
+async fn a_cold_identitys_first_request_is_timed_by_stage() {
+    let Some((fixtures, _, server)) = setup().await else {
+        return;
+    };
+    let app = spawn(trusting(&server)).await;
+    let mut files: Vec<(String, Vec<u8>, String)> =
+        ["openssl-default-p256.p12", "openssl-default-rsa2048.p12"]
+            .iter()
+            .map(|file| {
+                (
+                    (*file).to_owned(),
+                    fixtures.bytes(file),
+                    fixtures.case(file).password.clone(),
+                )
+            })
+            .collect();
+    let scratch = mtls_test_support::temp_dir("cold-identity");
+    let (key, certificate, chain) = (
+        fixtures.path("p256.key"),
+        fixtures.path("p256.pem"),
+        fixtures.path("chain.pem"),
+    );
+    #[rustfmt::skip]
+    let made = mtls_test_support::openssl(&scratch, &[
+        "pkcs12", "-export", "-name", "fixture", "-iter", "600000", "-maciter",
+        "-inkey", key.to_str().unwrap(), "-in", certificate.to_str().unwrap(),
+        "-certfile", chain.to_str().unwrap(), "-passout", "pass:cold-secret", "-out", "costly.p12",
+    ]);
+    if made.is_some() {
+        files.push((
+            "p256, 600,000 iterations".to_owned(),
+            std::fs::read(scratch.join("costly.p12")).unwrap(),
+            "cold-secret".to_owned(),
+        ));
+    }
+    for (index, (label, bytes, password)) in files.iter().enumerate() {
+        let tenant = Tenant::new(&app);
+        let item = json!([{ "name": format!("cold-{index}"), "p12": STANDARD.encode(bytes), "password": password }]);
+        let response = client()
+            .post(app.url(&format!("/mtls/account/{}/certificates", tenant.account)))
+            .bearer_auth(&tenant.token)
+            .json(&item)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        let saved = &body["successfulySavedCertificates"][0];
+        let id = saved["id"].as_i64().unwrap();
+        let target = format!("https://localhost:{}/cold-{index}", server.port);
+        tenant.map(id, "1", &target).await;
+        let stages = ["secret_store", "parse", "load", "first_call"];
+        let mut before = Vec::new();
+        for stage in stages {
+            before.push((
+                identity_loads(&app, stage).await,
+                identity_load_millis(&app, stage).await,
+            ));
+        }
+        let started = std::time::Instant::now();
+        let cold = concurrent_forwards(&tenant, &target, 1).await;
+        let cold_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = std::time::Instant::now();
+        let warm = concurrent_forwards(&tenant, &target, 1).await;
+        let warm_ms = started.elapsed().as_secs_f64() * 1e3;
+        for (status, body) in cold.iter().chain(&warm) {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            assert_eq!(body["fingerprint"], saved["fingerprintSha256"]);
+        }
+        let mut line = format!("{label}: first request {cold_ms:.1} ms (next {warm_ms:.1} ms)");
+        for (stage, (count, millis)) in stages.iter().zip(before) {
+            assert_eq!(identity_loads(&app, stage).await, count + 1, "{stage}");
+            let spent = identity_load_millis(&app, stage).await - millis;
+            line.push_str(&format!(", {stage} {spent:.1} ms"));
+        }
+        eprintln!("{line}");
+    }
+    app.running.stop().await.unwrap();
+}

@@ -247,6 +247,7 @@ async fn serve(pki: &Path, config: rustls::ServerConfig) -> Upstream {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
