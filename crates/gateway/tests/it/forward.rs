@@ -1786,19 +1786,8 @@ async fn follow_redirects_never_relays_every_redirect() {
 
 /// The value of one `/metrics` line without labels.
 async fn pool_metric(app: &TestApp, name: &str) -> u64 {
-    let text = client()
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-        .parse()
-        .unwrap()
+    let value = crate::support::metric_value(app, name).await;
+    value.unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 /// One forward call that must succeed with `fingerprint`; the server's view of it.
@@ -2041,18 +2030,10 @@ async fn memory_per_identity_and_idle_connection() {
 /// The count of a cold identity load stage in `/metrics` (`secret_store`: secret reads,
 /// `parse`: PKCS#12 parses, `load`: loads).
 async fn identity_loads(app: &TestApp, stage: &str) -> u64 {
-    let text = client()
-        .get(app.url("/metrics"))
-        .send()
+    let series = format!("mtls_forward_identity_load_seconds_count{{stage=\"{stage}\"}}");
+    crate::support::metric_value(app, &series)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("mtls_forward_identity_load_seconds_count{{stage=\"{stage}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series.as_str()))
-        .map_or(0, |count| count.trim().parse().unwrap())
+        .unwrap_or(0)
 }
 
 /// `count` concurrent forwards of `tenant` to `target`: status and what the target saw (the
@@ -2173,18 +2154,11 @@ async fn a_failed_cold_load_reaches_every_waiter_and_is_retried() {
 
 /// The sum of a cold identity load stage's histogram in `/metrics`, in milliseconds.
 async fn identity_load_millis(app: &TestApp, stage: &str) -> f64 {
-    let text = client()
-        .get(app.url("/metrics"))
-        .send()
+    let series = format!("mtls_forward_identity_load_seconds_sum{{stage=\"{stage}\"}}");
+    crate::support::metric_value::<f64>(app, &series)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("mtls_forward_identity_load_seconds_sum{{stage=\"{stage}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series.as_str()))
-        .map_or(0.0, |sum| sum.trim().parse::<f64>().unwrap() * 1e3)
+        .unwrap_or(0.0)
+        * 1e3
 }
 
 /// The first request of a cold identity, stage by stage (`mtls_forward_identity_load_seconds`):

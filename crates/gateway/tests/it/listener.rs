@@ -606,19 +606,8 @@ async fn connect_from(source: [u8; 4], to: std::net::SocketAddr) -> tokio::net::
 
 /// The value of one `/metrics` line (`name{labels}`), read over plain HTTP from 127.0.0.1.
 async fn metric(app: &TestApp, line: &str) -> f64 {
-    let text = crate::support::client()
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {line} in /metrics"))
-        .parse()
-        .unwrap()
+    let value = crate::support::metric_value(app, line).await;
+    value.unwrap_or_else(|| panic!("no {line} in /metrics"))
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

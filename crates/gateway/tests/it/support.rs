@@ -62,6 +62,26 @@ pub async fn spawn(customize: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// The value of the `/metrics` series `series` (`name` or `name{labels}`, exactly as printed),
+/// read over plain HTTP; `None` when the gateway prints no such series.
+pub async fn metric_value<T>(app: &TestApp, series: &str) -> Option<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Debug,
+{
+    let text = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+}
+
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
