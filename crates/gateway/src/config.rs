@@ -723,7 +723,7 @@ impl Default for ForwardConfig {
             idle_timeout_seconds: 90.0,
             preload_identities: false,
             follow_redirects: FollowRedirects::SameOrigin,
-            max_idle_per_identity: 32,
+            max_idle_per_identity: 256,
             max_idle_total: 4096,
             identity_idle_seconds: 600.0,
         }

@@ -294,7 +294,7 @@ impl Forwarder {
             identities: Mutex::new(Identities::default()),
             generation: AtomicU64::new(0),
             connections: Arc::default(),
-            idle_limits: Arc::new(IdleLimits::new(32, 4096)),
+            idle_limits: Arc::new(IdleLimits::new(256, 4096)),
             identity_idle: Duration::from_secs(600),
             tick: AtomicU64::new(0),
             unloaded: AtomicU64::new(0),
