@@ -223,13 +223,6 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// A 403 without a challenge: [`ApiError::denied`] is the answer to an authenticated caller.
-impl From<Denied> for ApiError {
-    fn from(denied: Denied) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", denied.to_string())
-    }
-}
-
 impl ApiError {
     /// The 403 to a caller whose credential does not cover the request (SPEC 3). A Bearer
     /// caller also gets `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 3.1),
@@ -237,7 +230,7 @@ impl ApiError {
     /// such challenge and a client certificate no challenge at all: those 403s carry none
     /// (docs/errors.md).
     pub fn denied(scheme: Scheme) -> Self {
-        let refused = Self::from(Denied);
+        let refused = Self::new(StatusCode::FORBIDDEN, "forbidden", Denied.to_string());
         match scheme {
             Scheme::Bearer => Self {
                 challenge: Some(r#"Bearer error="insufficient_scope""#.to_owned()),
