@@ -435,19 +435,6 @@ impl Forwarder {
         self.identities().configs.len()
     }
 
-    /// Loads the identity for `key` (the first one in wins when several threads load it at
-    /// once) and retires older versions of the same certificate; then the client on this thread.
-    pub fn install(
-        &self,
-        key: ClientKey,
-        identity: Option<&ClientIdentity>,
-    ) -> Result<UpstreamClient, String> {
-        let config = self.config_for(&key, identity)?;
-        self.publish(&mut self.identities(), &key, config);
-        self.client(&key)
-            .ok_or_else(|| "the identity was retired while it was being loaded".to_owned())
-    }
-
     /// The client for `key` on this thread: warm, or its identity loaded by `loader` (the
     /// secret read and the PKCS#12 parse) once, however many requests on however many threads
     /// ask for it at the same time. The first asker runs `loader`; the others wait for its
