@@ -253,19 +253,7 @@ async fn serve(pki: &Path, config: rustls::ServerConfig) -> Upstream {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
-                let (_, connection) = tls.get_ref();
-                let fingerprint = connection
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| {
-                        Sha256::digest(leaf.as_ref())
-                            .iter()
-                            .map(|byte| format!("{byte:02x}"))
-                            .collect::<String>()
-                    });
-                let alpn = connection
-                    .alpn_protocol()
-                    .map(|protocol| String::from_utf8_lossy(protocol).to_string());
+                let (fingerprint, alpn) = seen_by_server(tls.get_ref().1);
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let fingerprint = fingerprint.clone();
                     let alpn = alpn.clone();
@@ -791,19 +779,7 @@ pub async fn start_redirecting_with(pki: &Path, client_roots: &Path, h2: bool) -
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
-                let (_, connection) = tls.get_ref();
-                let fingerprint = connection
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| {
-                        Sha256::digest(leaf.as_ref())
-                            .iter()
-                            .map(|byte| format!("{byte:02x}"))
-                            .collect::<String>()
-                    });
-                let alpn = connection
-                    .alpn_protocol()
-                    .map(|protocol| String::from_utf8_lossy(protocol).to_string());
+                let (fingerprint, alpn) = seen_by_server(tls.get_ref().1);
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let (fingerprint, alpn) = (fingerprint.clone(), alpn.clone());
                     let recorded = Arc::clone(&recorded);
@@ -855,4 +831,22 @@ pub async fn start_redirecting_with(pki: &Path, client_roots: &Path, h2: bool) -
         },
         seen,
     }
+}
+
+/// What the echo reports of a connection: the SHA-256 of the client certificate the server
+/// saw (lower-case hex), and the protocol ALPN chose.
+fn seen_by_server(connection: &rustls::ServerConnection) -> (Option<String>, Option<String>) {
+    let fingerprint = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| {
+            Sha256::digest(leaf.as_ref())
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        });
+    let alpn = connection
+        .alpn_protocol()
+        .map(|protocol| String::from_utf8_lossy(protocol).to_string());
+    (fingerprint, alpn)
 }
