@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::extract::Query;
-use mtls_auth::Privilege;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -14,8 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::AppState;
 use crate::dto::rfc3339;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize};
-use crate::ratelimit::Group;
+use crate::extract::{Authorized, ReadConfiguration};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditQuery {
@@ -40,17 +38,9 @@ fn parse_since(text: &str) -> Option<i64> {
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<ReadConfiguration>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Configuration,
-    )?;
     let since = match query.since.as_deref() {
         None => 0,
         Some(text) => parse_since(text).ok_or_else(|| {

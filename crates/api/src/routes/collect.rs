@@ -7,29 +7,21 @@ use std::io::{Cursor, Write};
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use mtls_auth::Privilege;
 use zeroize::Zeroizing;
 use zip::write::SimpleFileOptions;
 
 use crate::AppState;
 use crate::audit;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize, path_id};
-use crate::ratelimit::Group;
+use crate::extract::{Authorized, WriteConfiguration, path_id};
 
 pub async fn collect(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::WriteInternal,
-        Group::Configuration,
-    )?;
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;
