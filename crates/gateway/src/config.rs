@@ -6,9 +6,11 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use mtls_runtime::Cidr;
 use serde::{Deserialize, Serialize, Serializer};
 use zeroize::Zeroizing;
 
@@ -157,14 +159,18 @@ pub struct ServerConfig {
     /// Worker threads serving connections; 0: one per CPU core.
     pub workers: usize,
     /// On SIGTERM, time given to requests in flight before connections are closed.
-    pub shutdown_grace_seconds: f64,
+    #[serde(with = "seconds")]
+    pub shutdown_grace_seconds: Duration,
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: Vec<String>,
+    #[serde(with = "networks")]
+    pub trusted_proxies: Vec<Cidr>,
     /// Time from accept to the first complete request head (TLS handshake included); on
     /// HTTP/1.1 also from the end of one answer to the end of the next request head.
-    pub request_head_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub request_head_timeout_seconds: Duration,
     /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
-    pub idle_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub idle_timeout_seconds: Duration,
     /// Open client connections, every listener together; past it a new one is closed at once.
     pub max_connections: usize,
     /// Open client connections from one address (IPv6: one /64); `trusted_proxies` are
@@ -182,10 +188,10 @@ impl Default for ServerConfig {
             admin_listen: None,
             admin_tls: None,
             workers: 0,
-            shutdown_grace_seconds: 30.0,
+            shutdown_grace_seconds: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
-            request_head_timeout_seconds: 15.0,
-            idle_timeout_seconds: 60.0,
+            request_head_timeout_seconds: Duration::from_secs(15),
+            idle_timeout_seconds: Duration::from_secs(60),
             max_connections: 16_384,
             max_connections_per_ip: 1024,
             max_request_head_bytes: 64 * 1024,
@@ -294,13 +300,15 @@ pub struct AuthConfig {
     pub audience: Vec<String>,
     /// Required `iss` values (any one of them); empty: not checked.
     pub issuer: Vec<String>,
-    /// Clock skew tolerated on `exp` and `nbf`.
-    pub leeway_seconds: u64,
-    /// OAuth 1.0a: accepted distance between `oauth_timestamp` and now.
-    pub oauth_timestamp_window_seconds: i64,
+    /// Clock skew tolerated on `exp` and `nbf` (whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub leeway_seconds: Duration,
+    /// OAuth 1.0a: accepted distance between `oauth_timestamp` and now (whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub oauth_timestamp_window_seconds: Duration,
     /// OAuth 1.0a: `https://gateway.example` as clients address the gateway, when a proxy in
     /// front changes the scheme, host or port they signed. Absent: `http://` + `Host`.
-    pub public_base_url: Option<String>,
+    pub public_base_url: Option<HttpUrl>,
     /// Callers authenticated by the client certificate a listener verified.
     pub client_certificates: Vec<ClientCertificateRule>,
     /// `[auth.claims]`: how an identity provider's RS256/ES256 tokens name accounts, caller and
@@ -404,15 +412,16 @@ impl ClaimsConfig {
 pub struct TokenEndpointConfig {
     /// Serve `POST /oauth2/token` (needs `auth.hs256_enabled`: its tokens are HS256).
     pub enabled: bool,
-    /// Lifetime of each token, in seconds (`expires_in`).
-    pub lifetime_seconds: u64,
+    /// Lifetime of each token (`expires_in`; whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub lifetime_seconds: Duration,
 }
 
 impl Default for TokenEndpointConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            lifetime_seconds: 3600,
+            lifetime_seconds: Duration::from_secs(3600),
         }
     }
 }
@@ -426,8 +435,8 @@ impl Default for AuthConfig {
             jwks_files: Vec::new(),
             audience: Vec::new(),
             issuer: Vec::new(),
-            leeway_seconds: 30,
-            oauth_timestamp_window_seconds: 300,
+            leeway_seconds: Duration::from_secs(30),
+            oauth_timestamp_window_seconds: Duration::from_secs(300),
             public_base_url: None,
             client_certificates: Vec::new(),
             claims: None,
@@ -532,14 +541,16 @@ pub struct MetricsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
-    /// The OTLP/HTTP traces URL (protobuf), e.g. `http://collector:4318/v1/traces`.
-    pub otlp_endpoint: Option<String>,
+    /// The OTLP/HTTP traces URL (protobuf), e.g. `http://collector:4318/v1/traces`: `http`
+    /// or `https`, no credentials (it is logged).
+    pub otlp_endpoint: Option<HttpUrl>,
     /// The `service.name` resource attribute of every span.
     pub service_name: String,
     /// The share of new traces recorded, 0 to 1 (a caller's sampled flag decides for its own).
     pub sample_ratio: f64,
     /// Per export call.
-    pub export_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub export_timeout_seconds: Duration,
     /// Most spans per export call.
     pub batch_size: usize,
     /// Most spans waiting for export; past it, new spans are dropped and counted.
@@ -552,7 +563,7 @@ impl Default for TracingConfig {
             otlp_endpoint: None,
             service_name: "mtls-gateway".to_owned(),
             sample_ratio: 1.0,
-            export_timeout_seconds: 10.0,
+            export_timeout_seconds: Duration::from_secs(10),
             batch_size: 512,
             queue_capacity: 2048,
         }
@@ -562,19 +573,6 @@ impl Default for TracingConfig {
 impl TracingConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError(format!("tracing.{message}")));
-        if let Some(endpoint) = &self.otlp_endpoint {
-            let url = match reqwest::Url::parse(endpoint) {
-                Ok(url) => url,
-                Err(error) => return fail(format!("otlp_endpoint: not a URL: {error}")),
-            };
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return fail("otlp_endpoint: must be an http or https URL with a host".to_owned());
-            }
-            if !url.username().is_empty() || url.password().is_some() {
-                // It is logged and shown in the effective configuration: no credentials.
-                return fail("otlp_endpoint: must not hold credentials".to_owned());
-            }
-        }
         if self.service_name.trim().is_empty() || self.service_name.len() > 256 {
             return fail("service_name: must be 1 to 256 characters".to_owned());
         }
@@ -584,12 +582,12 @@ impl TracingConfig {
                 "sample_ratio: must be a number from 0 to 1, not {ratio}"
             ));
         }
-        let timeout = self.export_timeout_seconds;
-        if !(timeout.is_finite() && (MIN_SECONDS..=3600.0).contains(&timeout)) {
-            return fail(format!(
-                "export_timeout_seconds: must be a number of seconds from {MIN_SECONDS} to 3600, not {timeout}"
-            ));
-        }
+        check_seconds(
+            "tracing.export_timeout_seconds",
+            self.export_timeout_seconds,
+            MIN_DURATION,
+            Duration::from_secs(3600),
+        )?;
         for (key, value, max) in [
             ("batch_size", self.batch_size, 100_000),
             ("queue_capacity", self.queue_capacity, 10_000_000),
@@ -609,21 +607,23 @@ pub struct ExpiryConfig {
     /// Days before `notAfter` at which a certificate is reported, once per threshold.
     pub thresholds_days: Vec<u32>,
     /// How often the live certificates are checked (and the expiry metrics refreshed).
-    pub check_interval_seconds: f64,
+    #[serde(with = "seconds")]
+    pub check_interval_seconds: Duration,
     /// Where a JSON notification is POSTed (once per certificate and threshold); absent: log
     /// and metrics only.
     pub webhook_url: Option<Secret>,
     /// Per webhook call.
-    pub webhook_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub webhook_timeout_seconds: Duration,
 }
 
 impl Default for ExpiryConfig {
     fn default() -> Self {
         Self {
             thresholds_days: vec![30, 14, 7, 1],
-            check_interval_seconds: 300.0,
+            check_interval_seconds: Duration::from_secs(300),
             webhook_url: None,
-            webhook_timeout_seconds: 10.0,
+            webhook_timeout_seconds: Duration::from_secs(10),
         }
     }
 }
@@ -632,13 +632,14 @@ impl Default for ExpiryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// How often the routing table checks the database for changes made by other nodes.
-    pub sync_interval_seconds: f64,
+    #[serde(with = "seconds")]
+    pub sync_interval_seconds: Duration,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            sync_interval_seconds: 2.0,
+            sync_interval_seconds: Duration::from_secs(2),
         }
     }
 }
@@ -649,7 +650,8 @@ pub struct EgressConfig {
     /// Allow plain `http` targets (mappings and forwards). Off: only `https`.
     pub allow_http: bool,
     /// Networks (CIDR) the forward path may reach although they are private, loopback, ...
-    pub allow_cidrs: Vec<String>,
+    #[serde(with = "networks")]
+    pub allow_cidrs: Vec<Cidr>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -666,16 +668,20 @@ pub struct ForwardConfig {
     pub allow_unmapped: bool,
     /// Largest request body relayed (413 past it).
     pub max_body_bytes: usize,
-    pub connect_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub connect_timeout_seconds: Duration,
     /// Time allowed for the target's response headers after the end of the request body (for
     /// a request without a body: after the start of the call, TLS handshake included).
-    pub response_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub response_timeout_seconds: Duration,
     /// A body with nothing moving in either direction for this long is given up (the caller's
     /// upload: 408; the target's response body: the caller's connection is cut). Absent: equal
     /// to `response_timeout_seconds`.
-    pub body_idle_timeout_seconds: Option<f64>,
+    #[serde(with = "seconds::optional")]
+    pub body_idle_timeout_seconds: Option<Duration>,
     /// Idle upstream connections are closed after this long.
-    pub idle_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub idle_timeout_seconds: Duration,
     /// Load every mapped certificate's identity (secret fetch + parse) when the routing table
     /// changes, instead of at its first request.
     pub preload_identities: bool,
@@ -690,7 +696,8 @@ pub struct ForwardConfig {
     pub max_idle_total: usize,
     /// An identity with no request for this long is unloaded (its key material dropped and
     /// zeroized); its next request loads it again.
-    pub identity_idle_seconds: f64,
+    #[serde(with = "seconds")]
+    pub identity_idle_seconds: Duration,
 }
 
 /// `forward.follow_redirects`, read into the runtime's setting at load (another value is an
@@ -712,20 +719,28 @@ impl From<FollowRedirects> for mtls_runtime::redirect::FollowRedirects {
     }
 }
 
+impl ForwardConfig {
+    /// `forward.body_idle_timeout_seconds`, or `forward.response_timeout_seconds` when absent.
+    pub fn body_idle_timeout(&self) -> Duration {
+        self.body_idle_timeout_seconds
+            .unwrap_or(self.response_timeout_seconds)
+    }
+}
+
 impl Default for ForwardConfig {
     fn default() -> Self {
         Self {
             allow_unmapped: true,
             max_body_bytes: 10 * 1024 * 1024,
-            connect_timeout_seconds: 5.0,
-            response_timeout_seconds: 30.0,
+            connect_timeout_seconds: Duration::from_secs(5),
+            response_timeout_seconds: Duration::from_secs(30),
             body_idle_timeout_seconds: None,
-            idle_timeout_seconds: 90.0,
+            idle_timeout_seconds: Duration::from_secs(90),
             preload_identities: false,
             follow_redirects: FollowRedirects::SameOrigin,
             max_idle_per_identity: 256,
             max_idle_total: 4096,
-            identity_idle_seconds: 600.0,
+            identity_idle_seconds: Duration::from_secs(600),
         }
     }
 }
@@ -738,8 +753,9 @@ pub struct DatabaseConfig {
     pub url: Option<Secret>,
     /// Largest number of pooled connections.
     pub max_connections: u32,
-    /// How long a request waits for a pooled connection before a 503.
-    pub acquire_timeout_seconds: u64,
+    /// How long a request waits for a pooled connection before a 503 (whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub acquire_timeout_seconds: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -747,7 +763,7 @@ impl Default for DatabaseConfig {
         Self {
             url: None,
             max_connections: 10,
-            acquire_timeout_seconds: 5,
+            acquire_timeout_seconds: Duration::from_secs(5),
         }
     }
 }
@@ -791,7 +807,8 @@ pub struct LocalSecretsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VaultConfig {
-    pub address: String,
+    /// `http` or `https` URL of Vault or OpenBao.
+    pub address: HttpUrl,
     /// The KV version 2 mount.
     pub mount: String,
     /// Path prefix inside the mount: secrets live at `<prefix>/accounts/<account>/certificates/<id>`.
@@ -805,13 +822,15 @@ pub struct VaultConfig {
     pub secret_id: Option<Secret>,
     /// Where the AppRole auth method is mounted.
     pub approle_mount: String,
-    pub timeout_seconds: u64,
+    /// Per Vault call (whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub timeout_seconds: Duration,
 }
 
 impl Default for VaultConfig {
     fn default() -> Self {
         Self {
-            address: "http://127.0.0.1:8200".to_owned(),
+            address: HttpUrl(DEFAULT_VAULT_ADDRESS.to_owned()),
             mount: "secret".to_owned(),
             prefix: "mtls".to_owned(),
             namespace: None,
@@ -820,25 +839,235 @@ impl Default for VaultConfig {
             role_id: None,
             secret_id: None,
             approle_mount: "approle".to_owned(),
-            timeout_seconds: 10,
+            timeout_seconds: Duration::from_secs(10),
         }
     }
 }
 
 /// The shortest duration a timeout or interval may be configured to.
-const MIN_SECONDS: f64 = 0.001;
+const MIN_DURATION: Duration = Duration::from_millis(1);
 /// The longest duration any `*_seconds` key may be configured to: one year.
-const MAX_SECONDS: f64 = 31_536_000.0;
-/// [`MAX_SECONDS`] for the keys that take whole seconds.
 const MAX_WHOLE_SECONDS: u64 = 31_536_000;
+/// [`MAX_WHOLE_SECONDS`] as a duration.
+const MAX_DURATION: Duration = Duration::from_secs(MAX_WHOLE_SECONDS);
+/// A day, the bound of the token lifetimes and clock windows.
+const DAY: Duration = Duration::from_secs(86_400);
 /// The largest rate or burst of a rate limit.
 const MAX_RATE: f64 = 1e9;
+/// `secrets.vault.address` by default.
+const DEFAULT_VAULT_ADDRESS: &str = "http://127.0.0.1:8200";
 
-/// A duration from a `*_seconds` value that [`Config::validate`] accepted. Total: a value it
-/// would refuse (not finite, negative, past a year) gives the nearest bound, never a panic.
-pub fn seconds(value: f64) -> std::time::Duration {
-    let value = if value.is_nan() { MIN_SECONDS } else { value };
-    std::time::Duration::from_secs_f64(value.clamp(0.0, MAX_SECONDS))
+/// A duration as the configuration writes it: `30`, `0.5`.
+fn show(value: Duration) -> String {
+    value.as_secs_f64().to_string()
+}
+
+/// `key`'s range: the error names the key.
+fn check_seconds(
+    key: &str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "{key}: must be a number of seconds from {} to {}, got {}",
+        show(min),
+        show(max),
+        show(value)
+    )))
+}
+
+/// Reads a `*_seconds` value as written (`15`, `0.5`; `whole`: integers only) into a
+/// [`Duration`]. Refused whatever the key, so that no value can panic: negative, `nan`, `inf`,
+/// more than a year. Each key's own range is checked by [`Config::validate`].
+struct SecondsVisitor {
+    whole: bool,
+}
+
+impl SecondsVisitor {
+    fn out_of_range<E: serde::de::Error>(value: impl fmt::Display) -> E {
+        E::custom(format!(
+            "must be a number of seconds from 0 to {MAX_WHOLE_SECONDS} (a year), got {value}"
+        ))
+    }
+}
+
+impl serde::de::Visitor<'_> for SecondsVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.whole {
+            "a whole number of seconds"
+        } else {
+            "a number of seconds"
+        })
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Duration, E> {
+        if value > MAX_WHOLE_SECONDS {
+            return Err(Self::out_of_range(value));
+        }
+        Ok(Duration::from_secs(value))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Duration, E> {
+        match u64::try_from(value) {
+            Ok(value) => self.visit_u64(value),
+            Err(_) => Err(Self::out_of_range(value)),
+        }
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Duration, E> {
+        if self.whole {
+            return Err(E::custom(format!(
+                "must be a whole number of seconds, got {value}"
+            )));
+        }
+        if !(0.0..=MAX_DURATION.as_secs_f64()).contains(&value) {
+            return Err(Self::out_of_range(value));
+        }
+        Ok(Duration::from_secs_f64(value))
+    }
+}
+
+/// A `*_seconds` key that takes fractions (`0.5`); written back as a number of seconds.
+mod seconds {
+    use super::{Duration, SecondsVisitor};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        deserializer.deserialize_any(SecondsVisitor { whole: false })
+    }
+
+    /// The same for a key that may be absent.
+    pub(super) mod optional {
+        use super::{Deserialize, Deserializer, Duration, Serializer};
+
+        struct Seconds(Duration);
+
+        impl<'de> Deserialize<'de> for Seconds {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                super::deserialize(deserializer).map(Seconds)
+            }
+        }
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            value: &Option<Duration>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(value) => serializer.serialize_some(&value.as_secs_f64()),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            Ok(Option::<Seconds>::deserialize(deserializer)?.map(|seconds| seconds.0))
+        }
+    }
+}
+
+/// A `*_seconds` key that takes whole seconds only (as documented); written back as an integer.
+mod whole_seconds {
+    use super::{Duration, SecondsVisitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        deserializer.deserialize_any(SecondsVisitor { whole: true })
+    }
+}
+
+/// A list of networks (`10.0.0.0/8`, or one address), parsed at load; written back as text.
+mod networks {
+    use super::Cidr;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &[Cidr],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(value.iter().map(ToString::to_string))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Cidr>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|text| text.parse::<Cidr>().map_err(D::Error::custom))
+            .collect()
+    }
+}
+
+/// An `http` or `https` URL with a host and no credentials (it is logged and shown in the
+/// effective configuration), checked at load and kept as written.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HttpUrl(String);
+
+impl HttpUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HttpUrl {
+    type Error = String;
+
+    /// The error never quotes the text (it could hold credentials).
+    fn try_from(text: String) -> Result<Self, String> {
+        let url = reqwest::Url::parse(&text).map_err(|error| format!("not a URL: {error}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err("must be an http or https URL with a host".to_owned());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not hold credentials".to_owned());
+        }
+        Ok(HttpUrl(text))
+    }
+}
+
+impl std::str::FromStr for HttpUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::try_from(text.to_owned())
+    }
+}
+
+impl From<HttpUrl> for String {
+    fn from(url: HttpUrl) -> String {
+        url.0
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A configuration that cannot be loaded; the message names the key or file at fault.
@@ -900,7 +1129,7 @@ impl Config {
             ));
         }
         let config = figment.extract::<Config>().map_err(|error| {
-            let messages: Vec<String> = error.into_iter().map(|error| error.to_string()).collect();
+            let messages: Vec<String> = error.into_iter().map(|error| key_first(&error)).collect();
             ConfigError(format!("invalid configuration: {}", messages.join("; ")))
         })?;
         config.validate()?;
@@ -913,70 +1142,107 @@ impl Config {
     /// code).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let (server, forward, expiry) = (&self.server, &self.forward, &self.expiry);
-        for (key, value, min) in [
+        let (auth, vault) = (&self.auth, &self.secrets.vault);
+        let second = Duration::from_secs(1);
+        for (key, value, min, max) in [
             (
                 "server.shutdown_grace_seconds",
                 server.shutdown_grace_seconds,
-                0.0,
+                Duration::ZERO,
+                MAX_DURATION,
             ),
             (
                 "server.request_head_timeout_seconds",
                 server.request_head_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "server.idle_timeout_seconds",
                 server.idle_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "runtime.sync_interval_seconds",
                 self.runtime.sync_interval_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.connect_timeout_seconds",
                 forward.connect_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.response_timeout_seconds",
                 forward.response_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.idle_timeout_seconds",
                 forward.idle_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.body_idle_timeout_seconds",
-                forward
-                    .body_idle_timeout_seconds
-                    .unwrap_or(forward.response_timeout_seconds),
-                MIN_SECONDS,
+                forward.body_idle_timeout(),
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.identity_idle_seconds",
                 forward.identity_idle_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "expiry.check_interval_seconds",
                 expiry.check_interval_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "expiry.webhook_timeout_seconds",
                 expiry.webhook_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
+            ),
+            (
+                "auth.leeway_seconds",
+                auth.leeway_seconds,
+                Duration::ZERO,
+                DAY,
+            ),
+            (
+                "auth.oauth_timestamp_window_seconds",
+                auth.oauth_timestamp_window_seconds,
+                second,
+                DAY,
+            ),
+            (
+                "auth.token_endpoint.lifetime_seconds",
+                auth.token_endpoint.lifetime_seconds,
+                second,
+                DAY,
+            ),
+            (
+                "database.acquire_timeout_seconds",
+                self.database.acquire_timeout_seconds,
+                second,
+                MAX_DURATION,
+            ),
+            (
+                "secrets.vault.timeout_seconds",
+                vault.timeout_seconds,
+                second,
+                MAX_DURATION,
             ),
         ] {
-            if !(value.is_finite() && (min..=MAX_SECONDS).contains(&value)) {
-                return Err(ConfigError(format!(
-                    "{key}: must be a number of seconds from {min} to {MAX_SECONDS}, not {value}"
-                )));
-            }
+            check_seconds(key, value, min, max)?;
         }
         let limits = &self.rate_limits;
         for (group, limits) in [
@@ -1020,7 +1286,6 @@ impl Config {
                 1024,
                 1024 * 1024,
             ),
-            ("auth.leeway_seconds", self.auth.leeway_seconds, 0, 86_400),
             (
                 "accounts.max_certificates",
                 as_u64(self.accounts.max_certificates),
@@ -1082,18 +1347,6 @@ impl Config {
                 1,
                 1000,
             ),
-            (
-                "database.acquire_timeout_seconds",
-                database.acquire_timeout_seconds,
-                1,
-                MAX_WHOLE_SECONDS,
-            ),
-            (
-                "secrets.vault.timeout_seconds",
-                self.secrets.vault.timeout_seconds,
-                1,
-                MAX_WHOLE_SECONDS,
-            ),
         ] {
             if !(min..=max).contains(&value) {
                 return Err(ConfigError(format!(
@@ -1103,28 +1356,6 @@ impl Config {
         }
         if let Some(claims) = &self.auth.claims {
             claims.mapping(&self.auth)?;
-        }
-        let window = self.auth.oauth_timestamp_window_seconds;
-        if !(1..=86_400).contains(&window) {
-            return Err(ConfigError(format!(
-                "auth.oauth_timestamp_window_seconds: must be from 1 to 86400, not {window}"
-            )));
-        }
-        let lifetime = self.auth.token_endpoint.lifetime_seconds;
-        if !(1..=86_400).contains(&lifetime) {
-            return Err(ConfigError(format!(
-                "auth.token_endpoint.lifetime_seconds: must be from 1 to 86400, not {lifetime}"
-            )));
-        }
-        for (key, networks) in [
-            ("server.trusted_proxies", &self.server.trusted_proxies),
-            ("egress.allow_cidrs", &self.egress.allow_cidrs),
-        ] {
-            for network in networks {
-                network
-                    .parse::<mtls_runtime::Cidr>()
-                    .map_err(|error| ConfigError(format!("{key}: {error}")))?;
-            }
         }
         if let Some(days) = expiry.thresholds_days.iter().find(|days| **days > 36_500) {
             return Err(ConfigError(format!(
@@ -1139,6 +1370,24 @@ impl Config {
     pub fn redacted_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }
+}
+
+/// One extraction error, the key first: `forward.response_timeout_seconds: must be a number of
+/// seconds from 0 to 31536000 (a year), got -1`, then the file it came from, if any.
+fn key_first(error: &figment::Error) -> String {
+    let mut message = if error.path.is_empty() {
+        error.kind.to_string()
+    } else {
+        format!("{}: {}", error.path.join("."), error.kind)
+    };
+    if let Some(figment::Source::File(path)) = error
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.source.as_ref())
+    {
+        message.push_str(&format!(" (in {})", path.display()));
+    }
+    message
 }
 
 /// `MTLS_GATEWAY__AUTH__HS256_SECRET_FILE` -> `Some("auth.hs256_secret")` for secret keys only.
@@ -1204,7 +1453,10 @@ mod tests {
     fn the_token_endpoint_lifetime_is_bounded() {
         let config = Config::load_from(None, vars(&[])).unwrap();
         assert!(config.auth.token_endpoint.enabled);
-        assert_eq!(config.auth.token_endpoint.lifetime_seconds, 3600);
+        assert_eq!(
+            config.auth.token_endpoint.lifetime_seconds,
+            Duration::from_secs(3600)
+        );
         for (value, ok) in [("0", false), ("1", true), ("86400", true), ("86401", false)] {
             let loaded = Config::load_from(
                 None,
@@ -1310,14 +1562,6 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("forward.follow_redirects"), "{error}");
-    }
-
-    #[test]
-    fn seconds_is_total() {
-        for value in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -1.0, 1e300, 0.0] {
-            assert!(seconds(value) <= std::time::Duration::from_secs(MAX_WHOLE_SECONDS));
-        }
-        assert_eq!(seconds(1.5), std::time::Duration::from_millis(1500));
     }
 
     #[test]
@@ -1455,7 +1699,7 @@ mod tests {
         );
         let config = Config::load_from(Some(&file), vars(&[])).unwrap();
         assert_eq!(
-            config.tracing.otlp_endpoint.as_deref(),
+            config.tracing.otlp_endpoint.as_ref().map(HttpUrl::as_str),
             Some("http://collector:4318/v1/traces")
         );
         assert_eq!(config.tracing.batch_size, 512);
@@ -1484,6 +1728,292 @@ mod tests {
                 "{key}={value}: {error}"
             );
             assert!(!error.contains("pass"), "{error}");
+        }
+    }
+    /// Loads `pairs` as the environment; the error text, or `None` when accepted.
+    fn refused(pairs: &[(&str, &str)]) -> Option<String> {
+        Config::load_from(None, vars(pairs))
+            .err()
+            .map(|error| error.to_string())
+    }
+
+    /// Loads `toml` as the file; the error text, or `None` when accepted.
+    fn refused_in_file(name: &str, toml: &str) -> Option<String> {
+        Config::load_from(Some(&temp_file(name, toml)), vars(&[]))
+            .err()
+            .map(|error| error.to_string())
+    }
+
+    /// Issue 19: every `*_seconds` key is a `Duration` read once at load, from the values the
+    /// documentation names (`15`, `0.5`), and written back in the effective configuration as
+    /// before.
+    #[test]
+    fn seconds_are_durations_read_at_load() {
+        let file = temp_file(
+            "durations.toml",
+            "[forward]\nresponse_timeout_seconds = 0.5\nconnect_timeout_seconds = 15\n\
+             [database]\nacquire_timeout_seconds = 7\n",
+        );
+        let config = Config::load_from(
+            Some(&file),
+            vars(&[
+                ("MTLS_GATEWAY__FORWARD__IDLE_TIMEOUT_SECONDS", "0.25"),
+                ("MTLS_GATEWAY__SERVER__SHUTDOWN_GRACE_SECONDS", "0"),
+                ("MTLS_GATEWAY__AUTH__LEEWAY_SECONDS", "45"),
+            ]),
+        )
+        .unwrap();
+        let forward = &config.forward;
+        assert_eq!(forward.response_timeout_seconds, Duration::from_millis(500));
+        assert_eq!(forward.connect_timeout_seconds, Duration::from_secs(15));
+        assert_eq!(forward.idle_timeout_seconds, Duration::from_millis(250));
+        assert_eq!(forward.body_idle_timeout(), Duration::from_millis(500));
+        assert_eq!(config.server.shutdown_grace_seconds, Duration::ZERO);
+        assert_eq!(config.auth.leeway_seconds, Duration::from_secs(45));
+        assert_eq!(
+            config.database.acquire_timeout_seconds,
+            Duration::from_secs(7)
+        );
+        let config = Config::load_from(
+            None,
+            vars(&[("MTLS_GATEWAY__FORWARD__BODY_IDLE_TIMEOUT_SECONDS", "2.5")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.forward.body_idle_timeout(),
+            Duration::from_millis(2500)
+        );
+        // The effective configuration shows the numbers as they were written before.
+        let json = Config::default().redacted_json();
+        for shown in [
+            "\"response_timeout_seconds\":30.0",
+            "\"body_idle_timeout_seconds\":null",
+            "\"acquire_timeout_seconds\":5",
+            "\"oauth_timestamp_window_seconds\":300",
+            "\"address\":\"http://127.0.0.1:8200\"",
+        ] {
+            assert!(json.contains(shown), "{shown}: {json}");
+        }
+    }
+
+    /// Each bad duration is refused with an error that starts with the key, through the
+    /// environment and the file.
+    #[test]
+    fn bad_seconds_are_refused_naming_the_key() {
+        for (key, value, says) in [
+            ("FORWARD__RESPONSE_TIMEOUT_SECONDS", "-1", "got -1"),
+            ("FORWARD__RESPONSE_TIMEOUT_SECONDS", "-0.5", "got -0.5"),
+            (
+                "FORWARD__RESPONSE_TIMEOUT_SECONDS",
+                "1e300",
+                "expected a number of seconds",
+            ),
+            ("FORWARD__RESPONSE_TIMEOUT_SECONDS", "31536001", "a year"),
+            ("FORWARD__RESPONSE_TIMEOUT_SECONDS", "0", "from 0.001"),
+            (
+                "FORWARD__RESPONSE_TIMEOUT_SECONDS",
+                "soon",
+                "number of seconds",
+            ),
+            ("FORWARD__BODY_IDLE_TIMEOUT_SECONDS", "-2", "got -2"),
+            ("SERVER__SHUTDOWN_GRACE_SECONDS", "-1", "got -1"),
+            ("AUTH__LEEWAY_SECONDS", "0.5", "whole number"),
+            ("AUTH__LEEWAY_SECONDS", "86401", "from 0 to 86400"),
+            (
+                "AUTH__OAUTH_TIMESTAMP_WINDOW_SECONDS",
+                "0",
+                "from 1 to 86400",
+            ),
+            ("DATABASE__ACQUIRE_TIMEOUT_SECONDS", "-1", "got -1"),
+            ("SECRETS__VAULT__TIMEOUT_SECONDS", "2.5", "whole number"),
+            (
+                "TRACING__EXPORT_TIMEOUT_SECONDS",
+                "3601",
+                "from 0.001 to 3600",
+            ),
+        ] {
+            let name = format!("{ENV_PREFIX}{key}");
+            let error = refused(&[(name.as_str(), value)]).unwrap_or_default();
+            let dotted = key.to_lowercase().replace("__", ".");
+            assert!(
+                error.contains(&format!("{dotted}: ")) && error.contains(says),
+                "{key}={value}: {error}"
+            );
+        }
+        for value in ["nan", "inf", "-inf", "-1", "1e300"] {
+            let error = refused_in_file(
+                "bad-seconds.toml",
+                &format!("[expiry]\ncheck_interval_seconds = {value}\n"),
+            )
+            .unwrap_or_default();
+            assert!(
+                error.contains("expiry.check_interval_seconds: must be a number of seconds")
+                    && error.contains("bad-seconds.toml"),
+                "{value}: {error}"
+            );
+        }
+        // A configuration built in code is checked by `validate` with the same names.
+        let mut config = Config::default();
+        config.runtime.sync_interval_seconds = Duration::ZERO;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.starts_with("runtime.sync_interval_seconds: "),
+            "{error}"
+        );
+    }
+
+    /// Networks are `Cidr` values; a bad one names its key and is quoted (not a secret).
+    #[test]
+    fn networks_are_typed() {
+        let config = Config::load_from(
+            None,
+            vars(&[
+                (
+                    "MTLS_GATEWAY__EGRESS__ALLOW_CIDRS",
+                    "[\"10.0.0.0/8\", \"fd00::/8\"]",
+                ),
+                ("MTLS_GATEWAY__SERVER__TRUSTED_PROXIES", "[\"192.0.2.7\"]"),
+            ]),
+        )
+        .unwrap();
+        let expected: Vec<Cidr> = ["10.0.0.0/8", "fd00::/8"]
+            .iter()
+            .map(|text| text.parse().unwrap())
+            .collect();
+        assert_eq!(config.egress.allow_cidrs, expected);
+        let proxy: Cidr = "192.0.2.7".parse().unwrap();
+        assert_eq!(config.server.trusted_proxies, [proxy]);
+        let json = config.redacted_json();
+        assert!(json.contains("\"10.0.0.0/8\""), "{json}");
+        let error = refused(&[(
+            "MTLS_GATEWAY__EGRESS__ALLOW_CIDRS",
+            "[\"10.0.0.0/8\", \"10.0.0.0/40\"]",
+        )])
+        .unwrap_or_default();
+        assert!(
+            error.contains("egress.allow_cidrs: \"10.0.0.0/40\""),
+            "{error}"
+        );
+    }
+
+    /// URLs are checked at load (http or https, a host, no credentials) and kept as written;
+    /// the error names the key and never quotes the value.
+    #[test]
+    fn urls_are_typed() {
+        let config = Config::load_from(
+            None,
+            vars(&[
+                (
+                    "MTLS_GATEWAY__SECRETS__VAULT__ADDRESS",
+                    "https://vault.internal:8200",
+                ),
+                (
+                    "MTLS_GATEWAY__AUTH__PUBLIC_BASE_URL",
+                    "https://gateway.example",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.secrets.vault.address.as_str(),
+            "https://vault.internal:8200"
+        );
+        assert_eq!(
+            config.auth.public_base_url.as_ref().map(HttpUrl::as_str),
+            Some("https://gateway.example")
+        );
+        assert_eq!(
+            Config::default().secrets.vault.address.as_str(),
+            DEFAULT_VAULT_ADDRESS
+        );
+        for (key, value, says) in [
+            (
+                "SECRETS__VAULT__ADDRESS",
+                "vault.internal:8200",
+                "http or https",
+            ),
+            ("SECRETS__VAULT__ADDRESS", "not a url", "not a URL"),
+            (
+                "SECRETS__VAULT__ADDRESS",
+                "https://root:hunter2@vault",
+                "credentials",
+            ),
+            (
+                "AUTH__PUBLIC_BASE_URL",
+                "ftp://gateway.example",
+                "http or https",
+            ),
+            (
+                "TRACING__OTLP_ENDPOINT",
+                "http://user:hunter2@collector/v1/traces",
+                "credentials",
+            ),
+        ] {
+            let name = format!("{ENV_PREFIX}{key}");
+            let error = refused(&[(name.as_str(), value)]).unwrap_or_default();
+            let dotted = key.to_lowercase().replace("__", ".");
+            assert!(
+                error.contains(&format!("{dotted}: ")) && error.contains(says),
+                "{key}={value}: {error}"
+            );
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+
+    /// String choices are enums: another value names the key.
+    #[test]
+    fn choices_are_enums() {
+        let config = Config::load_from(
+            None,
+            vars(&[
+                ("MTLS_GATEWAY__LOG__FORMAT", "json"),
+                ("MTLS_GATEWAY__SECRETS__BACKEND", "vault"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.secrets.backend, SecretsBackend::Vault);
+        for (key, value) in [("LOG__FORMAT", "xml"), ("SECRETS__BACKEND", "s3")] {
+            let name = format!("{ENV_PREFIX}{key}");
+            let error = refused(&[(name.as_str(), value)]).unwrap_or_default();
+            let dotted = key.to_lowercase().replace("__", ".");
+            assert!(
+                error.contains(&format!("{dotted}: ")),
+                "{key}={value}: {error}"
+            );
+        }
+    }
+
+    /// Sizes and counts are integers with bounds; paths are paths.
+    #[test]
+    fn sizes_are_bounded_integers_and_paths_are_paths() {
+        let config = Config::load_from(
+            None,
+            vars(&[
+                ("MTLS_GATEWAY__FORWARD__MAX_BODY_BYTES", "2048"),
+                ("MTLS_GATEWAY__TLS__TRUST_ROOTS", "[\"/etc/ca.pem\"]"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.forward.max_body_bytes, 2048);
+        assert_eq!(config.tls.trust_roots, [PathBuf::from("/etc/ca.pem")]);
+        for (key, value, says) in [
+            ("FORWARD__MAX_IDLE_TOTAL", "0", "must be from 1 to"),
+            ("FORWARD__MAX_IDLE_TOTAL", "-1", "invalid"),
+            (
+                "SERVER__MAX_REQUEST_HEAD_BYTES",
+                "100",
+                "must be from 1024 to",
+            ),
+            ("INTAKE__CONCURRENCY", "1.5", "invalid type"),
+        ] {
+            let name = format!("{ENV_PREFIX}{key}");
+            let error = refused(&[(name.as_str(), value)]).unwrap_or_default();
+            let dotted = key.to_lowercase().replace("__", ".");
+            assert!(
+                error.contains(&format!("{dotted}: ")) && error.contains(says),
+                "{key}={value}: {error}"
+            );
         }
     }
 }
