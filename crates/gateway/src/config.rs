@@ -1244,6 +1244,31 @@ impl Config {
         ] {
             check_seconds(key, value, min, max)?;
         }
+        // The keys read as whole seconds (a configuration built in code could hold fractions,
+        // which the consumers of these keys would cut off).
+        for (key, value) in [
+            ("auth.leeway_seconds", auth.leeway_seconds),
+            (
+                "auth.oauth_timestamp_window_seconds",
+                auth.oauth_timestamp_window_seconds,
+            ),
+            (
+                "auth.token_endpoint.lifetime_seconds",
+                auth.token_endpoint.lifetime_seconds,
+            ),
+            (
+                "database.acquire_timeout_seconds",
+                self.database.acquire_timeout_seconds,
+            ),
+            ("secrets.vault.timeout_seconds", vault.timeout_seconds),
+        ] {
+            if value.subsec_nanos() != 0 {
+                return Err(ConfigError(format!(
+                    "{key}: must be a whole number of seconds, got {}",
+                    show(value)
+                )));
+            }
+        }
         let limits = &self.rate_limits;
         for (group, limits) in [
             ("configuration", limits.configuration),
@@ -1859,6 +1884,13 @@ mod tests {
         assert!(
             error.starts_with("runtime.sync_interval_seconds: "),
             "{error}"
+        );
+        let mut config = Config::default();
+        config.auth.token_endpoint.lifetime_seconds = Duration::from_millis(1500);
+        let error = config.validate().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "auth.token_endpoint.lifetime_seconds: must be a whole number of seconds, got 1.5"
         );
     }
 
