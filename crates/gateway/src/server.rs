@@ -108,7 +108,7 @@ pub fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
     ))
 }
 
-fn rate_limits(config: &Config) -> Result<RateLimits, ConfigError> {
+fn rate_limits(config: &Config) -> RateLimits {
     let mut limits = RateLimits {
         trusted_proxies: config.server.trusted_proxies.clone(),
         ..RateLimits::default()
@@ -139,7 +139,7 @@ fn rate_limits(config: &Config) -> Result<RateLimits, ConfigError> {
             );
         }
     }
-    Ok(limits)
+    limits
 }
 
 fn certificate_principals(config: &Config) -> Result<CertificatePrincipals, ConfigError> {
@@ -208,7 +208,7 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         intake_concurrency: config.intake.concurrency,
         services: Services::new(config.services.clone()),
         allow_http: config.egress.allow_http,
-        rate_limits: rate_limits(config)?,
+        rate_limits: rate_limits(config),
         public_base_url: config.auth.public_base_url.clone().map(String::from),
         forwarder: std::sync::Arc::new(forwarder(config)?),
         forward: ForwardSettings {
@@ -339,7 +339,7 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         count => count,
     };
-    let workers = Workers::start(endpoints, count, &listen_settings(config)?)
+    let workers = Workers::start(endpoints, count, &listen_settings(config))
         .map_err(|error| ConfigError(format!("cannot start the worker threads: {error}")))?;
     let watched: Vec<Arc<ServerTls>> = tls.into_iter().chain(admin_tls).collect();
     // Always running: SIGHUP must never end the process, TLS or not.
@@ -376,9 +376,9 @@ async fn unload_idle_identities(forwarder: std::sync::Weak<Forwarder>) {
 }
 
 /// The listeners' timeouts and connection caps.
-fn listen_settings(config: &Config) -> Result<crate::listen::Settings, ConfigError> {
+fn listen_settings(config: &Config) -> crate::listen::Settings {
     let server = &config.server;
-    Ok(crate::listen::Settings {
+    crate::listen::Settings {
         request_head_timeout: server.request_head_timeout_seconds,
         idle_timeout: server.idle_timeout_seconds,
         grace: server.shutdown_grace_seconds,
@@ -388,7 +388,7 @@ fn listen_settings(config: &Config) -> Result<crate::listen::Settings, ConfigErr
             server.max_connections_per_ip,
             server.trusted_proxies.clone(),
         )),
-    })
+    }
 }
 
 fn local_address(listener: &std::net::TcpListener) -> Result<SocketAddr, ConfigError> {
