@@ -30,7 +30,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         url: database_url(config),
         max_connections: config.database.max_connections,
-        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
+        acquire_timeout: config.database.acquire_timeout_seconds,
     }
 }
 
@@ -71,13 +71,13 @@ fn vault_store(config: &Config) -> Result<VaultStore, ConfigError> {
         None => None,
     };
     let options = VaultOptions {
-        address: vault.address.clone(),
+        address: vault.address.to_string(),
         mount: vault.mount.clone(),
         prefix: vault.prefix.trim_matches('/').to_owned(),
         namespace: vault.namespace.clone(),
         ca_pem,
         auth,
-        timeout: Duration::from_secs(vault.timeout_seconds),
+        timeout: vault.timeout_seconds,
     };
     VaultStore::new(options).map_err(|error| ConfigError(error.to_string()))
 }
@@ -194,8 +194,10 @@ async fn install(config: &Config, state: &AppState, backends: Backends) {
     }
     state.backends().set(backends);
     crate::expiry::spawn(config, state);
-    let interval =
-        crate::config::seconds(config.runtime.sync_interval_seconds).max(Duration::from_millis(50));
+    let interval = config
+        .runtime
+        .sync_interval_seconds
+        .max(Duration::from_millis(50));
     let state = state.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

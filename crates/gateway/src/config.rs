@@ -6,11 +6,23 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
-use serde::{Deserialize, Serialize, Serializer};
+use mtls_runtime::Cidr;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+#[cfg(test)]
+mod tests;
+mod values;
+
+use values::{
+    DAY, MAX_DURATION, MAX_RATE, MIN_DURATION, check_seconds, networks, seconds, show,
+    whole_seconds,
+};
+pub use values::{HttpUrl, Secret};
 
 /// The environment prefix; `__` separates sections and keys.
 pub const ENV_PREFIX: &str = "MTLS_GATEWAY__";
@@ -25,74 +37,6 @@ const SECRET_KEYS: &[&str] = &[
     "metrics.bearer_token",
     "expiry.webhook_url",
 ];
-
-/// A secret value from the configuration: never printed, logged as `<redacted>`, wiped on drop.
-#[derive(Clone)]
-pub struct Secret(Zeroizing<String>);
-
-/// Any scalar is taken as the secret's text: a secret of digits only must neither be refused
-/// nor, worse, quoted back in a type error (deserializer errors show the value they met).
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Text;
-
-        impl serde::de::Visitor<'_> for Text {
-            type Value = Secret;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a secret (text)")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Secret, E> {
-                Ok(Secret::new(value))
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Secret, E> {
-                Ok(Secret::new(value.to_string()))
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Secret, E> {
-                Ok(Secret::new(value.to_string()))
-            }
-
-            fn visit_u128<E: serde::de::Error>(self, value: u128) -> Result<Secret, E> {
-                Ok(Secret::new(value.to_string()))
-            }
-
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be text; quote it"))
-            }
-
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
-                Err(E::custom("a secret must be text; quote it"))
-            }
-        }
-
-        deserializer.deserialize_any(Text)
-    }
-}
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(Zeroizing::new(value.into()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("<redacted>")
-    }
-}
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,14 +101,18 @@ pub struct ServerConfig {
     /// Worker threads serving connections; 0: one per CPU core.
     pub workers: usize,
     /// On SIGTERM, time given to requests in flight before connections are closed.
-    pub shutdown_grace_seconds: f64,
+    #[serde(with = "seconds")]
+    pub shutdown_grace_seconds: Duration,
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: Vec<String>,
+    #[serde(with = "networks")]
+    pub trusted_proxies: Vec<Cidr>,
     /// Time from accept to the first complete request head (TLS handshake included); on
     /// HTTP/1.1 also from the end of one answer to the end of the next request head.
-    pub request_head_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub request_head_timeout_seconds: Duration,
     /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
-    pub idle_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub idle_timeout_seconds: Duration,
     /// Open client connections, every listener together; past it a new one is closed at once.
     pub max_connections: usize,
     /// Open client connections from one address (IPv6: one /64); `trusted_proxies` are
@@ -182,10 +130,10 @@ impl Default for ServerConfig {
             admin_listen: None,
             admin_tls: None,
             workers: 0,
-            shutdown_grace_seconds: 30.0,
+            shutdown_grace_seconds: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
-            request_head_timeout_seconds: 15.0,
-            idle_timeout_seconds: 60.0,
+            request_head_timeout_seconds: Duration::from_secs(15),
+            idle_timeout_seconds: Duration::from_secs(60),
             max_connections: 16_384,
             max_connections_per_ip: 1024,
             max_request_head_bytes: 64 * 1024,
@@ -294,13 +242,15 @@ pub struct AuthConfig {
     pub audience: Vec<String>,
     /// Required `iss` values (any one of them); empty: not checked.
     pub issuer: Vec<String>,
-    /// Clock skew tolerated on `exp` and `nbf`.
-    pub leeway_seconds: u64,
-    /// OAuth 1.0a: accepted distance between `oauth_timestamp` and now.
-    pub oauth_timestamp_window_seconds: i64,
+    /// Clock skew tolerated on `exp` and `nbf` (whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub leeway_seconds: Duration,
+    /// OAuth 1.0a: accepted distance between `oauth_timestamp` and now (whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub oauth_timestamp_window_seconds: Duration,
     /// OAuth 1.0a: `https://gateway.example` as clients address the gateway, when a proxy in
     /// front changes the scheme, host or port they signed. Absent: `http://` + `Host`.
-    pub public_base_url: Option<String>,
+    pub public_base_url: Option<HttpUrl>,
     /// Callers authenticated by the client certificate a listener verified.
     pub client_certificates: Vec<ClientCertificateRule>,
     /// `[auth.claims]`: how an identity provider's RS256/ES256 tokens name accounts, caller and
@@ -404,15 +354,16 @@ impl ClaimsConfig {
 pub struct TokenEndpointConfig {
     /// Serve `POST /oauth2/token` (needs `auth.hs256_enabled`: its tokens are HS256).
     pub enabled: bool,
-    /// Lifetime of each token, in seconds (`expires_in`).
-    pub lifetime_seconds: u64,
+    /// Lifetime of each token (`expires_in`; whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub lifetime_seconds: Duration,
 }
 
 impl Default for TokenEndpointConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            lifetime_seconds: 3600,
+            lifetime_seconds: Duration::from_secs(3600),
         }
     }
 }
@@ -426,8 +377,8 @@ impl Default for AuthConfig {
             jwks_files: Vec::new(),
             audience: Vec::new(),
             issuer: Vec::new(),
-            leeway_seconds: 30,
-            oauth_timestamp_window_seconds: 300,
+            leeway_seconds: Duration::from_secs(30),
+            oauth_timestamp_window_seconds: Duration::from_secs(300),
             public_base_url: None,
             client_certificates: Vec::new(),
             claims: None,
@@ -532,14 +483,16 @@ pub struct MetricsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
-    /// The OTLP/HTTP traces URL (protobuf), e.g. `http://collector:4318/v1/traces`.
-    pub otlp_endpoint: Option<String>,
+    /// The OTLP/HTTP traces URL (protobuf), e.g. `http://collector:4318/v1/traces`: `http`
+    /// or `https`, no credentials (it is logged).
+    pub otlp_endpoint: Option<HttpUrl>,
     /// The `service.name` resource attribute of every span.
     pub service_name: String,
     /// The share of new traces recorded, 0 to 1 (a caller's sampled flag decides for its own).
     pub sample_ratio: f64,
     /// Per export call.
-    pub export_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub export_timeout_seconds: Duration,
     /// Most spans per export call.
     pub batch_size: usize,
     /// Most spans waiting for export; past it, new spans are dropped and counted.
@@ -552,7 +505,7 @@ impl Default for TracingConfig {
             otlp_endpoint: None,
             service_name: "mtls-gateway".to_owned(),
             sample_ratio: 1.0,
-            export_timeout_seconds: 10.0,
+            export_timeout_seconds: Duration::from_secs(10),
             batch_size: 512,
             queue_capacity: 2048,
         }
@@ -562,19 +515,6 @@ impl Default for TracingConfig {
 impl TracingConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError(format!("tracing.{message}")));
-        if let Some(endpoint) = &self.otlp_endpoint {
-            let url = match reqwest::Url::parse(endpoint) {
-                Ok(url) => url,
-                Err(error) => return fail(format!("otlp_endpoint: not a URL: {error}")),
-            };
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return fail("otlp_endpoint: must be an http or https URL with a host".to_owned());
-            }
-            if !url.username().is_empty() || url.password().is_some() {
-                // It is logged and shown in the effective configuration: no credentials.
-                return fail("otlp_endpoint: must not hold credentials".to_owned());
-            }
-        }
         if self.service_name.trim().is_empty() || self.service_name.len() > 256 {
             return fail("service_name: must be 1 to 256 characters".to_owned());
         }
@@ -584,12 +524,12 @@ impl TracingConfig {
                 "sample_ratio: must be a number from 0 to 1, not {ratio}"
             ));
         }
-        let timeout = self.export_timeout_seconds;
-        if !(timeout.is_finite() && (MIN_SECONDS..=3600.0).contains(&timeout)) {
-            return fail(format!(
-                "export_timeout_seconds: must be a number of seconds from {MIN_SECONDS} to 3600, not {timeout}"
-            ));
-        }
+        check_seconds(
+            "tracing.export_timeout_seconds",
+            self.export_timeout_seconds,
+            MIN_DURATION,
+            Duration::from_secs(3600),
+        )?;
         for (key, value, max) in [
             ("batch_size", self.batch_size, 100_000),
             ("queue_capacity", self.queue_capacity, 10_000_000),
@@ -609,21 +549,23 @@ pub struct ExpiryConfig {
     /// Days before `notAfter` at which a certificate is reported, once per threshold.
     pub thresholds_days: Vec<u32>,
     /// How often the live certificates are checked (and the expiry metrics refreshed).
-    pub check_interval_seconds: f64,
+    #[serde(with = "seconds")]
+    pub check_interval_seconds: Duration,
     /// Where a JSON notification is POSTed (once per certificate and threshold); absent: log
     /// and metrics only.
     pub webhook_url: Option<Secret>,
     /// Per webhook call.
-    pub webhook_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub webhook_timeout_seconds: Duration,
 }
 
 impl Default for ExpiryConfig {
     fn default() -> Self {
         Self {
             thresholds_days: vec![30, 14, 7, 1],
-            check_interval_seconds: 300.0,
+            check_interval_seconds: Duration::from_secs(300),
             webhook_url: None,
-            webhook_timeout_seconds: 10.0,
+            webhook_timeout_seconds: Duration::from_secs(10),
         }
     }
 }
@@ -632,13 +574,14 @@ impl Default for ExpiryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// How often the routing table checks the database for changes made by other nodes.
-    pub sync_interval_seconds: f64,
+    #[serde(with = "seconds")]
+    pub sync_interval_seconds: Duration,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            sync_interval_seconds: 2.0,
+            sync_interval_seconds: Duration::from_secs(2),
         }
     }
 }
@@ -649,7 +592,8 @@ pub struct EgressConfig {
     /// Allow plain `http` targets (mappings and forwards). Off: only `https`.
     pub allow_http: bool,
     /// Networks (CIDR) the forward path may reach although they are private, loopback, ...
-    pub allow_cidrs: Vec<String>,
+    #[serde(with = "networks")]
+    pub allow_cidrs: Vec<Cidr>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -666,16 +610,20 @@ pub struct ForwardConfig {
     pub allow_unmapped: bool,
     /// Largest request body relayed (413 past it).
     pub max_body_bytes: usize,
-    pub connect_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub connect_timeout_seconds: Duration,
     /// Time allowed for the target's response headers after the end of the request body (for
     /// a request without a body: after the start of the call, TLS handshake included).
-    pub response_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub response_timeout_seconds: Duration,
     /// A body with nothing moving in either direction for this long is given up (the caller's
     /// upload: 408; the target's response body: the caller's connection is cut). Absent: equal
     /// to `response_timeout_seconds`.
-    pub body_idle_timeout_seconds: Option<f64>,
+    #[serde(with = "seconds::optional")]
+    pub body_idle_timeout_seconds: Option<Duration>,
     /// Idle upstream connections are closed after this long.
-    pub idle_timeout_seconds: f64,
+    #[serde(with = "seconds")]
+    pub idle_timeout_seconds: Duration,
     /// Load every mapped certificate's identity (secret fetch + parse) when the routing table
     /// changes, instead of at its first request.
     pub preload_identities: bool,
@@ -690,7 +638,8 @@ pub struct ForwardConfig {
     pub max_idle_total: usize,
     /// An identity with no request for this long is unloaded (its key material dropped and
     /// zeroized); its next request loads it again.
-    pub identity_idle_seconds: f64,
+    #[serde(with = "seconds")]
+    pub identity_idle_seconds: Duration,
 }
 
 /// `forward.follow_redirects`, read into the runtime's setting at load (another value is an
@@ -712,20 +661,28 @@ impl From<FollowRedirects> for mtls_runtime::redirect::FollowRedirects {
     }
 }
 
+impl ForwardConfig {
+    /// `forward.body_idle_timeout_seconds`, or `forward.response_timeout_seconds` when absent.
+    pub fn body_idle_timeout(&self) -> Duration {
+        self.body_idle_timeout_seconds
+            .unwrap_or(self.response_timeout_seconds)
+    }
+}
+
 impl Default for ForwardConfig {
     fn default() -> Self {
         Self {
             allow_unmapped: true,
             max_body_bytes: 10 * 1024 * 1024,
-            connect_timeout_seconds: 5.0,
-            response_timeout_seconds: 30.0,
+            connect_timeout_seconds: Duration::from_secs(5),
+            response_timeout_seconds: Duration::from_secs(30),
             body_idle_timeout_seconds: None,
-            idle_timeout_seconds: 90.0,
+            idle_timeout_seconds: Duration::from_secs(90),
             preload_identities: false,
             follow_redirects: FollowRedirects::SameOrigin,
             max_idle_per_identity: 256,
             max_idle_total: 4096,
-            identity_idle_seconds: 600.0,
+            identity_idle_seconds: Duration::from_secs(600),
         }
     }
 }
@@ -738,8 +695,9 @@ pub struct DatabaseConfig {
     pub url: Option<Secret>,
     /// Largest number of pooled connections.
     pub max_connections: u32,
-    /// How long a request waits for a pooled connection before a 503.
-    pub acquire_timeout_seconds: u64,
+    /// How long a request waits for a pooled connection before a 503 (whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub acquire_timeout_seconds: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -747,7 +705,7 @@ impl Default for DatabaseConfig {
         Self {
             url: None,
             max_connections: 10,
-            acquire_timeout_seconds: 5,
+            acquire_timeout_seconds: Duration::from_secs(5),
         }
     }
 }
@@ -791,7 +749,8 @@ pub struct LocalSecretsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VaultConfig {
-    pub address: String,
+    /// `http` or `https` URL of Vault or OpenBao.
+    pub address: HttpUrl,
     /// The KV version 2 mount.
     pub mount: String,
     /// Path prefix inside the mount: secrets live at `<prefix>/accounts/<account>/certificates/<id>`.
@@ -805,13 +764,15 @@ pub struct VaultConfig {
     pub secret_id: Option<Secret>,
     /// Where the AppRole auth method is mounted.
     pub approle_mount: String,
-    pub timeout_seconds: u64,
+    /// Per Vault call (whole seconds).
+    #[serde(with = "whole_seconds")]
+    pub timeout_seconds: Duration,
 }
 
 impl Default for VaultConfig {
     fn default() -> Self {
         Self {
-            address: "http://127.0.0.1:8200".to_owned(),
+            address: HttpUrl::default_vault_address(),
             mount: "secret".to_owned(),
             prefix: "mtls".to_owned(),
             namespace: None,
@@ -820,25 +781,9 @@ impl Default for VaultConfig {
             role_id: None,
             secret_id: None,
             approle_mount: "approle".to_owned(),
-            timeout_seconds: 10,
+            timeout_seconds: Duration::from_secs(10),
         }
     }
-}
-
-/// The shortest duration a timeout or interval may be configured to.
-const MIN_SECONDS: f64 = 0.001;
-/// The longest duration any `*_seconds` key may be configured to: one year.
-const MAX_SECONDS: f64 = 31_536_000.0;
-/// [`MAX_SECONDS`] for the keys that take whole seconds.
-const MAX_WHOLE_SECONDS: u64 = 31_536_000;
-/// The largest rate or burst of a rate limit.
-const MAX_RATE: f64 = 1e9;
-
-/// A duration from a `*_seconds` value that [`Config::validate`] accepted. Total: a value it
-/// would refuse (not finite, negative, past a year) gives the nearest bound, never a panic.
-pub fn seconds(value: f64) -> std::time::Duration {
-    let value = if value.is_nan() { MIN_SECONDS } else { value };
-    std::time::Duration::from_secs_f64(value.clamp(0.0, MAX_SECONDS))
 }
 
 /// A configuration that cannot be loaded; the message names the key or file at fault.
@@ -900,7 +845,7 @@ impl Config {
             ));
         }
         let config = figment.extract::<Config>().map_err(|error| {
-            let messages: Vec<String> = error.into_iter().map(|error| error.to_string()).collect();
+            let messages: Vec<String> = error.into_iter().map(|error| key_first(&error)).collect();
             ConfigError(format!("invalid configuration: {}", messages.join("; ")))
         })?;
         config.validate()?;
@@ -913,68 +858,130 @@ impl Config {
     /// code).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let (server, forward, expiry) = (&self.server, &self.forward, &self.expiry);
-        for (key, value, min) in [
+        let (auth, vault) = (&self.auth, &self.secrets.vault);
+        let second = Duration::from_secs(1);
+        for (key, value, min, max) in [
             (
                 "server.shutdown_grace_seconds",
                 server.shutdown_grace_seconds,
-                0.0,
+                Duration::ZERO,
+                MAX_DURATION,
             ),
             (
                 "server.request_head_timeout_seconds",
                 server.request_head_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "server.idle_timeout_seconds",
                 server.idle_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "runtime.sync_interval_seconds",
                 self.runtime.sync_interval_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.connect_timeout_seconds",
                 forward.connect_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.response_timeout_seconds",
                 forward.response_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.idle_timeout_seconds",
                 forward.idle_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.body_idle_timeout_seconds",
-                forward
-                    .body_idle_timeout_seconds
-                    .unwrap_or(forward.response_timeout_seconds),
-                MIN_SECONDS,
+                forward.body_idle_timeout(),
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "forward.identity_idle_seconds",
                 forward.identity_idle_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "expiry.check_interval_seconds",
                 expiry.check_interval_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
             ),
             (
                 "expiry.webhook_timeout_seconds",
                 expiry.webhook_timeout_seconds,
-                MIN_SECONDS,
+                MIN_DURATION,
+                MAX_DURATION,
+            ),
+            (
+                "auth.leeway_seconds",
+                auth.leeway_seconds,
+                Duration::ZERO,
+                DAY,
+            ),
+            (
+                "auth.oauth_timestamp_window_seconds",
+                auth.oauth_timestamp_window_seconds,
+                second,
+                DAY,
+            ),
+            (
+                "auth.token_endpoint.lifetime_seconds",
+                auth.token_endpoint.lifetime_seconds,
+                second,
+                DAY,
+            ),
+            (
+                "database.acquire_timeout_seconds",
+                self.database.acquire_timeout_seconds,
+                second,
+                MAX_DURATION,
+            ),
+            (
+                "secrets.vault.timeout_seconds",
+                vault.timeout_seconds,
+                second,
+                MAX_DURATION,
             ),
         ] {
-            if !(value.is_finite() && (min..=MAX_SECONDS).contains(&value)) {
+            check_seconds(key, value, min, max)?;
+        }
+        // The keys read as whole seconds (a configuration built in code could hold fractions,
+        // which the consumers of these keys would cut off).
+        for (key, value) in [
+            ("auth.leeway_seconds", auth.leeway_seconds),
+            (
+                "auth.oauth_timestamp_window_seconds",
+                auth.oauth_timestamp_window_seconds,
+            ),
+            (
+                "auth.token_endpoint.lifetime_seconds",
+                auth.token_endpoint.lifetime_seconds,
+            ),
+            (
+                "database.acquire_timeout_seconds",
+                self.database.acquire_timeout_seconds,
+            ),
+            ("secrets.vault.timeout_seconds", vault.timeout_seconds),
+        ] {
+            if value.subsec_nanos() != 0 {
                 return Err(ConfigError(format!(
-                    "{key}: must be a number of seconds from {min} to {MAX_SECONDS}, not {value}"
+                    "{key}: must be a whole number of seconds, got {}",
+                    show(value)
                 )));
             }
         }
@@ -1020,7 +1027,6 @@ impl Config {
                 1024,
                 1024 * 1024,
             ),
-            ("auth.leeway_seconds", self.auth.leeway_seconds, 0, 86_400),
             (
                 "accounts.max_certificates",
                 as_u64(self.accounts.max_certificates),
@@ -1082,18 +1088,6 @@ impl Config {
                 1,
                 1000,
             ),
-            (
-                "database.acquire_timeout_seconds",
-                database.acquire_timeout_seconds,
-                1,
-                MAX_WHOLE_SECONDS,
-            ),
-            (
-                "secrets.vault.timeout_seconds",
-                self.secrets.vault.timeout_seconds,
-                1,
-                MAX_WHOLE_SECONDS,
-            ),
         ] {
             if !(min..=max).contains(&value) {
                 return Err(ConfigError(format!(
@@ -1103,28 +1097,6 @@ impl Config {
         }
         if let Some(claims) = &self.auth.claims {
             claims.mapping(&self.auth)?;
-        }
-        let window = self.auth.oauth_timestamp_window_seconds;
-        if !(1..=86_400).contains(&window) {
-            return Err(ConfigError(format!(
-                "auth.oauth_timestamp_window_seconds: must be from 1 to 86400, not {window}"
-            )));
-        }
-        let lifetime = self.auth.token_endpoint.lifetime_seconds;
-        if !(1..=86_400).contains(&lifetime) {
-            return Err(ConfigError(format!(
-                "auth.token_endpoint.lifetime_seconds: must be from 1 to 86400, not {lifetime}"
-            )));
-        }
-        for (key, networks) in [
-            ("server.trusted_proxies", &self.server.trusted_proxies),
-            ("egress.allow_cidrs", &self.egress.allow_cidrs),
-        ] {
-            for network in networks {
-                network
-                    .parse::<mtls_runtime::Cidr>()
-                    .map_err(|error| ConfigError(format!("{key}: {error}")))?;
-            }
         }
         if let Some(days) = expiry.thresholds_days.iter().find(|days| **days > 36_500) {
             return Err(ConfigError(format!(
@@ -1139,6 +1111,24 @@ impl Config {
     pub fn redacted_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }
+}
+
+/// One extraction error, the key first: `forward.response_timeout_seconds: must be a number of
+/// seconds from 0 to 31536000 (a year), got -1`, then the file it came from, if any.
+fn key_first(error: &figment::Error) -> String {
+    let mut message = if error.path.is_empty() {
+        error.kind.to_string()
+    } else {
+        format!("{}: {}", error.path.join("."), error.kind)
+    };
+    if let Some(figment::Source::File(path)) = error
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.source.as_ref())
+    {
+        message.push_str(&format!(" (in {})", path.display()));
+    }
+    message
 }
 
 /// `MTLS_GATEWAY__AUTH__HS256_SECRET_FILE` -> `Some("auth.hs256_secret")` for secret keys only.
@@ -1169,321 +1159,4 @@ fn env_provider(vars: Vec<(String, String)>) -> impl figment::Provider {
         figment = figment.merge(Serialized::default(&key, parsed));
     }
     figment
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect()
-    }
-
-    fn temp_file(name: &str, content: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("mtls-config-test-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, content).unwrap();
-        path
-    }
-
-    #[test]
-    fn no_configuration_gives_the_embedded_defaults() {
-        let config = Config::load_from(None, vars(&[("PATH", "/usr/bin")])).unwrap();
-        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.data_dir, PathBuf::from("./mtls-data"));
-        assert!(config.auth.hs256_enabled);
-        assert_eq!(config.intake.max_file_bytes, 1024 * 1024);
-    }
-
-    #[test]
-    fn the_token_endpoint_lifetime_is_bounded() {
-        let config = Config::load_from(None, vars(&[])).unwrap();
-        assert!(config.auth.token_endpoint.enabled);
-        assert_eq!(config.auth.token_endpoint.lifetime_seconds, 3600);
-        for (value, ok) in [("0", false), ("1", true), ("86400", true), ("86401", false)] {
-            let loaded = Config::load_from(
-                None,
-                vars(&[(
-                    "MTLS_GATEWAY__AUTH__TOKEN_ENDPOINT__LIFETIME_SECONDS",
-                    value,
-                )]),
-            );
-            assert_eq!(loaded.is_ok(), ok, "{value}");
-            if let Err(error) = loaded {
-                assert!(
-                    error.0.contains("auth.token_endpoint.lifetime_seconds"),
-                    "{error}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn environment_overrides_the_file() {
-        let file = temp_file(
-            "override.toml",
-            "data_dir = \"/from/file\"\n[server]\nlisten = \"127.0.0.1:7000\"\n",
-        );
-        let config = Config::load_from(
-            Some(&file),
-            vars(&[
-                ("MTLS_GATEWAY__SERVER__LISTEN", "127.0.0.1:9000"),
-                ("MTLS_GATEWAY__INTAKE__MAX_ITERATIONS", "5000"),
-                ("MTLS_GATEWAY__AUTH__AUDIENCE", "[a, b]"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(config.server.listen.to_string(), "127.0.0.1:9000");
-        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
-        assert_eq!(config.intake.max_iterations, 5000);
-        assert_eq!(config.auth.audience, ["a", "b"]);
-        let config =
-            Config::load_from(None, vars(&[("MTLS_GATEWAY__DATA_DIR", "/var/lib/mtls")])).unwrap();
-        assert_eq!(config.data_dir, PathBuf::from("/var/lib/mtls"));
-    }
-
-    #[test]
-    fn unknown_keys_are_errors_that_name_the_key() {
-        let file = temp_file(
-            "unknown.toml",
-            "[server]\nlisten = \"127.0.0.1:7000\"\nlisen = 1\n",
-        );
-        let error = Config::load_from(Some(&file), vars(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("lisen"), "{error}");
-        let error = Config::load_from(None, vars(&[("MTLS_GATEWAY__SERVER__PORT", "1")]))
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("port"), "{error}");
-        let error = Config::load_from(None, vars(&[("MTLS_GATEWAY__NOPE__X", "1")]))
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("nope"), "{error}");
-        let missing =
-            Config::load_from(Some(Path::new("/no/such/file.toml")), vars(&[])).unwrap_err();
-        assert!(missing.to_string().contains("/no/such/file.toml"));
-    }
-
-    #[test]
-    fn networks_are_parsed_at_load() {
-        let error = Config::load_from(
-            None,
-            vars(&[("MTLS_GATEWAY__SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/33\"]")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(error.contains("server.trusted_proxies"), "{error}");
-        let error = Config::load_from(
-            None,
-            vars(&[("MTLS_GATEWAY__EGRESS__ALLOW_CIDRS", "[\"not-a-network\"]")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(error.contains("egress.allow_cidrs"), "{error}");
-    }
-
-    #[test]
-    fn follow_redirects_is_read_at_load_and_a_bad_value_names_the_key() {
-        assert_eq!(
-            Config::load_from(None, vars(&[]))
-                .unwrap()
-                .forward
-                .follow_redirects,
-            FollowRedirects::SameOrigin
-        );
-        let file = temp_file(
-            "redirects.toml",
-            "[forward]\nfollow_redirects = \"never\"\n",
-        );
-        let config = Config::load_from(Some(&file), vars(&[])).unwrap();
-        assert_eq!(config.forward.follow_redirects, FollowRedirects::Never);
-        let error = Config::load_from(
-            None,
-            vars(&[("MTLS_GATEWAY__FORWARD__FOLLOW_REDIRECTS", "always")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(error.contains("forward.follow_redirects"), "{error}");
-    }
-
-    #[test]
-    fn seconds_is_total() {
-        for value in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -1.0, 1e300, 0.0] {
-            assert!(seconds(value) <= std::time::Duration::from_secs(MAX_WHOLE_SECONDS));
-        }
-        assert_eq!(seconds(1.5), std::time::Duration::from_millis(1500));
-    }
-
-    #[test]
-    fn secrets_come_from_files_and_are_redacted() {
-        let secret = "s3cret-value-that-is-long-enough-000000";
-        let file = temp_file("hs256.secret", &format!("{secret}\n"));
-        let config = Config::load_from(
-            None,
-            vars(&[(
-                "MTLS_GATEWAY__AUTH__HS256_SECRET_FILE",
-                file.to_str().unwrap(),
-            )]),
-        )
-        .unwrap();
-        assert_eq!(config.auth.hs256_secret.as_ref().unwrap().expose(), secret);
-        let json = config.redacted_json();
-        assert!(
-            !json.contains(secret) && json.contains("<redacted>"),
-            "{json}"
-        );
-        assert!(!format!("{config:?}").contains(secret));
-        // A key of digits only stays the text it was (not a number, and never echoed in an error).
-        let digits = "1".repeat(64);
-        let config = Config::load_from(
-            None,
-            vars(&[("MTLS_GATEWAY__SECRETS__LOCAL__MASTER_KEY", &digits)]),
-        )
-        .unwrap();
-        assert_eq!(
-            config.secrets.local.master_key.as_ref().unwrap().expose(),
-            digits
-        );
-        let file = temp_file(
-            "numeric.toml",
-            "[auth]\nhs256_secret = 1234567890123456789\n",
-        );
-        let config = Config::load_from(Some(&file), vars(&[])).unwrap();
-        assert_eq!(
-            config.auth.hs256_secret.as_ref().unwrap().expose(),
-            "1234567890123456789"
-        );
-        let file = temp_file("float.toml", "[auth]\nhs256_secret = 31415.9265\n");
-        let error = Config::load_from(Some(&file), vars(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(!error.contains("31415"), "{error}");
-        let both = Config::load_from(
-            None,
-            vars(&[
-                (
-                    "MTLS_GATEWAY__AUTH__HS256_SECRET_FILE",
-                    file.to_str().unwrap(),
-                ),
-                ("MTLS_GATEWAY__AUTH__HS256_SECRET", secret),
-            ]),
-        );
-        assert!(both.unwrap_err().to_string().contains("not both"));
-    }
-
-    /// `[auth.claims]` (issue 18): loaded from TOML, every bad value refused at load with the
-    /// key named, and the `aud`/audience conflict refused.
-    #[test]
-    fn the_claim_mapping_is_validated_at_load() {
-        let base = "[auth]\njwks_files = [\"/idp/jwks.json\"]\n\
-                    [auth.claims]\nissuer = [\"https://idp.example\"]\naccounts = \"aud\"\ncaller = \"azp\"\n\
-                    [auth.claims.scopes]\n\"mtls.read\" = [\"MTLS_READ_INTERNAL\"]\n";
-        let config = Config::load_from(Some(&temp_file("claims.toml", base)), vars(&[])).unwrap();
-        let claims = config.auth.claims.as_ref().unwrap();
-        let mapping = claims.mapping(&config.auth).unwrap();
-        assert_eq!(
-            (mapping.accounts.as_str(), mapping.caller.as_str()),
-            ("aud", "azp")
-        );
-        assert_eq!(mapping.scope, "scope");
-        assert!(!mapping.wildcard_accounts);
-        assert!(mapping.scopes["mtls.read"].contains(mtls_auth::Privilege::ReadInternal));
-        for (name, edit, key) in [
-            (
-                "unknown",
-                base.replace("caller = \"azp\"", "caller = \"azp\"\nroles = \"x\""),
-                "roles",
-            ),
-            (
-                "privilege",
-                base.replace("\"MTLS_READ_INTERNAL\"", "\"MTLS_READ\""),
-                "auth.claims.scopes",
-            ),
-            (
-                "space",
-                base.replace("\"mtls.read\"", "\"mtls read\""),
-                "auth.claims.scopes",
-            ),
-            (
-                "empty",
-                base.replace("caller = \"azp\"", "caller = \"\""),
-                "auth.claims.caller",
-            ),
-            ("missing", base.replace("caller = \"azp\"\n", ""), "caller"),
-            (
-                "audience",
-                base.replace("[auth]\n", "[auth]\naudience = [\"gw\"]\n"),
-                "auth.claims.accounts",
-            ),
-            (
-                "issuer",
-                base.replace("issuer = [\"https://idp.example\"]", "issuer = []"),
-                "auth.claims.issuer",
-            ),
-            (
-                "keys",
-                base.replace("jwks_files = [\"/idp/jwks.json\"]\n", ""),
-                "auth.jwks_files",
-            ),
-        ] {
-            let file = temp_file(&format!("claims-{name}.toml"), &edit);
-            let error = Config::load_from(Some(&file), vars(&[]))
-                .unwrap_err()
-                .to_string();
-            assert!(error.contains(key), "{name}: {error}");
-        }
-        // The audience check stays available when the accounts are in another claim.
-        let other = base
-            .replace("accounts = \"aud\"", "accounts = \"tenant\"")
-            .replace("[auth]\n", "[auth]\naudience = [\"gw\"]\n");
-        assert!(
-            Config::load_from(Some(&temp_file("claims-tenant.toml", &other)), vars(&[])).is_ok()
-        );
-    }
-
-    #[test]
-    fn tracing_settings_are_validated_at_load() {
-        let file = temp_file(
-            "tracing.toml",
-            "[tracing]\notlp_endpoint = \"http://collector:4318/v1/traces\"\nsample_ratio = 0.25\n",
-        );
-        let config = Config::load_from(Some(&file), vars(&[])).unwrap();
-        assert_eq!(
-            config.tracing.otlp_endpoint.as_deref(),
-            Some("http://collector:4318/v1/traces")
-        );
-        assert_eq!(config.tracing.batch_size, 512);
-        assert!(
-            Config::default().tracing.otlp_endpoint.is_none(),
-            "off by default"
-        );
-        for (key, value) in [
-            ("OTLP_ENDPOINT", "collector:4318"),
-            ("OTLP_ENDPOINT", "ftp://collector/v1/traces"),
-            ("OTLP_ENDPOINT", "http://user:pass@collector/v1/traces"),
-            ("SAMPLE_RATIO", "1.5"),
-            ("SAMPLE_RATIO", "-0.1"),
-            ("SAMPLE_RATIO", "nan"),
-            ("EXPORT_TIMEOUT_SECONDS", "0"),
-            ("BATCH_SIZE", "0"),
-            ("QUEUE_CAPACITY", "0"),
-            ("SERVICE_NAME", " "),
-        ] {
-            let name = format!("MTLS_GATEWAY__TRACING__{key}");
-            let error = Config::load_from(None, vars(&[(name.as_str(), value)]))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                error.contains(&format!("tracing.{}", key.to_lowercase())),
-                "{key}={value}: {error}"
-            );
-            assert!(!error.contains("pass"), "{error}");
-        }
-    }
 }

@@ -54,7 +54,9 @@ pub fn spawn(config: &Config, state: &AppState) {
         Some(url) => {
             match mtls_secrets::vault::client(
                 None,
-                crate::config::seconds(config.expiry.webhook_timeout_seconds)
+                config
+                    .expiry
+                    .webhook_timeout_seconds
                     .max(Duration::from_millis(100)),
             ) {
                 Ok(client) => Some(Webhook {
@@ -70,7 +72,9 @@ pub fn spawn(config: &Config, state: &AppState) {
     };
     let settings = Settings {
         thresholds,
-        interval: crate::config::seconds(config.expiry.check_interval_seconds)
+        interval: config
+            .expiry
+            .check_interval_seconds
             .max(Duration::from_millis(100)),
         webhook,
     };

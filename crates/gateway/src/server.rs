@@ -83,30 +83,17 @@ fn read_all(paths: &[std::path::PathBuf], what: &str) -> Result<Vec<Vec<u8>>, Co
 
 /// The forward clients, egress policy and trust roots the configuration describes.
 pub fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
-    let mut allow = Vec::new();
-    for cidr in &config.egress.allow_cidrs {
-        allow.push(
-            cidr.parse()
-                .map_err(|error| ConfigError(format!("egress.allow_cidrs: {error}")))?,
-        );
-    }
     let pems = read_all(&config.tls.trust_roots, "tls.trust_roots:")?;
     let roots = mtls_runtime::identity::base_roots(&pems).map_err(ConfigError)?;
-    let seconds = crate::config::seconds;
     let timeouts = Timeouts {
-        connect: seconds(config.forward.connect_timeout_seconds),
-        response_headers: seconds(config.forward.response_timeout_seconds),
-        body_idle: seconds(
-            config
-                .forward
-                .body_idle_timeout_seconds
-                .unwrap_or(config.forward.response_timeout_seconds),
-        ),
-        idle: seconds(config.forward.idle_timeout_seconds),
+        connect: config.forward.connect_timeout_seconds,
+        response_headers: config.forward.response_timeout_seconds,
+        body_idle: config.forward.body_idle_timeout(),
+        idle: config.forward.idle_timeout_seconds,
     };
     Ok(Forwarder::new(
         EgressPolicy {
-            allow,
+            allow: config.egress.allow_cidrs.clone(),
             allow_http: config.egress.allow_http,
         },
         roots,
@@ -117,19 +104,15 @@ pub fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
             config.forward.max_idle_per_identity,
             config.forward.max_idle_total,
         ),
-        seconds(config.forward.identity_idle_seconds),
+        config.forward.identity_idle_seconds,
     ))
 }
 
-fn rate_limits(config: &Config) -> Result<RateLimits, ConfigError> {
-    let mut limits = RateLimits::default();
-    for proxy in &config.server.trusted_proxies {
-        limits.trusted_proxies.push(
-            proxy
-                .parse()
-                .map_err(|error| ConfigError(format!("server.trusted_proxies: {error}")))?,
-        );
-    }
+fn rate_limits(config: &Config) -> RateLimits {
+    let mut limits = RateLimits {
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        ..RateLimits::default()
+    };
     let groups = &config.rate_limits;
     for (group, settings) in [
         (Group::Configuration, groups.configuration),
@@ -156,7 +139,7 @@ fn rate_limits(config: &Config) -> Result<RateLimits, ConfigError> {
             );
         }
     }
-    Ok(limits)
+    limits
 }
 
 fn certificate_principals(config: &Config) -> Result<CertificatePrincipals, ConfigError> {
@@ -191,7 +174,7 @@ fn token_endpoint(
     .map_err(|error| ConfigError(format!("auth.token_endpoint: {error}")))?;
     Ok(Some(mtls_api::TokenEndpoint {
         issuer: std::sync::Arc::new(issuer),
-        lifetime_seconds: settings.lifetime_seconds,
+        lifetime_seconds: settings.lifetime_seconds.as_secs(),
     }))
 }
 
@@ -206,7 +189,7 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         jwks: read_all(&config.auth.jwks_files, "auth.jwks_files:")?,
         audience: config.auth.audience.clone(),
         issuer: config.auth.issuer.clone(),
-        leeway_seconds: config.auth.leeway_seconds,
+        leeway_seconds: config.auth.leeway_seconds.as_secs(),
         claims: (config.auth.claims.as_ref())
             .map(|claims| claims.mapping(&config.auth))
             .transpose()?,
@@ -225,8 +208,8 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         intake_concurrency: config.intake.concurrency,
         services: Services::new(config.services.clone()),
         allow_http: config.egress.allow_http,
-        rate_limits: rate_limits(config)?,
-        public_base_url: config.auth.public_base_url.clone(),
+        rate_limits: rate_limits(config),
+        public_base_url: config.auth.public_base_url.clone().map(String::from),
         forwarder: std::sync::Arc::new(forwarder(config)?),
         forward: ForwardSettings {
             allow_unmapped: config.forward.allow_unmapped,
@@ -244,7 +227,12 @@ pub fn state(config: &Config) -> Result<AppState, ConfigError> {
         token_endpoint,
     };
     Ok(AppState::new(
-        Authenticator::new(verifier, config.auth.oauth_timestamp_window_seconds.max(1)),
+        Authenticator::new(
+            verifier,
+            i64::try_from(config.auth.oauth_timestamp_window_seconds.as_secs())
+                .unwrap_or(i64::MAX)
+                .max(1),
+        ),
         settings,
     ))
 }
@@ -256,12 +244,12 @@ fn tracing_exporter(config: &Config) -> Result<Option<Arc<mtls_otel::Exporter>>,
     let Some(endpoint) = &wanted.otlp_endpoint else {
         return Ok(None);
     };
-    let timeout = crate::config::seconds(wanted.export_timeout_seconds);
+    let timeout = wanted.export_timeout_seconds;
     // System roots, no proxy variables, no redirects: the dependencies' client.
     let client = mtls_secrets::vault::client(None, timeout)
         .map_err(|error| ConfigError(format!("tracing: {error}")))?;
     let settings = mtls_otel::Settings {
-        endpoint: endpoint.clone(),
+        endpoint: endpoint.to_string(),
         service_name: wanted.service_name.clone(),
         sample_ratio: wanted.sample_ratio,
         timeout,
@@ -351,7 +339,7 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         count => count,
     };
-    let workers = Workers::start(endpoints, count, &listen_settings(config)?)
+    let workers = Workers::start(endpoints, count, &listen_settings(config))
         .map_err(|error| ConfigError(format!("cannot start the worker threads: {error}")))?;
     let watched: Vec<Arc<ServerTls>> = tls.into_iter().chain(admin_tls).collect();
     // Always running: SIGHUP must never end the process, TLS or not.
@@ -388,27 +376,19 @@ async fn unload_idle_identities(forwarder: std::sync::Weak<Forwarder>) {
 }
 
 /// The listeners' timeouts and connection caps.
-fn listen_settings(config: &Config) -> Result<crate::listen::Settings, ConfigError> {
+fn listen_settings(config: &Config) -> crate::listen::Settings {
     let server = &config.server;
-    let mut exempt = Vec::new();
-    for proxy in &server.trusted_proxies {
-        exempt.push(
-            proxy
-                .parse()
-                .map_err(|error| ConfigError(format!("server.trusted_proxies: {error}")))?,
-        );
-    }
-    Ok(crate::listen::Settings {
-        request_head_timeout: crate::config::seconds(server.request_head_timeout_seconds),
-        idle_timeout: crate::config::seconds(server.idle_timeout_seconds),
-        grace: crate::config::seconds(server.shutdown_grace_seconds),
+    crate::listen::Settings {
+        request_head_timeout: server.request_head_timeout_seconds,
+        idle_timeout: server.idle_timeout_seconds,
+        grace: server.shutdown_grace_seconds,
         max_request_head_bytes: server.max_request_head_bytes,
         limits: Arc::new(ConnectionLimits::new(
             server.max_connections,
             server.max_connections_per_ip,
-            exempt,
+            server.trusted_proxies.clone(),
         )),
-    })
+    }
 }
 
 fn local_address(listener: &std::net::TcpListener) -> Result<SocketAddr, ConfigError> {

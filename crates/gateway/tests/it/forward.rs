@@ -142,7 +142,7 @@ async fn mapped_tenant<'a>(
 
 pub(crate) fn trusting(server: &Upstream) -> impl FnOnce(&mut mtls_gateway::config::Config) + '_ {
     move |config| {
-        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         config.tls.trust_roots = vec![server.ca_pem.clone()];
     }
 }
@@ -199,7 +199,7 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
     let h2 = upstream::start(&pki, Some(&roots)).await;
     let app = spawn(|config| {
         trusting(&h1)(config);
-        config.forward.idle_timeout_seconds = 1.0;
+        config.forward.idle_timeout_seconds = std::time::Duration::from_secs_f64(1.0);
         // Pools are per worker thread: one worker, so every request sees the same pool.
         config.server.workers = 1;
     })
@@ -553,7 +553,7 @@ async fn http1_an_early_answer_is_relayed_during_the_upload() {
     let server = upstream::start_scripted(&pki, &fixtures.path("root.pem")).await;
     let app = one_worker(&server, |config| {
         config.forward.max_body_bytes = 64 * 1024 * 1024;
-        config.forward.response_timeout_seconds = 2.0;
+        config.forward.response_timeout_seconds = std::time::Duration::from_secs_f64(2.0);
     })
     .await;
     let early = format!("https://localhost:{}/early", server.port);
@@ -669,8 +669,8 @@ async fn failures(app: &TestApp, code: &str) -> u64 {
 /// the scripted upstream, and a tenant mapped to `paths` on it (their URLs returned).
 async fn clocked(server: &Upstream, paths: &[&str]) -> (TestApp, Vec<String>) {
     let app = one_worker(server, |config| {
-        config.forward.response_timeout_seconds = 1.0;
-        config.forward.body_idle_timeout_seconds = Some(0.5);
+        config.forward.response_timeout_seconds = std::time::Duration::from_secs_f64(1.0);
+        config.forward.body_idle_timeout_seconds = Some(std::time::Duration::from_secs_f64(0.5));
     })
     .await;
     let base = format!("https://localhost:{}", server.port);
@@ -692,13 +692,13 @@ async fn clocked_targets(fixtures: &P12Fixtures, pki: &std::path::Path) -> (Test
 #[test]
 fn the_body_idle_timeout_defaults_to_the_response_timeout() {
     let mut config = mtls_gateway::config::Config::default();
-    config.forward.response_timeout_seconds = 7.0;
+    config.forward.response_timeout_seconds = std::time::Duration::from_secs_f64(7.0);
     let forwarder = mtls_gateway::server::forwarder(&config).unwrap();
     assert_eq!(
         forwarder.timeouts.body_idle,
         std::time::Duration::from_secs(7)
     );
-    config.forward.body_idle_timeout_seconds = Some(2.5);
+    config.forward.body_idle_timeout_seconds = Some(std::time::Duration::from_secs_f64(2.5));
     let forwarder = mtls_gateway::server::forwarder(&config).unwrap();
     assert_eq!(
         forwarder.timeouts.body_idle,
@@ -893,7 +893,7 @@ async fn transport_failures_egress_and_size() {
 
     // The target's certificate is not trusted: 424 server_certificate_invalid.
     let untrusting =
-        spawn(|config| config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()]).await;
+        spawn(|config| config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()]).await;
     let tenant = Tenant::new(&untrusting);
     let (id, _) = tenant
         .certificate(&fixtures, "openssl-default-p256.p12")
@@ -928,7 +928,7 @@ async fn transport_failures_egress_and_size() {
     let app = spawn(|config| {
         trusting(&server)(config);
         config.forward.max_body_bytes = 16;
-        config.forward.response_timeout_seconds = 0.5;
+        config.forward.response_timeout_seconds = std::time::Duration::from_secs_f64(0.5);
     })
     .await;
     let tenant = Tenant::new(&app);
@@ -1211,8 +1211,8 @@ async fn nginx_verifies_the_presented_certificate() {
 #[tokio::test]
 async fn handshake_level_failures_have_their_codes() {
     let app = spawn(|config| {
-        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
-        config.forward.connect_timeout_seconds = 0.5;
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
+        config.forward.connect_timeout_seconds = std::time::Duration::from_secs_f64(0.5);
     })
     .await;
     let tenant = Tenant::new(&app);
@@ -1270,7 +1270,7 @@ async fn handshake_level_failures_have_their_codes() {
         let other_ca = upstream::server_pki().unwrap();
         let foreign = upstream::start_tls12(&pki, &other_ca.join("ca.pem")).await;
         let app = spawn(|config| {
-            config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+            config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
             config.tls.trust_roots = vec![pki.join("ca.pem")];
         })
         .await;
@@ -1886,7 +1886,7 @@ async fn an_idle_identity_is_unloaded_and_its_next_request_loads_it_again() {
     let server = upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
     let app = spawn(|config| {
         trusting(&server)(config);
-        config.forward.identity_idle_seconds = 1.0;
+        config.forward.identity_idle_seconds = std::time::Duration::from_secs_f64(1.0);
         config.forward.allow_unmapped = false;
         config.server.workers = 1;
     })
@@ -2001,7 +2001,7 @@ async fn memory_per_identity_and_idle_connection() {
         .unwrap_or(200);
     let target = format!("https://localhost:{}/hello", nginx.port);
     let closing = one_worker(&server, |config| {
-        config.forward.idle_timeout_seconds = 0.1;
+        config.forward.idle_timeout_seconds = std::time::Duration::from_secs_f64(0.1);
     })
     .await;
     let tenants = memory_tenants(&closing, &fixtures, &target, count).await;

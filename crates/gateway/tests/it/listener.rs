@@ -105,7 +105,7 @@ async fn https_serves_curl_and_node_over_http1_and_http2() {
         return;
     };
     let app = spawn(|config| {
-        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         config.tls.trust_roots = vec![server.ca_pem.clone()];
         config.server.tls = Some(tls(&pki));
     })
@@ -618,8 +618,8 @@ const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 async fn silent_connections_are_closed_from_accept() {
     use tokio::io::AsyncWriteExt;
     let app = spawn(|config| {
-        config.server.request_head_timeout_seconds = 0.3;
-        config.server.idle_timeout_seconds = 600.0;
+        config.server.request_head_timeout_seconds = std::time::Duration::from_secs_f64(0.3);
+        config.server.idle_timeout_seconds = std::time::Duration::from_secs_f64(600.0);
     })
     .await;
     let address = app.running.address;
@@ -660,7 +660,7 @@ async fn a_tls_handshake_then_silence_is_closed() {
     };
     let app = spawn(|config| {
         config.server.tls = Some(tls(&pki));
-        config.server.request_head_timeout_seconds = 0.5;
+        config.server.request_head_timeout_seconds = std::time::Duration::from_secs_f64(0.5);
     })
     .await;
     use rustls_pki_types::pem::PemObject;
@@ -692,8 +692,8 @@ async fn idle_connections_are_closed_over_http1_and_http2() {
     use tokio::io::AsyncWriteExt;
     let app = spawn(|config| {
         // Longer than the bound: what closes these connections is the idle timeout.
-        config.server.request_head_timeout_seconds = 60.0;
-        config.server.idle_timeout_seconds = 0.5;
+        config.server.request_head_timeout_seconds = std::time::Duration::from_secs_f64(60.0);
+        config.server.idle_timeout_seconds = std::time::Duration::from_secs_f64(0.5);
     })
     .await;
     let address = app.running.address;
@@ -735,8 +735,8 @@ async fn connections_past_the_per_address_cap_are_refused_at_once() {
     use tokio::io::AsyncWriteExt;
     let app = spawn(|config| {
         config.server.max_connections_per_ip = 2;
-        config.server.request_head_timeout_seconds = 60.0;
-        config.server.idle_timeout_seconds = 600.0;
+        config.server.request_head_timeout_seconds = std::time::Duration::from_secs_f64(60.0);
+        config.server.idle_timeout_seconds = std::time::Duration::from_secs_f64(600.0);
     })
     .await;
     let address = app.running.address;
@@ -864,8 +864,8 @@ async fn connections_past_the_total_cap_are_refused_at_once() {
     use tokio::io::AsyncWriteExt;
     let app = spawn(|config| {
         config.server.max_connections = 2;
-        config.server.request_head_timeout_seconds = 60.0;
-        config.server.idle_timeout_seconds = 600.0;
+        config.server.request_head_timeout_seconds = std::time::Duration::from_secs_f64(60.0);
+        config.server.idle_timeout_seconds = std::time::Duration::from_secs_f64(600.0);
     })
     .await;
     let address = app.running.address;

@@ -92,7 +92,7 @@ async fn setup() -> Option<(P12Fixtures, std::path::PathBuf)> {
 
 fn trusting(server: &Upstream) -> impl FnOnce(&mut mtls_gateway::config::Config) + '_ {
     move |config| {
-        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         config.tls.trust_roots = vec![server.ca_pem.clone()];
     }
 }
@@ -271,7 +271,8 @@ async fn a_server_whose_certificate_is_not_trusted() {
     };
     let server = upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
     // The gateway is not told about the server's CA.
-    let app = spawn(|config| config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()]).await;
+    let app =
+        spawn(|config| config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()]).await;
     let tester = Tester::new(&app);
     let target = format!("https://localhost:{}/", server.port);
 
@@ -323,7 +324,7 @@ async fn a_broken_answer_fails_the_http_stage() {
     let app = spawn(|config| {
         trusting(&server)(config);
         config.forward.max_body_bytes = 1024;
-        config.forward.response_timeout_seconds = 1.0;
+        config.forward.response_timeout_seconds = std::time::Duration::from_secs_f64(1.0);
     })
     .await;
     let tester = Tester::new(&app);

@@ -655,7 +655,10 @@ async fn another_node_sees_a_change_within_the_sync_interval() {
         return;
     };
     let first = spawn_on(&stack, |_| {}).await;
-    assert_eq!(first.config.runtime.sync_interval_seconds, 2.0);
+    assert_eq!(
+        first.config.runtime.sync_interval_seconds,
+        std::time::Duration::from_secs(2)
+    );
     let second = spawn_on(&stack, |config| {
         // Same token secret, so that one token works on both nodes.
         config.auth.hs256_secret = Some(mtls_gateway::config::Secret::new(

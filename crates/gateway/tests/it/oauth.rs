@@ -149,7 +149,7 @@ async fn until(key: &Key, url: &str, want: StatusCode) {
 }
 
 pub(crate) fn fast(config: &mut Config) {
-    config.runtime.sync_interval_seconds = 0.2;
+    config.runtime.sync_interval_seconds = std::time::Duration::from_secs_f64(0.2);
 }
 
 #[tokio::test]
@@ -369,7 +369,7 @@ async fn the_public_base_url_is_what_clients_sign() {
     }
     let app = spawn(|config| {
         fast(config);
-        config.auth.public_base_url = Some("https://gateway.example".to_owned());
+        config.auth.public_base_url = Some("https://gateway.example".parse().unwrap());
     })
     .await;
     let account = random_account();

@@ -48,12 +48,12 @@ async fn metrics_describe_requests_forwards_handshakes_and_dependencies() {
     };
     let server = upstream::start(&pki, Some(&fixtures.path("root.pem"))).await;
     let app = spawn(|config| {
-        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         config.tls.trust_roots = vec![server.ca_pem.clone()];
         // Idle upstream connections close at once: the next request reconnects, resuming.
-        config.forward.idle_timeout_seconds = 0.05;
+        config.forward.idle_timeout_seconds = std::time::Duration::from_secs_f64(0.05);
         config.metrics.bearer_token = Some(Secret::new("scrape-token-0123".to_owned()));
-        config.expiry.check_interval_seconds = 0.2;
+        config.expiry.check_interval_seconds = std::time::Duration::from_secs_f64(0.2);
     })
     .await;
     let tenant = Tenant::new(&app);
@@ -188,7 +188,7 @@ async fn expiring_certificates_are_reported_once_across_restarts() {
     let data_dir = temp_dir("expiry").join("data");
     let configure = |config: &mut mtls_gateway::config::Config| {
         config.data_dir = data_dir.clone();
-        config.expiry.check_interval_seconds = 0.2;
+        config.expiry.check_interval_seconds = std::time::Duration::from_secs_f64(0.2);
         config.expiry.webhook_url = Some(Secret::new(url.clone()));
     };
     let app = spawn(configure).await;

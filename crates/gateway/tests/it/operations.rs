@@ -74,12 +74,12 @@ async fn database_and_secret_store_outages() {
         config.database.url = Some(Secret::new(
             mysql.replace(&mysql_address, &database.address.to_string()),
         ));
-        config.database.acquire_timeout_seconds = 1;
+        config.database.acquire_timeout_seconds = std::time::Duration::from_secs(1);
         config.secrets.backend = mtls_gateway::config::SecretsBackend::Vault;
-        config.secrets.vault.address = format!("http://{}", secrets.address);
+        config.secrets.vault.address = format!("http://{}", secrets.address).parse().unwrap();
         config.secrets.vault.token = Some(Secret::new(vault_token.clone()));
-        config.secrets.vault.timeout_seconds = 2;
-        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+        config.secrets.vault.timeout_seconds = std::time::Duration::from_secs(2);
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         config.tls.trust_roots = vec![server.ca_pem.clone()];
     })
     .await;
@@ -199,10 +199,10 @@ async fn preloaded_identities_need_no_secret_store() {
     .await;
     let app = spawn(|config| {
         config.secrets.backend = mtls_gateway::config::SecretsBackend::Vault;
-        config.secrets.vault.address = format!("http://{}", secrets.address);
+        config.secrets.vault.address = format!("http://{}", secrets.address).parse().unwrap();
         config.secrets.vault.token = Some(Secret::new(vault_token.clone()));
-        config.secrets.vault.timeout_seconds = 2;
-        config.egress.allow_cidrs = vec!["127.0.0.1/32".to_owned()];
+        config.secrets.vault.timeout_seconds = std::time::Duration::from_secs(2);
+        config.egress.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         config.tls.trust_roots = vec![server.ca_pem.clone()];
         config.forward.preload_identities = true;
     })

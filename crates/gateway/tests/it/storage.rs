@@ -46,7 +46,7 @@ async fn a_secret_store_outage_leaves_unavailable_rows_that_an_update_repairs() 
     let switch = Switch::to(&host_port(&address)).await;
     let app = spawn(|config| {
         config.secrets.backend = SecretsBackend::Vault;
-        config.secrets.vault.address = format!("http://{}", switch.address);
+        config.secrets.vault.address = format!("http://{}", switch.address).parse().unwrap();
         config.secrets.vault.token = Some(Secret::new(token.clone()));
     })
     .await;
@@ -453,7 +453,7 @@ path "secret/metadata/mtls/*" { capabilities = ["read", "delete", "list"] }"#;
 
     let app = spawn(|config| {
         config.secrets.backend = SecretsBackend::Vault;
-        config.secrets.vault.address = address.clone();
+        config.secrets.vault.address = address.parse().unwrap();
         config.secrets.vault.role_id =
             Some(role_id["data"]["role_id"].as_str().unwrap().to_owned());
         config.secrets.vault.secret_id = Some(Secret::new(
@@ -965,7 +965,7 @@ async fn a_node_whose_table_lags_loads_the_live_version() {
     let node_b = spawn(|config| {
         trusting(config);
         config.data_dir = data_dir;
-        config.runtime.sync_interval_seconds = 3600.0;
+        config.runtime.sync_interval_seconds = std::time::Duration::from_secs_f64(3600.0);
         config.forward.preload_identities = false;
     })
     .await;

@@ -123,7 +123,7 @@ impl Stack {
         {
             config.database.url = Some(mtls_gateway::config::Secret::new(mysql_url.clone()));
             config.secrets.backend = mtls_gateway::config::SecretsBackend::Vault;
-            config.secrets.vault.address = vault_address.clone();
+            config.secrets.vault.address = vault_address.parse().unwrap();
             config.secrets.vault.token =
                 Some(mtls_gateway::config::Secret::new(vault_token.clone()));
         }

@@ -487,7 +487,7 @@ async fn every_refusal_is_its_rfc_6749_error() {
 async fn the_configured_lifetime_is_honoured() {
     let app = spawn(|config| {
         fast(config);
-        config.auth.token_endpoint.lifetime_seconds = 123;
+        config.auth.token_endpoint.lifetime_seconds = std::time::Duration::from_secs(123);
     })
     .await;
     let key = create_key(&envs(&app.config, &Stack::SqliteLocal), &random_account());

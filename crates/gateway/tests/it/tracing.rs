@@ -215,7 +215,7 @@ async fn spans_are_exported_and_the_gateway_span_is_the_targets_parent() {
     let endpoint = receiver.endpoint();
     let app = spawn(|config| {
         trusting(&server)(config);
-        config.tracing.otlp_endpoint = Some(endpoint);
+        config.tracing.otlp_endpoint = Some(endpoint.parse().unwrap());
         config.tracing.service_name = "gateway-under-test".to_owned();
         // Pools are per worker thread: one worker, so the second call reuses the connection.
         config.server.workers = 1;
@@ -482,10 +482,14 @@ async fn a_stalled_collector_drops_spans_and_fails_no_request() {
     });
     let app = spawn(|config| {
         trusting(&server)(config);
-        config.tracing.otlp_endpoint = Some(format!("http://127.0.0.1:{port}/v1/traces"));
+        config.tracing.otlp_endpoint = Some(
+            format!("http://127.0.0.1:{port}/v1/traces")
+                .parse()
+                .unwrap(),
+        );
         config.tracing.batch_size = 1;
         config.tracing.queue_capacity = 1;
-        config.tracing.export_timeout_seconds = 60.0;
+        config.tracing.export_timeout_seconds = std::time::Duration::from_secs_f64(60.0);
     })
     .await;
     let tenant = Tenant::new(&app);
