@@ -7,7 +7,7 @@
 //! Checked in CI by `openapi-spec-validator` and fuzzed by `schemathesis` against the live
 //! gateway (`scripts/api-fuzz`); `tests/it/openapi.rs` calls every documented operation and
 //! checks that the router serves it, and asks the router, for every path it was built with
-//! ([`routed_paths`], recorded by [`Table`]), which methods it answers, each of which must be
+//! ([`routed_paths`], recorded as `routes::routes` builds it), which methods it answers, each of which must be
 //! documented: the document cannot drift from the routes in either direction.
 
 use axum::routing::MethodRouter;
