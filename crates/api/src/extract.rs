@@ -20,7 +20,7 @@ pub struct Caller(pub std::sync::Arc<Principal>);
 pub struct PeerCertificate(pub std::sync::Arc<[u8]>);
 
 /// The body of an OAuth-signed `application/x-www-form-urlencoded` request, kept by
-/// [`form_body_layer`] because its parameters are part of the signature.
+/// [`keep_form_body`] because its parameters are part of the signature.
 #[derive(Clone, Debug)]
 pub struct FormBody(pub axum::body::Bytes);
 

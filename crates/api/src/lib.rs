@@ -138,6 +138,7 @@ impl App {
 /// The routes of one listener's [`Surface`], with the same layers.
 pub fn surface_router(state: AppState, surface: Surface) -> Router {
     routes::routes(state.clone(), surface)
+        .router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(state, request_id::layer))

@@ -111,7 +111,7 @@ pub(crate) fn row(row: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
 impl Store {
     /// Inserts every row in one transaction, all or none (a name in use is
     /// [`StoreError::Conflict`]), unless the account would then hold more than `cap` live
-    /// certificates ([`crate::OverCap`]): counted under [`Store::lock_account`] in
+    /// certificates ([`crate::OverCap`]): counted under `Store::lock_account` in
     /// the same transaction, so concurrent creates on any node cannot pass the cap together.
     pub async fn insert_certificates_within(
         &self,

@@ -237,7 +237,7 @@ impl Store {
     }
 
     /// Inserts all `rows` or none, unless the account would then hold more than `cap` live
-    /// mappings ([`OverCap`]; counted under [`Store::lock_account`], so concurrent creates on
+    /// mappings ([`OverCap`]; counted under `Store::lock_account`, so concurrent creates on
     /// any node cannot pass the cap together). A duplicate name or triplet is
     /// [`StoreError::Conflict`].
     pub async fn insert_mappings(

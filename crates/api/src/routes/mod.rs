@@ -10,11 +10,11 @@ mod mappings;
 mod oauth2;
 mod tester;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 
 use crate::AppState;
+use crate::openapi::{Routed, Table};
 
 /// Bytes allowed in a multipart body beyond the file itself (password, body part, framing).
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
@@ -30,7 +30,8 @@ pub enum Surface {
     Admin,
 }
 
-pub fn routes(state: AppState, surface: Surface) -> Router {
+/// The routes of `surface`, recorded as they are added (the OpenAPI drift check reads them).
+pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
     let admin = surface != Surface::Runtime;
     let runtime = surface != Surface::Admin;
 
@@ -38,7 +39,7 @@ pub fn routes(state: AppState, surface: Surface) -> Router {
     let multipart_limit = file_limit + MULTIPART_OVERHEAD;
     let json_limit = state.inner.limits.json_body_max_bytes();
     let certificates = "/mtls/account/{account_id}/certificates";
-    let router = Router::new()
+    let router = Table::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::metrics::metrics))

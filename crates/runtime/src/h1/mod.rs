@@ -22,7 +22,7 @@
 //! * [`encode`]: the request head and the framing of the request body;
 //! * [`head`]: the response head, and the framing it announces;
 //! * [`decode`]: the response body's framing (length, chunked, to the close);
-//! * [`exchange`]: writing the request while reading the answer's head;
+//! * [`exchange()`]: writing the request while reading the answer's head;
 //! * [`body`]: the response body read from its connection.
 //!
 //! The module depends on no other module of the crate: the pool (`crate::pool`) drives it,
