@@ -11,20 +11,19 @@ use axum::response::{IntoResponse, Response};
 use mtls_secrets::SecretKey;
 use serde::Deserialize;
 
+use mtls_auth::AccountId;
+use mtls_control::certificates::{self, RawItem};
+use mtls_control::mappings::{self, MappingInput};
+use mtls_control::{Backends, Control, routing};
+
 use crate::AppState;
-use crate::audit;
-use crate::backends::Backends;
-use crate::certificates::{self, RawItem, now};
-use crate::dto::Certificate;
-use crate::dto::Mapping;
+use crate::audit::audited;
+use crate::dto::{Certificate, Mapping, SaveResult};
 use crate::error::ApiError;
 use crate::extract::{
     Authorized, Caller, ReadConfiguration, WriteConfiguration, path_id, query_flag,
 };
-use crate::mappings::{self, MappingInput};
 use crate::multipart;
-use crate::routing;
-use mtls_auth::AccountId;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -58,30 +57,31 @@ async fn multipart_item(request: Request, state: &AppState) -> Result<Vec<RawIte
             "the multipart part 'certificate' (JSON with name and password) is missing",
         )
     })?;
-    let item =
-        crate::upload::item(&certificate, state.inner.limits.p12_max_bytes).map_err(|_| {
+    let item = crate::upload::item(&certificate, state.control().limits().p12_max_bytes).map_err(
+        |_| {
             ApiError::bad_request(
                 "invalid_certificate_part",
                 "the 'certificate' part must be a JSON object",
             )
-        })?;
+        },
+    )?;
     Ok(vec![(item, Some(file))])
 }
 
 /// After a certificate change: revisions bumped (other nodes resync) and this node's routing
 /// table rebuilt before the answer leaves.
-async fn changed(state: &AppState, backends: &Backends, account: &str) -> Result<(), ApiError> {
+async fn changed(control: &Control, backends: &Backends, account: &str) -> Result<(), ApiError> {
     backends.store.bump_revisions(account).await?;
-    routing::refresh(state, backends).await
+    Ok(routing::refresh(control, backends).await?)
 }
 
-fn saved(status: StatusCode, (result, all_failed): (crate::dto::SaveResult, bool)) -> Response {
-    let status = if all_failed {
+fn saved(status: StatusCode, saved: &certificates::Saved) -> Response {
+    let status = if saved.all_failed() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         status
     };
-    (status, Json(result)).into_response()
+    (status, Json(SaveResult::from_saved(saved))).into_response()
 }
 
 /// Create (`replace` false) or rotate (`replace` true) the items of one request, and audit it.
@@ -93,30 +93,24 @@ async fn save(
     replace: bool,
 ) -> Result<Response, ApiError> {
     let mut ids = Vec::new();
+    let control = state.control();
     let result = async {
-        let items = certificates::check_items(state, items?, replace).await?;
-        let backends = state.inner.backends.require()?;
+        let items = certificates::check_items(control, items?, replace).await?;
+        let backends = control.backends().require()?;
         let outcome = if replace {
-            certificates::replace(&backends, account.as_str(), items).await?
+            certificates::replace(control, &backends, account.as_str(), items).await?
         } else {
-            let cap = state.inner.limits.max_certificates_per_account;
-            certificates::create(&backends, account.as_str(), items, cap).await?
+            certificates::create(control, &backends, account.as_str(), items).await?
         };
-        ids = outcome
-            .0
-            .saved
-            .iter()
-            .chain(&outcome.0.failed)
-            .map(|entity| entity.id)
-            .collect();
-        changed(state, &backends, account.as_str()).await?;
+        ids = outcome.ids();
+        changed(control, &backends, account.as_str()).await?;
         Ok(saved(
             if replace {
                 StatusCode::OK
             } else {
                 StatusCode::CREATED
             },
-            outcome,
+            &outcome,
         ))
     }
     .await;
@@ -125,16 +119,7 @@ async fn save(
     } else {
         "certificate.create"
     };
-    audit::record(
-        state,
-        caller,
-        account.as_str(),
-        action,
-        ids,
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    audited(state, caller, account, action, ids, result).await
 }
 
 pub async fn create_json(
@@ -200,7 +185,7 @@ pub async fn list(
                 })?,
         ),
     };
-    let backends = state.inner.backends.require()?;
+    let backends = state.control().backends().require()?;
     let rows = backends
         .store
         .certificates(
@@ -208,7 +193,7 @@ pub async fn list(
             query_flag(query.include_deleted.as_deref())?,
         )
         .await?;
-    let now = now();
+    let now = state.control().now();
     Ok(Json(
         rows.iter()
             .filter(|row| {
@@ -227,9 +212,9 @@ pub async fn get(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Certificate>, ApiError> {
     let id = path_id(&id, "certificate")?;
-    let backends = state.inner.backends.require()?;
+    let backends = state.control().backends().require()?;
     let row = certificates::live(&backends, account.as_str(), id).await?;
-    Ok(Json(Certificate::from_row(&row, now())))
+    Ok(Json(Certificate::from_row(&row, state.control().now())))
 }
 
 pub async fn delete(
@@ -244,7 +229,7 @@ pub async fn delete(
     let result: Result<Json<Certificate>, ApiError> = async {
         let id = path_id(&id, "certificate")?;
         let force = query_flag(query.force.as_deref())?;
-        let backends = state.inner.backends.require()?;
+        let backends = state.control().backends().require()?;
         certificates::live(&backends, account.as_str(), id).await?;
         let in_use = backends
             .store
@@ -267,7 +252,7 @@ pub async fn delete(
             }
             backends
                 .store
-                .disable_mappings_of_certificate(account.as_str(), id, now())
+                .disable_mappings_of_certificate(account.as_str(), id, state.control().now())
                 .await?;
         }
         backends
@@ -279,27 +264,18 @@ pub async fn delete(
             .await?;
         backends
             .store
-            .mark_deleted(account.as_str(), id, now())
+            .mark_deleted(account.as_str(), id, state.control().now())
             .await?;
-        changed(&state, &backends, account.as_str()).await?;
+        changed(state.control(), &backends, account.as_str()).await?;
         let row = backends
             .store
             .certificate(account.as_str(), id)
             .await?
             .ok_or_else(|| ApiError::not_found("certificate"))?;
-        Ok(Json(Certificate::from_row(&row, now())))
+        Ok(Json(Certificate::from_row(&row, state.control().now())))
     }
     .await;
-    audit::record(
-        &state,
-        &caller,
-        account.as_str(),
-        "certificate.delete",
-        ids,
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    audited(&state, &caller, &account, "certificate.delete", ids, result).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,8 +317,8 @@ pub async fn activate(
         })?;
         let service_name = input.service_name.unwrap_or_default();
         let service_id = state
-            .inner
-            .services
+            .control()
+            .services()
             .id(&service_name)
             .ok_or_else(|| {
                 ApiError::bad_request(
@@ -351,12 +327,12 @@ pub async fn activate(
                 )
             })?
             .to_owned();
-        let backends = state.inner.backends.require()?;
+        let backends = state.control().backends().require()?;
         let version = certificates::live(&backends, account.as_str(), id)
             .await?
             .version;
         let mut fields = mappings::check_all(
-            &state,
+            state.control(),
             &backends,
             account.as_str(),
             vec![activation_mapping(
@@ -375,34 +351,34 @@ pub async fn activate(
             validate_url(&state, account.as_str(), (id, version), &fields.url).await?;
         }
         let mapping_id = mtls_store::new_id()?;
-        let mappings_cap = state.inner.limits.max_mappings_per_account;
+        let mappings_cap = state.control().limits().max_mappings_per_account;
         match backends
             .store
             .insert_mappings(
                 account.as_str(),
                 &[(mapping_id, fields)],
-                now(),
+                state.control().now(),
                 mappings_cap,
             )
             .await
         {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => {
-                return Err(certificates::over_cap(
+                return Err(ApiError::from(certificates::over_cap(
                     "mapping_limit_reached",
                     "mappings",
                     mappings_cap,
-                ));
+                )));
             }
             Err(mtls_store::StoreError::Conflict) => {
-                return Err(mappings::conflict(
+                return Err(ApiError::from(mappings::conflict(
                     "mapping_conflict",
                     "a mapping for this service and URL already exists".to_owned(),
-                ));
+                )));
             }
             Err(other) => return Err(other.into()),
         }
-        routing::refresh(&state, &backends).await?;
+        routing::refresh(state.control(), &backends).await?;
         let row = backends
             .store
             .mapping(account.as_str(), mapping_id)
@@ -411,16 +387,15 @@ pub async fn activate(
         Ok((StatusCode::CREATED, Json(Mapping::from(&row))).into_response())
     }
     .await;
-    audit::record(
+    audited(
         &state,
         &caller,
-        account.as_str(),
+        &account,
         "certificate.activate",
         ids,
-        audit::outcome(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 fn activation_mapping(
@@ -451,7 +426,7 @@ async fn validate_url(
         certificate: Some(certificate),
         upstream_ca: None,
     };
-    let client = super::forward::client_for(state, account, key).await?;
+    let client = mtls_control::identities::client_for(state.control(), account, key).await?;
     let uri: axum::http::Uri = url
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_url", "the URL cannot be called"))?;

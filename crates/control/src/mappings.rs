@@ -1,13 +1,16 @@
 //! Mapping validation (SPEC 5.2): every rule checked for every item before anything is stored.
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
+use crate::Control;
 use crate::backends::Backends;
 use crate::certificates::{NAME_RULE, parse_id};
-use crate::error::{ApiError, ItemError};
+use crate::error::{ControlError, ItemError};
 use mtls_store::MappingFields;
 
 /// A mapping object as it arrives.
@@ -16,18 +19,61 @@ use mtls_store::MappingFields;
 pub struct MappingInput {
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
+    #[serde(default, deserialize_with = "scalar")]
     pub certification_id: Option<Value>,
-    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
+    #[serde(default, deserialize_with = "scalar")]
     pub service_id: Option<Value>,
     #[serde(default)]
     pub url: Option<String>,
-    #[serde(default, deserialize_with = "crate::capped_json::scalar")]
+    #[serde(default, deserialize_with = "scalar")]
     pub site_id: Option<Value>,
     #[serde(default)]
     pub enable: Option<bool>,
     #[serde(default)]
     pub upstream_ca_pem: Option<String>,
+}
+
+/// An id-like JSON value (`certificationId`, `serviceId`, `siteId`): a number, a string or a
+/// boolean is kept, `null` is absent, and an array or object is read and dropped as `false`
+/// (never a valid id), so that no id field can hold a large value.
+pub fn scalar<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    struct ScalarVisitor;
+    impl<'de> Visitor<'de> for ScalarVisitor {
+        type Value = Option<Value>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an id")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+            Ok(Some(Value::Bool(value)))
+        }
+        fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+            Ok(Some(Value::from(number)))
+        }
+        fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+            Ok(Some(Value::from(number)))
+        }
+        fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
+            Ok(Some(Value::from(number)))
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Some(Value::String(text.to_owned())))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Some(Value::Bool(false)))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Some(Value::Bool(false)))
+        }
+    }
+    deserializer.deserialize_any(ScalarVisitor)
 }
 
 /// The duplicate-triplet key: (serviceId, normalized URL) hashed to fit an index.
@@ -46,11 +92,11 @@ fn text_id(value: &Value) -> Option<String> {
 
 /// Validates one item; `Err((code, message))` names the first rule it breaks.
 async fn check(
-    state: &AppState,
+    control: &Control,
     backends: &Backends,
     account: &str,
     input: MappingInput,
-) -> Result<Result<MappingFields, (&'static str, String)>, ApiError> {
+) -> Result<Result<MappingFields, (&'static str, String)>, ControlError> {
     let name = input.name.unwrap_or_default();
     if !crate::certificates::valid_name(&name) {
         return Ok(Err(("invalid_name", NAME_RULE.to_owned())));
@@ -66,7 +112,7 @@ async fn check(
     let Some(service_id) = input.service_id.as_ref().and_then(text_id) else {
         return Ok(Err(("unknown_service", "serviceId is missing".to_owned())));
     };
-    if state.inner.services.name(&service_id).is_none() {
+    if control.services().name(&service_id).is_none() {
         return Ok(Err((
             "unknown_service",
             format!("serviceId \"{service_id}\" is not a known service"),
@@ -90,7 +136,7 @@ async fn check(
     }
     let raw_url = input.url.unwrap_or_default();
     let url = match mtls_runtime::normalize(&raw_url) {
-        Ok((mtls_runtime::Scheme::Http, _)) if !state.inner.allow_http => {
+        Ok((mtls_runtime::Scheme::Http, _)) if !control.allow_http() => {
             return Ok(Err((
                 "invalid_url",
                 "plain http targets are not allowed (egress.allow_http)".to_owned(),
@@ -140,16 +186,16 @@ fn check_ca_bundle(pem: &str) -> Result<(), String> {
 /// Validates every item; either all are usable or the 400 lists every bad one. Then the
 /// duplicate rules: 409 for a name or a triplet used twice, in the request or in the account.
 pub async fn check_all(
-    state: &AppState,
+    control: &Control,
     backends: &Backends,
     account: &str,
     inputs: Vec<MappingInput>,
     except: Option<i64>,
-) -> Result<Vec<MappingFields>, ApiError> {
+) -> Result<Vec<MappingFields>, ControlError> {
     let mut errors = Vec::new();
     let mut checked = Vec::new();
     for (index, input) in inputs.into_iter().enumerate() {
-        match check(state, backends, account, input).await? {
+        match check(control, backends, account, input).await? {
             Ok(fields) => checked.push(fields),
             Err((code, message)) => errors.push(ItemError {
                 index,
@@ -159,7 +205,7 @@ pub async fn check_all(
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::items(errors));
+        return Err(ControlError::Items(errors));
     }
     let existing = backends.store.mappings(account, false).await?;
     let live: Vec<_> = existing
@@ -197,6 +243,6 @@ pub async fn check_all(
     Ok(checked)
 }
 
-pub fn conflict(code: &'static str, message: String) -> ApiError {
-    ApiError::new(axum::http::StatusCode::CONFLICT, code, message)
+pub fn conflict(code: &'static str, message: String) -> ControlError {
+    ControlError::conflict(code, message)
 }
