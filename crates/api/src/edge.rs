@@ -73,7 +73,9 @@ where
             )
             .into_response();
         }
-        if let Err(refused) = crate::ratelimit::admit(state, group, peer, request.headers()) {
+        if let Err(refused) =
+            crate::ratelimit::admit(&state.inner.rate_limiter, group, peer, request.headers())
+        {
             return refused.into_response();
         }
         match crate::extract::keep_form_body(request).await {

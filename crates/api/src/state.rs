@@ -112,7 +112,7 @@ impl AppState {
     }
 
     /// The gateway's metrics (the listeners record their connections there).
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
+    pub fn metrics(&self) -> &mtls_control::metrics::Metrics {
         self.inner.control.metrics()
     }
 

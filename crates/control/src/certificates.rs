@@ -588,7 +588,7 @@ pub async fn replace(
             .store
             .certificate(account, row.id)
             .await?
-            .ok_or_else(|| ControlError::NotFound("certificate"))?;
+            .ok_or(ControlError::NotFound("certificate"))?;
         result.saved.push(stored);
     }
     Ok(result)

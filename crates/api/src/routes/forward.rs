@@ -534,6 +534,7 @@ impl hyper::body::Body for Relayed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ratelimit::Group;
     use axum::http::HeaderValue;
 
     fn names(headers: &HeaderMap) -> Vec<&str> {
