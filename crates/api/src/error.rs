@@ -292,3 +292,86 @@ mod tests {
         assert_eq!(challenge(Scheme::ClientCertificate), None);
     }
 }
+
+#[cfg(test)]
+mod control_errors {
+    use super::*;
+    use mtls_control::ControlError;
+
+    /// Every control-plane error keeps the status and code it had when the services returned
+    /// `ApiError` themselves (docs/errors.md).
+    #[test]
+    fn each_control_error_keeps_its_status_and_code() {
+        let item = ItemError {
+            index: 1,
+            code: "invalid_name",
+            message: "bad".to_owned(),
+        };
+        for (error, status, code) in [
+            (
+                ControlError::invalid("too_many_items", "x"),
+                StatusCode::BAD_REQUEST,
+                "too_many_items",
+            ),
+            (
+                ControlError::Items(vec![item]),
+                StatusCode::BAD_REQUEST,
+                "invalid_name",
+            ),
+            (
+                ControlError::NotFound("certificate"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                ControlError::conflict("concurrent_update", "x"),
+                StatusCode::CONFLICT,
+                "concurrent_update",
+            ),
+            (
+                ControlError::TooLarge("x".to_owned()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                ControlError::Unavailable("x".to_owned()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dependency_unavailable",
+            ),
+            (
+                ControlError::Database("detail".to_owned()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dependency_unavailable",
+            ),
+            (
+                ControlError::SecretStore("detail".to_owned()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secret_store_unavailable",
+            ),
+            (
+                ControlError::Transport {
+                    code: "validation_failed",
+                    message: "x".to_owned(),
+                },
+                StatusCode::FAILED_DEPENDENCY,
+                "validation_failed",
+            ),
+            (
+                ControlError::Internal("detail".to_owned()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ] {
+            assert_eq!(error.code(), code);
+            let api = ApiError::from(error);
+            assert_eq!((api.status(), api.code()), (status, code));
+            // A dependency's or a bug's detail is logged, never answered.
+            assert!(!api.to_string().contains("detail"), "{api}");
+        }
+        let conflict = ApiError::from(mtls_store::StoreError::Conflict);
+        assert_eq!(
+            (conflict.status(), conflict.code()),
+            (StatusCode::CONFLICT, "name_conflict")
+        );
+    }
+}

@@ -73,3 +73,27 @@ pub fn rfc3339(unix_seconds: i64) -> String {
         .and_then(|time| time.format(&Rfc3339).ok())
         .unwrap_or_else(|| unix_seconds.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at_2027() -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_millis(1_814_400_000_250)
+    }
+
+    #[test]
+    fn a_clock_passed_in_is_the_one_read() {
+        let clock = Clock::from_fn(at_2027);
+        assert_eq!(clock.now(), 1_814_400_000);
+        assert_eq!(clock.unix_millis(), 1_814_400_000_250);
+        assert_eq!(rfc3339(clock.now()), "2027-07-01T00:00:00Z");
+    }
+
+    #[test]
+    fn before_the_epoch_is_zero() {
+        let clock = Clock::from_fn(|| UNIX_EPOCH - std::time::Duration::from_secs(5));
+        assert_eq!(clock.now(), 0);
+        assert_eq!(clock.unix_millis(), 0);
+    }
+}
