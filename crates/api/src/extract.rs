@@ -346,7 +346,7 @@ impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
 
 /// A caller holding `N`'s privilege for some account, for routes whose accounts are named in
 /// the body (the global mapping check): the privilege is checked before the body is read, each
-/// account with [`Privileged::on`] once the body names it.
+/// account with `Privileged::on` once the body names it.
 #[derive(Debug)]
 pub struct Privileged<N> {
     pub caller: Caller,
