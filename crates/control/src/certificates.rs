@@ -593,3 +593,64 @@ pub async fn replace(
     }
     Ok(result)
 }
+
+/// After a certificate change: revisions bumped (other nodes resync) and this node's routing
+/// table rebuilt before the answer leaves.
+pub async fn changed(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+) -> Result<(), ControlError> {
+    backends.store.bump_revisions(account).await?;
+    crate::routing::refresh(control, backends).await
+}
+
+/// Soft-deletes a live certificate of `account`: refused (409 `certificate_in_use`) while
+/// enabled mappings use it, unless `force`, which disables them; its secrets destroyed before
+/// the row is marked deleted; then [`changed`]. Answers the deleted row.
+pub async fn delete(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+    id: i64,
+    force: bool,
+) -> Result<mtls_store::CertificateRow, ControlError> {
+    live(backends, account, id).await?;
+    let in_use = backends.store.mappings_of_certificate(account, id).await?;
+    if !in_use.is_empty() {
+        if !force {
+            let names: Vec<String> = in_use
+                .iter()
+                .map(|row| format!("{} ({})", row.name, row.id))
+                .collect();
+            return Err(ControlError::conflict(
+                "certificate_in_use",
+                format!(
+                    "enabled mappings use this certificate: {}; delete them, or add force=true to disable them",
+                    names.join(", ")
+                ),
+            ));
+        }
+        backends
+            .store
+            .disable_mappings_of_certificate(account, id, control.now())
+            .await?;
+    }
+    backends
+        .secrets
+        .destroy(SecretKey {
+            account,
+            certificate_id: id,
+        })
+        .await?;
+    backends
+        .store
+        .mark_deleted(account, id, control.now())
+        .await?;
+    changed(control, backends, account).await?;
+    backends
+        .store
+        .certificate(account, id)
+        .await?
+        .ok_or(ControlError::NotFound("certificate"))
+}

@@ -8,7 +8,6 @@ use axum::extract::{Path, Request, State};
 use crate::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mtls_secrets::SecretKey;
 use serde::Deserialize;
 
 use mtls_auth::AccountId;
@@ -71,8 +70,7 @@ async fn multipart_item(request: Request, state: &AppState) -> Result<Vec<RawIte
 /// After a certificate change: revisions bumped (other nodes resync) and this node's routing
 /// table rebuilt before the answer leaves.
 async fn changed(control: &Control, backends: &Backends, account: &str) -> Result<(), ApiError> {
-    backends.store.bump_revisions(account).await?;
-    Ok(routing::refresh(control, backends).await?)
+    Ok(certificates::changed(control, backends, account).await?)
 }
 
 fn saved(status: StatusCode, saved: &certificates::Saved) -> Response {
@@ -230,48 +228,8 @@ pub async fn delete(
         let id = path_id(&id, "certificate")?;
         let force = query_flag(query.force.as_deref())?;
         let backends = state.control().backends().require()?;
-        certificates::live(&backends, account.as_str(), id).await?;
-        let in_use = backends
-            .store
-            .mappings_of_certificate(account.as_str(), id)
-            .await?;
-        if !in_use.is_empty() {
-            if !force {
-                let names: Vec<String> = in_use
-                    .iter()
-                    .map(|row| format!("{} ({})", row.name, row.id))
-                    .collect();
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "certificate_in_use",
-                    format!(
-                        "enabled mappings use this certificate: {}; delete them, or add force=true to disable them",
-                        names.join(", ")
-                    ),
-                ));
-            }
-            backends
-                .store
-                .disable_mappings_of_certificate(account.as_str(), id, state.control().now())
-                .await?;
-        }
-        backends
-            .secrets
-            .destroy(SecretKey {
-                account: account.as_str(),
-                certificate_id: id,
-            })
-            .await?;
-        backends
-            .store
-            .mark_deleted(account.as_str(), id, state.control().now())
-            .await?;
-        changed(state.control(), &backends, account.as_str()).await?;
-        let row = backends
-            .store
-            .certificate(account.as_str(), id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("certificate"))?;
+        let row =
+            certificates::delete(state.control(), &backends, account.as_str(), id, force).await?;
         Ok(Json(Certificate::from_row(&row, state.control().now())))
     }
     .await;
