@@ -190,6 +190,9 @@ impl From<ControlError> for ApiError {
             ControlError::Conflict { code, message } => {
                 Self::new(StatusCode::CONFLICT, code, message)
             }
+            ControlError::Precondition { code, message } => {
+                Self::new(StatusCode::PRECONDITION_FAILED, code, message)
+            }
             ControlError::TooLarge(message) => Self::too_large(message),
             ControlError::Unavailable(message) => Self::unavailable(message),
             ControlError::Database(detail) => {
@@ -327,6 +330,14 @@ mod control_errors {
                 ControlError::conflict("concurrent_update", "x"),
                 StatusCode::CONFLICT,
                 "concurrent_update",
+            ),
+            (
+                ControlError::Precondition {
+                    code: "revision_mismatch",
+                    message: "x".to_owned(),
+                },
+                StatusCode::PRECONDITION_FAILED,
+                "revision_mismatch",
             ),
             (
                 ControlError::TooLarge("x".to_owned()),

@@ -26,6 +26,8 @@ pub enum ControlError {
     /// The change conflicts with the state (409: a name or triplet in use, a cap reached, a
     /// concurrent update, a missing secret).
     Conflict { code: &'static str, message: String },
+    /// A condition the caller set does not hold (412: `If-Match` names a stale revision).
+    Precondition { code: &'static str, message: String },
     /// Larger than a limit (413).
     TooLarge(String),
     /// A dependency is not connected yet (503 `dependency_unavailable`).
@@ -64,6 +66,7 @@ impl ControlError {
         match self {
             Self::Invalid { code, .. }
             | Self::Conflict { code, .. }
+            | Self::Precondition { code, .. }
             | Self::Transport { code, .. } => code,
             Self::Items(items) => items.first().map_or("invalid_request", |item| item.code),
             Self::NotFound(_) => "not_found",
@@ -83,6 +86,7 @@ impl std::fmt::Display for ControlError {
         match self {
             Self::Invalid { message, .. }
             | Self::Conflict { message, .. }
+            | Self::Precondition { message, .. }
             | Self::Transport { message, .. }
             | Self::TooLarge(message)
             | Self::Unavailable(message) => write!(f, "{code}: {message}"),

@@ -24,7 +24,7 @@ async fn identity(
 ) -> Result<ClientIdentity, ControlError> {
     let backends = control.backends().require()?;
     let started = std::time::Instant::now();
-    let material = crate::certificates::material(&backends, account, certificate_id, version).await;
+    let material = crate::material::material(&backends, account, certificate_id, version).await;
     let read = started.elapsed();
     control.metrics().identity_stage("secret_store", read);
     let material = material?.ok_or_else(|| {

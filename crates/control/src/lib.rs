@@ -15,6 +15,7 @@ pub mod clock;
 mod error;
 pub mod identities;
 pub mod mappings;
+mod material;
 pub mod metrics;
 pub mod report;
 pub mod routing;

@@ -11,7 +11,7 @@ use crate::Control;
 use crate::backends::Backends;
 use crate::certificates::{NAME_RULE, parse_id};
 use crate::error::{ControlError, ItemError};
-use mtls_store::MappingFields;
+use mtls_store::{MappingFields, MappingRow, MappingWrite};
 
 /// A mapping object as it arrives.
 #[derive(Debug, Default, Deserialize)]
@@ -245,4 +245,134 @@ pub async fn check_all(
 
 pub fn conflict(code: &'static str, message: String) -> ControlError {
     ControlError::conflict(code, message)
+}
+
+/// Validates `inputs` ([`check_all`]) and gives each a new id: the rows a create inserts.
+pub async fn prepare(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+    inputs: Vec<MappingInput>,
+) -> Result<Vec<(i64, MappingFields)>, ControlError> {
+    let fields = check_all(control, backends, account, inputs, None).await?;
+    let mut rows = Vec::with_capacity(fields.len());
+    for field in fields {
+        rows.push((mtls_store::new_id()?, field));
+    }
+    Ok(rows)
+}
+
+/// Inserts `rows` in one transaction within the account's cap (409
+/// `mapping_limit_reached`), a duplicate answered 409 `mapping_conflict` with
+/// `conflict_message`; then rebuilds the routing table. Answers the new revision and the rows.
+pub async fn insert(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+    rows: &[(i64, MappingFields)],
+    conflict_message: &str,
+) -> Result<(i64, Vec<MappingRow>), ControlError> {
+    let cap = control.limits().max_mappings_per_account;
+    let revision = match backends
+        .store
+        .insert_mappings(account, rows, control.now(), cap)
+        .await
+    {
+        Ok(Ok(revision)) => revision,
+        Ok(Err(_)) => {
+            return Err(crate::certificates::over_cap(
+                "mapping_limit_reached",
+                "mappings",
+                cap,
+            ));
+        }
+        Err(mtls_store::StoreError::Conflict) => {
+            return Err(conflict("mapping_conflict", conflict_message.to_owned()));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    crate::routing::refresh(control, backends).await?;
+    let mut created = Vec::with_capacity(rows.len());
+    for (id, _) in rows {
+        if let Some(row) = backends.store.mapping(account, *id).await? {
+            created.push(row);
+        }
+    }
+    Ok((revision, created))
+}
+
+/// Replaces mapping `id` of `account` with `input` (validated as a create's, its own name and
+/// triplet excepted) when `if_match` is absent or the account's revision; then rebuilds the
+/// routing table. Answers the new revision and the row.
+pub async fn update(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+    id: i64,
+    input: MappingInput,
+    if_match: Option<i64>,
+) -> Result<(i64, MappingRow), ControlError> {
+    match backends.store.mapping(account, id).await? {
+        Some(row) if !row.deleted => {}
+        _ => return Err(ControlError::NotFound("mapping")),
+    }
+    let mut fields = check_all(control, backends, account, vec![input], Some(id)).await?;
+    let fields = fields
+        .pop()
+        .ok_or_else(|| ControlError::internal(&"no checked mapping"))?;
+    let write = backends
+        .store
+        .update_mapping(account, id, &fields, if_match, control.now())
+        .await;
+    let revision = finish(write)?;
+    written(control, backends, account, id, revision).await
+}
+
+/// Soft-deletes mapping `id` of `account` when `if_match` is absent or the account's
+/// revision; then rebuilds the routing table. Answers the new revision and the row.
+pub async fn delete(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+    id: i64,
+    if_match: Option<i64>,
+) -> Result<(i64, MappingRow), ControlError> {
+    let write = backends
+        .store
+        .delete_mapping(account, id, if_match, control.now())
+        .await;
+    let revision = finish(write)?;
+    written(control, backends, account, id, revision).await
+}
+
+async fn written(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+    id: i64,
+    revision: i64,
+) -> Result<(i64, MappingRow), ControlError> {
+    crate::routing::refresh(control, backends).await?;
+    let row = backends
+        .store
+        .mapping(account, id)
+        .await?
+        .ok_or(ControlError::NotFound("mapping"))?;
+    Ok((revision, row))
+}
+
+fn finish(write: Result<MappingWrite, mtls_store::StoreError>) -> Result<i64, ControlError> {
+    match write {
+        Ok(MappingWrite::Done { revision }) => Ok(revision),
+        Ok(MappingWrite::NotFound) => Err(ControlError::NotFound("mapping")),
+        Ok(MappingWrite::StaleRevision { current }) => Err(ControlError::Precondition {
+            code: "revision_mismatch",
+            message: format!("If-Match names a stale revision; the current revision is {current}"),
+        }),
+        Err(mtls_store::StoreError::Conflict) => Err(conflict(
+            "mapping_conflict",
+            "a mapping with this name or triplet already exists".to_owned(),
+        )),
+        Err(other) => Err(other.into()),
+    }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use mtls_auth::AccountId;
 use mtls_control::certificates::{self, RawItem};
 use mtls_control::mappings::{self, MappingInput};
-use mtls_control::{Backends, Control, routing};
+use mtls_control::{Backends, Control};
 
 use crate::AppState;
 use crate::audit::audited;
@@ -309,38 +309,17 @@ pub async fn activate(
             validate_url(&state, account.as_str(), (id, version), &fields.url).await?;
         }
         let mapping_id = mtls_store::new_id()?;
-        let mappings_cap = state.control().limits().max_mappings_per_account;
-        match backends
-            .store
-            .insert_mappings(
-                account.as_str(),
-                &[(mapping_id, fields)],
-                state.control().now(),
-                mappings_cap,
-            )
-            .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => {
-                return Err(ApiError::from(certificates::over_cap(
-                    "mapping_limit_reached",
-                    "mappings",
-                    mappings_cap,
-                )));
-            }
-            Err(mtls_store::StoreError::Conflict) => {
-                return Err(ApiError::from(mappings::conflict(
-                    "mapping_conflict",
-                    "a mapping for this service and URL already exists".to_owned(),
-                )));
-            }
-            Err(other) => return Err(other.into()),
-        }
-        routing::refresh(state.control(), &backends).await?;
-        let row = backends
-            .store
-            .mapping(account.as_str(), mapping_id)
-            .await?
+        let (_, rows) = mappings::insert(
+            state.control(),
+            &backends,
+            account.as_str(),
+            &[(mapping_id, fields)],
+            "a mapping for this service and URL already exists",
+        )
+        .await?;
+        let row = rows
+            .into_iter()
+            .next()
             .ok_or_else(|| ApiError::not_found("mapping"))?;
         Ok((StatusCode::CREATED, Json(Mapping::from(&row))).into_response())
     }

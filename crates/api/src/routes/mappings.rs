@@ -9,7 +9,6 @@ use axum::extract::{Path, State};
 use crate::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mtls_store::MappingWrite;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -18,7 +17,6 @@ use crate::dto::Mapping;
 use crate::error::ApiError;
 use crate::extract::{Authorized, ReadConfiguration, WriteConfiguration, path_id, query_flag};
 use mtls_control::mappings::{self, MappingInput};
-use mtls_control::{certificates, routing};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct MappingQuery {
@@ -102,44 +100,19 @@ pub async fn create(
         if inputs.is_empty() {
             return Err(item_count());
         }
-        let backends = state.control().backends().require()?;
-        let mappings_cap = state.control().limits().max_mappings_per_account;
         let control = state.control();
-        let fields =
-            mappings::check_all(control, &backends, account.as_str(), inputs, None).await?;
-        let mut rows = Vec::with_capacity(fields.len());
-        for field in fields {
-            rows.push((mtls_store::new_id()?, field));
-        }
+        let backends = control.backends().require()?;
+        let rows = mappings::prepare(control, &backends, account.as_str(), inputs).await?;
         ids = rows.iter().map(|(id, _)| *id).collect();
-        let revision = match backends
-            .store
-            .insert_mappings(account.as_str(), &rows, control.now(), mappings_cap)
-            .await
-        {
-            Ok(Ok(revision)) => revision,
-            Ok(Err(_)) => {
-                return Err(ApiError::from(certificates::over_cap(
-                    "mapping_limit_reached",
-                    "mappings",
-                    mappings_cap,
-                )));
-            }
-            Err(mtls_store::StoreError::Conflict) => {
-                return Err(ApiError::from(mappings::conflict(
-                    "mapping_conflict",
-                    "a mapping with this name or triplet already exists".to_owned(),
-                )));
-            }
-            Err(other) => return Err(other.into()),
-        };
-        routing::refresh(state.control(), &backends).await?;
-        let mut created = Vec::with_capacity(rows.len());
-        for (id, _) in &rows {
-            if let Some(row) = backends.store.mapping(account.as_str(), *id).await? {
-                created.push(Mapping::from(&row));
-            }
-        }
+        let (revision, rows) = mappings::insert(
+            control,
+            &backends,
+            account.as_str(),
+            &rows,
+            "a mapping with this name or triplet already exists",
+        )
+        .await?;
+        let created: Vec<Mapping> = rows.iter().map(Mapping::from).collect();
         Ok(with_revision(StatusCode::CREATED, revision, Json(created)))
     }
     .await;
@@ -201,38 +174,15 @@ pub async fn update(
             ApiError::bad_request("invalid_json", "the body must be one mapping object")
         })?;
         let backends = state.control().backends().require()?;
-        match backends.store.mapping(account.as_str(), id).await? {
-            Some(row) if !row.deleted => {}
-            _ => return Err(ApiError::not_found("mapping")),
-        }
-        let mut fields = mappings::check_all(
+        let (revision, row) = mappings::update(
             state.control(),
             &backends,
             account.as_str(),
-            vec![input],
-            Some(id),
+            id,
+            input,
+            if_match(&headers),
         )
         .await?;
-        let fields = fields
-            .pop()
-            .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
-        let write = backends
-            .store
-            .update_mapping(
-                account.as_str(),
-                id,
-                &fields,
-                if_match(&headers),
-                state.control().now(),
-            )
-            .await;
-        let revision = finish(write)?;
-        routing::refresh(state.control(), &backends).await?;
-        let row = backends
-            .store
-            .mapping(account.as_str(), id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("mapping"))?;
         Ok(with_revision(
             StatusCode::OK,
             revision,
@@ -257,23 +207,14 @@ pub async fn delete(
         version(&query)?;
         let id = path_id(&id, "mapping")?;
         let backends = state.control().backends().require()?;
-        let revision = finish(
-            backends
-                .store
-                .delete_mapping(
-                    account.as_str(),
-                    id,
-                    if_match(&headers),
-                    state.control().now(),
-                )
-                .await,
-        )?;
-        routing::refresh(state.control(), &backends).await?;
-        let row = backends
-            .store
-            .mapping(account.as_str(), id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("mapping"))?;
+        let (revision, row) = mappings::delete(
+            state.control(),
+            &backends,
+            account.as_str(),
+            id,
+            if_match(&headers),
+        )
+        .await?;
         Ok(with_revision(
             StatusCode::OK,
             revision,
@@ -282,21 +223,4 @@ pub async fn delete(
     }
     .await;
     audited(&state, &caller, &account, "mapping.delete", ids, result).await
-}
-
-fn finish(write: Result<MappingWrite, mtls_store::StoreError>) -> Result<i64, ApiError> {
-    match write {
-        Ok(MappingWrite::Done { revision }) => Ok(revision),
-        Ok(MappingWrite::NotFound) => Err(ApiError::not_found("mapping")),
-        Ok(MappingWrite::StaleRevision { current }) => Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "revision_mismatch",
-            format!("If-Match names a stale revision; the current revision is {current}"),
-        )),
-        Err(mtls_store::StoreError::Conflict) => Err(ApiError::from(mappings::conflict(
-            "mapping_conflict",
-            "a mapping with this name or triplet already exists".to_owned(),
-        ))),
-        Err(other) => Err(other.into()),
-    }
 }
