@@ -1,62 +1,57 @@
-//! Recording the audit trail: every configuration change, collect download and tester run,
-//! with who, what, which ids, the outcome and the request id. Never a secret value: only ids,
-//! action names and error codes are written. A failure to record is logged, not fatal.
+//! The audit entry of an operation, in one place: every audited handler ends with
+//! [`audited`], which records who did what to which ids and how it ended (the error code
+//! answered, or `success`) under the path's account, then hands the answer back.
 
-use mtls_auth::Scheme;
+use mtls_auth::AccountId;
+use mtls_control::audit::{self, Operation};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::request_id;
 
-/// Who, as the audit trail names them.
-pub fn actor(caller: &Caller) -> String {
-    let scheme = match caller.0.scheme {
-        Scheme::Bearer => "bearer",
-        Scheme::OAuth => "oauth",
-        Scheme::ClientCertificate => "certificate",
-    };
-    format!("{scheme}:{}", caller.0.subject)
+/// Records `action` on `ids` of `account` by `caller` with the outcome of `result`, and
+/// returns `result`.
+pub(crate) async fn audited<T>(
+    state: &AppState,
+    caller: &Caller,
+    account: &AccountId,
+    action: &'static str,
+    ids: Vec<i64>,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    record(
+        state,
+        caller,
+        account.as_str(),
+        action,
+        ids,
+        result.as_ref().err().map(ApiError::code),
+    )
+    .await;
+    result
 }
 
-/// `success`, or the error code of `result`.
-pub fn outcome<T>(result: &Result<T, ApiError>) -> String {
-    match result {
-        Ok(_) => "success".to_owned(),
-        Err(error) => error.code().to_owned(),
-    }
-}
-
-/// Records `action` on `ids` of `account` with `outcome` (see [`outcome`]).
-pub async fn record(
+/// Records `action` as [`audited`] does, for an account named otherwise than by the path
+/// (the token endpoint audits under each account the token covers).
+pub(crate) async fn record(
     state: &AppState,
     caller: &Caller,
     account: &str,
     action: &'static str,
     ids: Vec<i64>,
-    outcome: String,
+    error_code: Option<&'static str>,
 ) {
-    let Some(backends) = state.inner.backends.get() else {
-        tracing::warn!(
+    audit::record(
+        state.control(),
+        Operation {
+            principal: &caller.0,
+            account,
             action,
-            "audit entry not recorded: the database is not connected"
-        );
-        return;
-    };
-    let entry = mtls_store::AuditEntry {
-        id: match mtls_store::new_id() {
-            Ok(id) => id,
-            Err(_) => return,
+            ids,
+            error_code,
+            request_id: request_id::current(),
         },
-        account_id: account.to_owned(),
-        at: crate::certificates::now(),
-        actor: actor(caller),
-        action: action.to_owned(),
-        target_ids: ids,
-        outcome,
-        request_id: request_id::current(),
-    };
-    if let Err(error) = backends.store.insert_audit(&entry).await {
-        tracing::warn!(action, %error, "audit entry not recorded");
-    }
+    )
+    .await;
 }

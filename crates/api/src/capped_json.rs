@@ -1,11 +1,11 @@
 //! JSON bodies read whole but parsed with their limits: an array capped while it is parsed
-//! (the element past the cap is refused unread), and id fields that keep no large value.
+//! (the element past the cap is refused unread). Id fields that keep no large value are
+//! `mtls_control::mappings::scalar`.
 
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 
 /// Why [`array`] gave up.
 #[derive(Debug, PartialEq, Eq)]
@@ -87,55 +87,14 @@ impl<'de> DeserializeSeed<'de> for RefuseElement<'_> {
     }
 }
 
-/// An id-like JSON value (`certificationId`, `serviceId`, `siteId`): a number, a string or a
-/// boolean is kept, `null` is absent, and an array or object is read and dropped as `false`
-/// (never a valid id), so that no id field can hold a large value.
-pub fn scalar<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-    struct ScalarVisitor;
-    impl<'de> Visitor<'de> for ScalarVisitor {
-        type Value = Option<Value>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an id")
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
-            Ok(Some(Value::Bool(value)))
-        }
-        fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
-            Ok(Some(Value::from(number)))
-        }
-        fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
-            Ok(Some(Value::from(number)))
-        }
-        fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
-            Ok(Some(Value::from(number)))
-        }
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-            Ok(Some(Value::String(text.to_owned())))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(Some(Value::Bool(false)))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(Some(Value::Bool(false)))
-        }
-    }
-    deserializer.deserialize_any(ScalarVisitor)
-}
-
 /// No value: [`RefuseElement`] never produces one.
 enum Never {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mtls_control::mappings::scalar;
+    use serde_json::Value;
 
     #[test]
     fn arrays_are_capped_while_parsed() {

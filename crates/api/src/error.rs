@@ -6,6 +6,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mtls_auth::{AuthError, Denied, Scheme};
+use mtls_control::ControlError;
 use mtls_pki::IntakeError;
 use serde::Serialize;
 
@@ -25,13 +26,7 @@ pub struct ApiError {
     transport: bool,
 }
 
-/// One bad item of a request that carries several (SPEC 4.3: every bad item, with its index).
-#[derive(Clone, Debug, Serialize)]
-pub struct ItemError {
-    pub index: usize,
-    pub code: &'static str,
-    pub message: String,
-}
+pub use mtls_control::ItemError;
 
 impl std::fmt::Display for ApiError {
     /// The code and message, as the caller sees them (never secrets: messages are built so).
@@ -184,32 +179,51 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A database failure: logged with its detail, answered as 503 without it.
-impl From<mtls_store::StoreError> for ApiError {
-    fn from(error: mtls_store::StoreError) -> Self {
+/// The control plane's errors, each with its status and code (docs/errors.md); the detail of a
+/// dependency failure or a bug is logged with the request id, never answered.
+impl From<ControlError> for ApiError {
+    fn from(error: ControlError) -> Self {
         match error {
-            mtls_store::StoreError::Conflict => Self::new(
-                StatusCode::CONFLICT,
-                "name_conflict",
-                "the name is already used by another certificate",
-            ),
-            other => {
-                tracing::error!(request_id = %request_id::current(), error = %other, "database call failed");
+            ControlError::Invalid { code, message } => Self::bad_request(code, message),
+            ControlError::Items(items) => Self::items(items),
+            ControlError::NotFound(what) => Self::not_found(what),
+            ControlError::Conflict { code, message } => {
+                Self::new(StatusCode::CONFLICT, code, message)
+            }
+            ControlError::Precondition { code, message } => {
+                Self::new(StatusCode::PRECONDITION_FAILED, code, message)
+            }
+            ControlError::TooLarge(message) => Self::too_large(message),
+            ControlError::Unavailable(message) => Self::unavailable(message),
+            ControlError::Database(detail) => {
+                tracing::error!(request_id = %request_id::current(), error = %detail, "database call failed");
                 Self::unavailable("the database is unavailable")
             }
+            ControlError::SecretStore(detail) => {
+                tracing::error!(request_id = %request_id::current(), error = %detail, "secret store call failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "secret_store_unavailable",
+                    "the secret store is unavailable",
+                )
+            }
+            ControlError::Transport { code, message } => Self::transport(code, message),
+            ControlError::Internal(detail) => Self::internal(&detail),
         }
     }
 }
 
-/// A secret-store failure: logged with its detail, answered as 503 without it.
+/// A database failure, as the control plane reports it.
+impl From<mtls_store::StoreError> for ApiError {
+    fn from(error: mtls_store::StoreError) -> Self {
+        ControlError::from(error).into()
+    }
+}
+
+/// A secret-store failure, as the control plane reports it.
 impl From<mtls_secrets::SecretError> for ApiError {
     fn from(error: mtls_secrets::SecretError) -> Self {
-        tracing::error!(request_id = %request_id::current(), error = %error, "secret store call failed");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "secret_store_unavailable",
-            "the secret store is unavailable",
-        )
+        ControlError::from(error).into()
     }
 }
 
@@ -279,5 +293,96 @@ mod tests {
         );
         assert_eq!(challenge(Scheme::OAuth), None);
         assert_eq!(challenge(Scheme::ClientCertificate), None);
+    }
+}
+
+#[cfg(test)]
+mod control_errors {
+    use super::*;
+    use mtls_control::ControlError;
+
+    /// Every control-plane error keeps the status and code it had when the services returned
+    /// `ApiError` themselves (docs/errors.md).
+    #[test]
+    fn each_control_error_keeps_its_status_and_code() {
+        let item = ItemError {
+            index: 1,
+            code: "invalid_name",
+            message: "bad".to_owned(),
+        };
+        for (error, status, code) in [
+            (
+                ControlError::invalid("too_many_items", "x"),
+                StatusCode::BAD_REQUEST,
+                "too_many_items",
+            ),
+            (
+                ControlError::Items(vec![item]),
+                StatusCode::BAD_REQUEST,
+                "invalid_name",
+            ),
+            (
+                ControlError::NotFound("certificate"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                ControlError::conflict("concurrent_update", "x"),
+                StatusCode::CONFLICT,
+                "concurrent_update",
+            ),
+            (
+                ControlError::Precondition {
+                    code: "revision_mismatch",
+                    message: "x".to_owned(),
+                },
+                StatusCode::PRECONDITION_FAILED,
+                "revision_mismatch",
+            ),
+            (
+                ControlError::TooLarge("x".to_owned()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                ControlError::Unavailable("x".to_owned()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dependency_unavailable",
+            ),
+            (
+                ControlError::Database("detail".to_owned()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dependency_unavailable",
+            ),
+            (
+                ControlError::SecretStore("detail".to_owned()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secret_store_unavailable",
+            ),
+            (
+                ControlError::Transport {
+                    code: "validation_failed",
+                    message: "x".to_owned(),
+                },
+                StatusCode::FAILED_DEPENDENCY,
+                "validation_failed",
+            ),
+            (
+                ControlError::Internal("detail".to_owned()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ] {
+            assert_eq!(error.code(), code);
+            let api = ApiError::from(error);
+            assert_eq!((api.status(), api.code()), (status, code));
+            // A dependency's or a bug's detail is logged, never answered.
+            assert!(!api.to_string().contains("detail"), "{api}");
+        }
+        let conflict = ApiError::from(mtls_store::StoreError::Conflict);
+        assert_eq!(
+            (conflict.status(), conflict.code()),
+            (StatusCode::CONFLICT, "name_conflict")
+        );
     }
 }

@@ -70,18 +70,18 @@ impl FromRequestParts<AppState> for Caller {
             query: parts.uri.query().unwrap_or(""),
             form_body: form_body.as_deref(),
         };
-        let now = crate::certificates::now();
+        let now = state.control().now();
         let verified = state.inner.authenticator.authenticate(
             &Credentials {
                 authorization,
                 request,
             },
-            &state.inner.app_keys,
+            state.control().app_keys(),
             now,
         )?;
         if let Some(nonce) = verified.nonce {
             // The nonce store is shared by every node: a replay to another node is refused too.
-            let backends = state.inner.backends.require()?;
+            let backends = state.control().backends().require()?;
             let expires_at = nonce
                 .timestamp
                 .saturating_add(state.inner.authenticator.oauth_window())
@@ -288,6 +288,24 @@ impl Need for ReadChecks {
     const GROUP: Group = Group::Checks;
 }
 
+/// The PKCS#12 tester (its own rate-limit group: each run may parse for a second).
+#[derive(Debug)]
+pub struct RunTester;
+
+impl Need for RunTester {
+    const PRIVILEGE: Privilege = Privilege::ReadInternal;
+    const GROUP: Group = Group::Tester;
+}
+
+/// Forwarding a call to a target with the account's certificate.
+#[derive(Debug)]
+pub struct Forward;
+
+impl Need for Forward {
+    const PRIVILEGE: Privilege = Privilege::Forward;
+    const GROUP: Group = Group::Forward;
+}
+
 /// A caller allowed to act on the path's account with `N`'s privilege, its account's bucket
 /// charged. Extractors taking the request's parts run before the one taking its body, so a
 /// handler that takes this never reads a byte of the body for a caller it refuses: 401, 400
@@ -299,12 +317,14 @@ pub struct Authorized<N> {
     need: std::marker::PhantomData<fn() -> N>,
 }
 
-impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let AccountPath(account) = AccountPath::from_request_parts(parts, state).await?;
+impl<N: Need> Authorized<N> {
+    /// `caller` on `account`, checked for `N` (the forward shortcut, which matched the path
+    /// itself, comes in here; the router's routes through the extractor).
+    pub(crate) fn check(
+        state: &AppState,
+        caller: Caller,
+        account: AccountId,
+    ) -> Result<Self, ApiError> {
         authorize(state, &caller, &account, N::PRIVILEGE, N::GROUP)?;
         Ok(Authorized {
             caller,
@@ -314,9 +334,19 @@ impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
     }
 }
 
+impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let AccountPath(account) = AccountPath::from_request_parts(parts, state).await?;
+        Self::check(state, caller, account)
+    }
+}
+
 /// A caller holding `N`'s privilege for some account, for routes whose accounts are named in
 /// the body (the global mapping check): the privilege is checked before the body is read, each
-/// account with [`authorize`] once the body names it.
+/// account with `Privileged::on` once the body names it.
 #[derive(Debug)]
 pub struct Privileged<N> {
     pub caller: Caller,
@@ -338,10 +368,18 @@ impl<N: Need> FromRequestParts<AppState> for Privileged<N> {
     }
 }
 
+impl<N: Need> Privileged<N> {
+    /// Checks the caller on `account` as [`Authorized<N>`] does, once the body named it.
+    pub(crate) fn on(&self, state: &AppState, account: &AccountId) -> Result<(), ApiError> {
+        authorize(state, &self.caller, account, N::PRIVILEGE, N::GROUP)
+    }
+}
+
 /// Checks that `caller` may act on `account` with `privilege` (403 otherwise, with a Bearer
 /// caller's challenge: [`ApiError::denied`]), then takes a token from the account's bucket of
-/// `group` (429 when empty).
-pub fn authorize(
+/// `group` (429 when empty). Only the extractors call it: a handler states its need in its
+/// signature ([`Authorized`], [`Privileged`]).
+fn authorize(
     state: &AppState,
     caller: &Caller,
     account: &AccountId,

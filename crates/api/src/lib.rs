@@ -1,30 +1,26 @@
-//! The HTTP API of mtls-gateway: the routes of SPEC, their DTOs, and the one place where
-//! errors become HTTP responses ([`error`]).
+//! The HTTP edge of mtls-gateway: the routes of SPEC, their extractors and DTOs, the OpenAPI
+//! document, the console, request ids, rate limits, the forward handler, and the one place
+//! where errors (the control plane's included) become HTTP responses ([`error`]). What the
+//! routes do is `mtls_control`'s.
 
-pub mod app_keys;
 mod audit;
-pub mod backends;
 mod capped_json;
-mod certificates;
 pub mod console;
 pub mod dto;
+mod edge;
 pub mod error;
 pub mod extract;
-mod mappings;
 pub mod metrics;
 mod multipart;
 pub mod openapi;
 pub mod ratelimit;
 mod request_id;
 mod routes;
-pub mod routing;
-pub mod services;
 mod state;
 mod tracing_export;
 mod upload;
 
-pub use backends::{BackendSlot, Backends, Readiness};
-pub use certificates::now;
+pub use mtls_control::{BackendSlot, Backends, Readiness, app_keys, now, routing, services};
 pub use routes::Surface;
 pub use state::{AppState, ForwardSettings, Limits, Settings, TokenEndpoint};
 
@@ -98,7 +94,7 @@ impl App {
         peer: std::net::SocketAddr,
     ) -> axum::response::Response {
         if let Some(refused) = request.extensions().get::<RefusedHead>().copied() {
-            return request_id::edge(
+            return edge::edge(
                 &self.state,
                 request,
                 peer.ip(),
@@ -113,7 +109,7 @@ impl App {
                 routes::forward::direct_account(request.method(), request.uri().path())
         {
             let state = self.state.clone();
-            return request_id::edge(
+            return edge::edge(
                 &self.state,
                 request,
                 peer.ip(),
@@ -141,5 +137,5 @@ pub fn surface_router(state: AppState, surface: Surface) -> Router {
         .router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state, request_id::layer))
+        .layer(middleware::from_fn_with_state(state, edge::layer))
 }

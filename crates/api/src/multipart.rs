@@ -62,7 +62,7 @@ pub async fn read(
     let mut multipart = Multipart::from_request(request, state).await.map_err(|_| {
         ApiError::bad_request("invalid_multipart", "the multipart body cannot be read")
     })?;
-    let limits = state.inner.limits;
+    let limits = *state.control().limits();
     let mut parts = HashMap::new();
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_ascii_lowercase();

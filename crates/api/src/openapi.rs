@@ -351,7 +351,7 @@ fn operations() -> Vec<Operation> {
             privilege: Some("MTLS_WRITE_INTERNAL"),
             parameters: vec![account()],
             body: Some(json_body(
-                json!({ "type": "array", "items": schema("CertificateItem"), "minItems": 1, "maxItems": crate::certificates::MAX_ITEMS }),
+                json!({ "type": "array", "items": schema("CertificateItem"), "minItems": 1, "maxItems": mtls_control::certificates::MAX_ITEMS }),
             )),
             responses: vec![
                 ("201", saved("201")),
@@ -370,7 +370,7 @@ fn operations() -> Vec<Operation> {
             privilege: Some("MTLS_WRITE_INTERNAL"),
             parameters: vec![account()],
             body: Some(json_body(
-                json!({ "type": "array", "items": schema("CertificateItem"), "minItems": 1, "maxItems": crate::certificates::MAX_ITEMS }),
+                json!({ "type": "array", "items": schema("CertificateItem"), "minItems": 1, "maxItems": mtls_control::certificates::MAX_ITEMS }),
             )),
             responses: vec![
                 ("200", saved("200")),

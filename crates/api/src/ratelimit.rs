@@ -15,7 +15,6 @@ use axum::http::HeaderValue;
 use axum::http::{HeaderMap, StatusCode};
 use mtls_runtime::Cidr;
 
-use crate::AppState;
 use crate::error::ApiError;
 
 /// Endpoint groups with their own limits.
@@ -217,7 +216,7 @@ fn limited(retry_after: Duration) -> ApiError {
 /// The per-IP layer.
 /// The per-IP bucket of the request's group, before authentication: `Err` is the 429.
 pub fn admit(
-    state: &AppState,
+    limiter: &RateLimiter,
     group: Option<Group>,
     peer: IpAddr,
     headers: &axum::http::HeaderMap,
@@ -225,7 +224,6 @@ pub fn admit(
     let Some(group) = group else {
         return Ok(());
     };
-    let limiter = &state.inner.rate_limiter;
     if !limiter.limits_ip(group) {
         return Ok(());
     }

@@ -1,51 +1,16 @@
-//! What every handler shares: the authenticator, the intake policy and the limits.
+//! What every handler shares: the control plane ([`mtls_control::Control`]) and what only the
+//! HTTP edge needs (the authenticator, rate limits, forward settings, the span exporter).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use mtls_auth::Authenticator;
+use mtls_control::services::Services;
+use mtls_control::{BackendSlot, Clock, Control, ControlSettings};
 use mtls_pki::IntakePolicy;
-use tokio::sync::Semaphore;
 
-use crate::backends::BackendSlot;
 use crate::ratelimit::{RateLimiter, RateLimits};
-use crate::services::Services;
 
-/// Request size limits.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Largest PKCS#12 file accepted, in bytes (413 past it).
-    pub p12_max_bytes: usize,
-    /// Largest password part, in bytes.
-    pub password_max_bytes: usize,
-    /// Most live (not deleted) certificates one account may hold (409 past it).
-    pub max_certificates_per_account: usize,
-    /// Most live (not deleted) mappings one account may hold (409 past it).
-    pub max_mappings_per_account: usize,
-}
-
-impl Limits {
-    /// Largest JSON certificate body, capped while it streams in: room for a few files at the
-    /// limit as arrays of signed byte values (up to 5 characters per byte, "-128,"), many more
-    /// as base64. What a request holds is bounded by this, not by the item count.
-    pub fn json_body_max_bytes(&self) -> usize {
-        self.p12_max_bytes
-            .saturating_mul(6)
-            .saturating_add(64 * 1024)
-            .saturating_mul(4)
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            p12_max_bytes: 1024 * 1024,
-            password_max_bytes: 4096,
-            max_certificates_per_account: 1000,
-            max_mappings_per_account: 10_000,
-        }
-    }
-}
+pub use mtls_control::Limits;
 
 /// What the operator configures for the API.
 #[derive(Clone, Debug)]
@@ -114,86 +79,72 @@ pub struct AppState {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
+    pub control: Control,
     pub authenticator: Authenticator,
-    pub intake: IntakePolicy,
-    pub limits: Limits,
-    /// Bounds concurrent PKCS#12 parses: each may run key derivations for up to a second.
-    pub intake_permits: Semaphore,
-    pub clock: fn() -> SystemTime,
-    /// The database and secret store, once connected.
-    pub backends: BackendSlot,
-    /// The routing table snapshot the runtime reads.
-    pub routing: mtls_runtime::RoutingTable,
-    pub services: Services,
-    /// Whether mappings may target plain `http` URLs (the egress policy's `allow_http`).
-    pub allow_http: bool,
     pub rate_limiter: RateLimiter,
-    pub app_keys: crate::app_keys::AppKeyCache,
     pub public_base_url: Option<String>,
-    pub forwarder: std::sync::Arc<mtls_runtime::forward::Forwarder>,
     pub forward: ForwardSettings,
-    /// Set on shutdown: `/readyz` answers 503 so that load balancers stop sending.
-    pub draining: std::sync::atomic::AtomicBool,
     pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
-    pub metrics: crate::metrics::Metrics,
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
     pub tracing: Option<Arc<mtls_otel::Exporter>>,
     pub token_endpoint: Option<TokenEndpoint>,
 }
 
 impl AppState {
+    /// The control plane behind the routes.
+    pub fn control(&self) -> &Control {
+        &self.inner.control
+    }
+
     /// The OAuth app keys in force.
-    pub fn app_keys(&self) -> &crate::app_keys::AppKeyCache {
-        &self.inner.app_keys
+    pub fn app_keys(&self) -> &mtls_control::app_keys::AppKeyCache {
+        self.inner.control.app_keys()
     }
 
     /// The routing table snapshot.
     pub fn routing(&self) -> &mtls_runtime::RoutingTable {
-        &self.inner.routing
+        self.inner.control.routing()
     }
 
     /// The upstream clients and identities (for the unloading timer).
     pub fn forwarder(&self) -> &std::sync::Arc<mtls_runtime::forward::Forwarder> {
-        &self.inner.forwarder
+        self.inner.control.forwarder()
     }
 
-    /// The gateway's metrics (the expiry monitor fills in the certificates).
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.inner.metrics
+    /// The gateway's metrics (the listeners record their connections there).
+    pub fn metrics(&self) -> &mtls_control::metrics::Metrics {
+        self.inner.control.metrics()
     }
 
     /// Turns readiness off for good (shutdown has begun).
     pub fn drain(&self) {
-        self.inner
-            .draining
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner.control.drain();
     }
 
     /// The slot the start-up task fills with the database and the secret store.
     pub fn backends(&self) -> &BackendSlot {
-        &self.inner.backends
+        self.inner.control.backends()
     }
 
     pub fn new(authenticator: Authenticator, settings: Settings) -> Self {
+        let control = Control::new(ControlSettings {
+            intake: settings.intake,
+            limits: settings.limits,
+            intake_concurrency: settings.intake_concurrency,
+            services: settings.services,
+            allow_http: settings.allow_http,
+            forwarder: settings.forwarder,
+            preload_identities: settings.forward.preload_identities,
+            clock: Clock::system(),
+        });
         Self {
             inner: Arc::new(Inner {
+                control,
                 authenticator,
-                intake: settings.intake,
-                limits: settings.limits,
-                intake_permits: Semaphore::new(settings.intake_concurrency.max(1)),
-                clock: SystemTime::now,
-                backends: BackendSlot::default(),
-                routing: mtls_runtime::RoutingTable::default(),
-                services: settings.services,
-                allow_http: settings.allow_http,
                 rate_limiter: RateLimiter::new(settings.rate_limits),
-                app_keys: crate::app_keys::AppKeyCache::default(),
                 public_base_url: settings.public_base_url,
-                forwarder: settings.forwarder,
                 forward: settings.forward,
-                draining: std::sync::atomic::AtomicBool::new(false),
                 certificate_principals: settings.certificate_principals,
-                metrics: crate::metrics::Metrics::default(),
                 metrics_token: settings.metrics_token,
                 tracing: settings.tracing,
                 token_endpoint: settings.token_endpoint,

@@ -40,6 +40,8 @@ pub(crate) struct ServerSpan {
     context: TraceContext,
     parent: Option<[u8; 8]>,
     start: SystemTime,
+    /// The clock the span's times are read from.
+    clock: mtls_control::Clock,
 }
 
 impl ServerSpan {
@@ -49,6 +51,7 @@ impl ServerSpan {
     /// span: they would flood the collector with traces nobody reads.
     pub(crate) fn start(state: &AppState, group: &str, headers: &HeaderMap) -> Option<Self> {
         let exporter = state.inner.tracing.as_ref()?;
+        let clock = state.control().clock();
         if matches!(group, "health" | "metrics") {
             return None;
         }
@@ -62,7 +65,8 @@ impl ServerSpan {
             exporter: Arc::clone(exporter),
             context,
             parent: caller.map(|caller| caller.span_id),
-            start: SystemTime::now(),
+            start: clock.time(),
+            clock,
         })
     }
 
@@ -95,7 +99,7 @@ impl ServerSpan {
             name,
             kind: Kind::Server,
             start: self.start,
-            end: SystemTime::now(),
+            end: self.clock.time(),
             attributes,
             error: status >= 500,
         });
@@ -118,6 +122,8 @@ pub(crate) struct ClientSpan {
     context: TraceContext,
     parent: Option<[u8; 8]>,
     start: SystemTime,
+    /// The clock the span's times are read from.
+    clock: mtls_control::Clock,
     started: Instant,
     stages: Arc<Stages>,
     attributes: Vec<Attribute>,
@@ -133,6 +139,7 @@ impl ClientSpan {
         request: &mut axum::http::Request<ForwardBody>,
     ) -> Option<Self> {
         let exporter = state.inner.tracing.as_ref()?;
+        let clock = state.control().clock();
         let server = mtls_otel::server();
         let context = TraceContext {
             trace_id: server.map_or_else(mtls_otel::context::trace_id, |server| server.trace_id),
@@ -162,7 +169,8 @@ impl ClientSpan {
             exporter: Arc::clone(exporter),
             context,
             parent: server.map(|server| server.span_id),
-            start: SystemTime::now(),
+            start: clock.time(),
+            clock,
             started: Instant::now(),
             stages,
             attributes,
@@ -233,7 +241,7 @@ impl ClientSpan {
             name,
             kind: Kind::Client,
             start: self.start,
-            end: SystemTime::now(),
+            end: self.clock.time(),
             attributes: self.attributes,
             error,
         });

@@ -18,8 +18,8 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::AppState;
-use crate::certificates::{ItemInput, MAX_ITEMS, P12};
 use crate::error::ApiError;
+use mtls_control::certificates::{ItemInput, MAX_ITEMS, P12};
 
 /// Why the parser stopped, beside serde's error (which carries text only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +49,8 @@ pub async fn items(
     request: axum::extract::Request,
     state: &AppState,
 ) -> Result<Vec<ItemInput>, ApiError> {
-    let file = state.inner.limits.p12_max_bytes;
-    let cap = state.inner.limits.json_body_max_bytes();
+    let file = state.control().limits().p12_max_bytes;
+    let cap = state.control().limits().json_body_max_bytes();
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -109,7 +109,9 @@ impl Authenticator {
         let (scheme, value) = header.trim().split_once(' ').unwrap_or((header, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
             Ok(Verified {
-                principal: self.bearer.verify(value.trim())?,
+                principal: self
+                    .bearer
+                    .verify(value.trim(), u64::try_from(now).unwrap_or(0))?,
                 nonce: None,
             })
         } else if scheme.eq_ignore_ascii_case("oauth") {

@@ -9,7 +9,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use mtls_auth::bearer::{Grant, unix_now};
+use mtls_auth::bearer::Grant;
 use mtls_auth::{
     AccountScope, AuthError, Authenticator, BearerConfig, BearerVerifier, ClaimMapping,
     Credentials, Privilege, Privileges, TokenIssuer,
@@ -61,7 +61,10 @@ fn hs(claims: &serde_json::Value) -> String {
 #[test]
 fn a_valid_token_yields_its_principal() {
     let principal = hs256_verifier()
-        .verify(&hs(&claims(&["123"], &["MTLS_READ_INTERNAL"], 600)))
+        .verify(
+            &hs(&claims(&["123"], &["MTLS_READ_INTERNAL"], 600)),
+            unix_now(),
+        )
         .unwrap();
     assert_eq!(principal.subject, "svc-test");
     assert!(principal.authorize("123", Privilege::ReadInternal).is_ok());
@@ -73,30 +76,28 @@ fn a_valid_token_yields_its_principal() {
 fn expired_tampered_and_incomplete_tokens_are_refused() {
     let verifier = hs256_verifier();
     assert_eq!(
-        verifier.verify(&hs(&claims(&["1"], &["MTLS_FORWARD"], -60))),
+        verifier.verify(&hs(&claims(&["1"], &["MTLS_FORWARD"], -60)), unix_now()),
         Err(AuthError::Invalid("token expired"))
     );
     let other = EncodingKey::from_secret(b"another-secret-another-secret-another").unwrap();
     assert_eq!(
-        verifier.verify(&sign(
-            &claims(&["1"], &[], 600),
-            Algorithm::HS256,
-            &other,
-            None
-        )),
+        verifier.verify(
+            &sign(&claims(&["1"], &[], 600), Algorithm::HS256, &other, None),
+            unix_now()
+        ),
         Err(AuthError::Invalid("signature does not verify"))
     );
     let token = hs(&claims(&["1"], &["MTLS_READ_INTERNAL"], 600));
     let mut parts: Vec<&str> = token.split('.').collect();
     let forged = URL_SAFE_NO_PAD.encode(claims(&["*"], &["MTLS_WRITE_INTERNAL"], 600).to_string());
     parts[1] = &forged;
-    assert!(verifier.verify(&parts.join(".")).is_err());
+    assert!(verifier.verify(&parts.join("."), unix_now()).is_err());
     for missing in ["exp", "sub", "accounts", "privileges"] {
         let mut incomplete = claims(&["1"], &["MTLS_FORWARD"], 600);
         incomplete.as_object_mut().unwrap().remove(missing);
         assert!(
             matches!(
-                verifier.verify(&hs(&incomplete)),
+                verifier.verify(&hs(&incomplete), unix_now()),
                 Err(AuthError::Invalid(_))
             ),
             "a token without {missing} must be refused"
@@ -108,8 +109,8 @@ fn expired_tampered_and_incomplete_tokens_are_refused() {
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
         URL_SAFE_NO_PAD.encode(claims(&["*"], &["MTLS_FORWARD"], 600).to_string())
     );
-    assert!(verifier.verify(&unsigned).is_err());
-    assert!(verifier.verify("not-a-jwt").is_err());
+    assert!(verifier.verify(&unsigned, unix_now()).is_err());
+    assert!(verifier.verify("not-a-jwt", unix_now()).is_err());
 }
 
 #[test]
@@ -122,7 +123,7 @@ fn the_issuer_mints_what_the_verifier_accepts() {
         ttl_seconds: 60,
     };
     let token = issuer.issue(&grant, unix_now(), "id-1".to_owned()).unwrap();
-    let principal = hs256_verifier().verify(&token).unwrap();
+    let principal = hs256_verifier().verify(&token, unix_now()).unwrap();
     assert!(
         principal
             .authorize("any-account", Privilege::Forward)
@@ -201,22 +202,22 @@ fn audience_and_issuer_are_checked_when_configured() {
     let mut good = claims(&["1"], &["MTLS_FORWARD"], 600);
     good["aud"] = json!("mtls-gateway");
     good["iss"] = json!("https://idp.example");
-    assert!(verifier.verify(&hs(&good)).is_ok());
+    assert!(verifier.verify(&hs(&good), unix_now()).is_ok());
     let mut wrong_aud = good.clone();
     wrong_aud["aud"] = json!("someone-else");
     assert_eq!(
-        verifier.verify(&hs(&wrong_aud)),
+        verifier.verify(&hs(&wrong_aud), unix_now()),
         Err(AuthError::Invalid("audience not accepted"))
     );
     let mut wrong_iss = good.clone();
     wrong_iss["iss"] = json!("https://evil.example");
     assert_eq!(
-        verifier.verify(&hs(&wrong_iss)),
+        verifier.verify(&hs(&wrong_iss), unix_now()),
         Err(AuthError::Invalid("issuer not accepted"))
     );
     let mut no_aud = good;
     no_aud.as_object_mut().unwrap().remove("aud");
-    assert!(verifier.verify(&hs(&no_aud)).is_err());
+    assert!(verifier.verify(&hs(&no_aud), unix_now()).is_err());
 }
 
 #[test]
@@ -277,21 +278,27 @@ fn rs256_from_jwks_and_es256_from_pem() {
     let body = claims(&["7"], &["MTLS_WRITE_INTERNAL"], 600);
     assert!(
         verifier
-            .verify(&sign(&body, Algorithm::RS256, &rsa, Some("rsa-1")))
+            .verify(
+                &sign(&body, Algorithm::RS256, &rsa, Some("rsa-1")),
+                unix_now()
+            )
             .is_ok()
     );
     assert!(
         verifier
-            .verify(&sign(&body, Algorithm::RS256, &rsa, Some("unknown-kid")))
+            .verify(
+                &sign(&body, Algorithm::RS256, &rsa, Some("unknown-kid")),
+                unix_now()
+            )
             .is_err()
     );
     assert!(
         verifier
-            .verify(&sign(&body, Algorithm::ES256, &ec, None))
+            .verify(&sign(&body, Algorithm::ES256, &ec, None), unix_now())
             .is_ok()
     );
     // HS256 is off in this configuration: a token signed with any secret is refused.
-    assert!(verifier.verify(&hs(&body)).is_err());
+    assert!(verifier.verify(&hs(&body), unix_now()).is_err());
     // The RSA public key used as an HMAC secret (the classic confusion) is refused too.
     let pem = std::fs::read(dir.join("ec.pub.pem")).unwrap();
     let confused = sign(
@@ -300,7 +307,7 @@ fn rs256_from_jwks_and_es256_from_pem() {
         &EncodingKey::from_secret(&pem).unwrap(),
         None,
     );
-    assert!(verifier.verify(&confused).is_err());
+    assert!(verifier.verify(&confused, unix_now()).is_err());
 }
 
 /// The verified-token cache never accepts what a full check would refuse: an entry ends at the
@@ -309,9 +316,9 @@ fn rs256_from_jwks_and_es256_from_pem() {
 fn remembered_tokens_still_expire_and_only_exact_tokens_hit() {
     let verifier = hs256_verifier();
     let short = hs(&claims(&["1"], &["MTLS_FORWARD"], 2));
-    assert!(verifier.verify(&short).is_ok());
+    assert!(verifier.verify(&short, unix_now()).is_ok());
     assert!(
-        verifier.verify(&short).is_ok(),
+        verifier.verify(&short, unix_now()).is_ok(),
         "a second use is served from the cache"
     );
     // A different signature on the same claims is not the cached token.
@@ -319,12 +326,12 @@ fn remembered_tokens_still_expire_and_only_exact_tokens_hit() {
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     assert_eq!(
-        verifier.verify(&tampered),
+        verifier.verify(&tampered, unix_now()),
         Err(AuthError::Invalid("signature does not verify"))
     );
     std::thread::sleep(std::time::Duration::from_millis(3100));
     assert_eq!(
-        verifier.verify(&short),
+        verifier.verify(&short, unix_now()),
         Err(AuthError::Invalid("token expired"))
     );
     let mut later = claims(&["1"], &["MTLS_FORWARD"], 600);
@@ -332,7 +339,7 @@ fn remembered_tokens_still_expire_and_only_exact_tokens_hit() {
     let later = hs(&later);
     for _ in 0..2 {
         assert_eq!(
-            verifier.verify(&later),
+            verifier.verify(&later, unix_now()),
             Err(AuthError::Invalid("token not valid yet"))
         );
     }
@@ -468,7 +475,7 @@ fn identity_provider_tokens_are_read_through_the_claim_mapping() {
     let verifier = idp_verifier(&idp, Some(idp_mapping()));
     let full = app_token_claims(json!("acct-42"), "mtls.read mtls.forward other");
     for token in both(&idp, &full) {
-        let principal = verifier.verify(&token).unwrap();
+        let principal = verifier.verify(&token, unix_now()).unwrap();
         assert_eq!(principal.subject, "billing-app");
         assert!(
             principal
@@ -491,7 +498,7 @@ fn identity_provider_tokens_are_read_through_the_claim_mapping() {
     // `aud` as an array names several accounts.
     let array = app_token_claims(json!(["acct-1", "acct-2"]), "mtls.read");
     for token in both(&idp, &array) {
-        let principal = verifier.verify(&token).unwrap();
+        let principal = verifier.verify(&token, unix_now()).unwrap();
         for account in ["acct-1", "acct-2"] {
             assert!(
                 principal
@@ -514,7 +521,7 @@ fn identity_provider_tokens_are_read_through_the_claim_mapping() {
         no_scope,
     ] {
         for token in both(&idp, &claims) {
-            let principal = verifier.verify(&token).unwrap();
+            let principal = verifier.verify(&token, unix_now()).unwrap();
             assert_eq!(principal.privileges, Privileges::default(), "{claims}");
         }
     }
@@ -526,7 +533,7 @@ fn identity_provider_tokens_are_read_through_the_claim_mapping() {
     ] {
         let claims = app_token_claims(aud.clone(), "mtls.read mtls.forward");
         for token in both(&idp, &claims) {
-            let principal = verifier.verify(&token).unwrap();
+            let principal = verifier.verify(&token, unix_now()).unwrap();
             assert_eq!(
                 principal.accounts,
                 AccountScope::Only(Default::default()),
@@ -540,7 +547,7 @@ fn identity_provider_tokens_are_read_through_the_claim_mapping() {
     native["accounts"] = json!(["*"]);
     native["privileges"] = json!(["MTLS_WRITE_INTERNAL"]);
     for token in both(&idp, &native) {
-        let principal = verifier.verify(&token).unwrap();
+        let principal = verifier.verify(&token, unix_now()).unwrap();
         assert_eq!(principal.subject, "billing-app");
         assert!(
             principal
@@ -556,17 +563,18 @@ fn identity_provider_tokens_are_read_through_the_claim_mapping() {
     // The provider's encryption key is in the set too, and verifies nothing.
     assert!(
         verifier
-            .verify(&sign(
-                &full,
-                Algorithm::RS256,
-                &idp.rsa,
-                Some("enc-rsa-2026")
-            ))
+            .verify(
+                &sign(&full, Algorithm::RS256, &idp.rsa, Some("enc-rsa-2026")),
+                unix_now()
+            )
             .is_err()
     );
     // The gateway's own HS256 tokens keep the claims of SPEC 3 alongside the mapping.
     let own = verifier
-        .verify(&hs(&claims(&["7"], &["MTLS_READ_INTERNAL"], 600)))
+        .verify(
+            &hs(&claims(&["7"], &["MTLS_READ_INTERNAL"], 600)),
+            unix_now(),
+        )
         .unwrap();
     assert!(own.authorize("7", Privilege::ReadInternal).is_ok());
 }
@@ -581,7 +589,10 @@ fn mapped_tokens_still_need_signature_expiry_issuer_and_caller() {
     let refused = |claims: &serde_json::Value, reason: &str| {
         for token in both(&idp, claims) {
             assert!(
-                matches!(verifier.verify(&token), Err(AuthError::Invalid(_))),
+                matches!(
+                    verifier.verify(&token, unix_now()),
+                    Err(AuthError::Invalid(_))
+                ),
                 "{reason}"
             );
         }
@@ -617,17 +628,15 @@ fn mapped_tokens_still_need_signature_expiry_issuer_and_caller() {
     .unwrap();
     assert!(
         verifier
-            .verify(&sign(
-                &good,
-                Algorithm::ES256,
-                &stranger,
-                Some("sig-ec-2026")
-            ))
+            .verify(
+                &sign(&good, Algorithm::ES256, &stranger, Some("sig-ec-2026")),
+                unix_now()
+            )
             .is_err()
     );
     // HS256 over the IdP's claims with the gateway's secret: not an IdP token, so read as
     // SPEC 3 claims, which it lacks.
-    assert!(verifier.verify(&hs(&good)).is_err());
+    assert!(verifier.verify(&hs(&good), unix_now()).is_err());
 }
 
 #[test]
@@ -638,7 +647,7 @@ fn without_a_mapping_identity_provider_tokens_are_refused_as_before() {
     let verifier = idp_verifier(&idp, None);
     for token in both(&idp, &app_token_claims(json!("acct-42"), "mtls.read")) {
         assert_eq!(
-            verifier.verify(&token),
+            verifier.verify(&token, unix_now()),
             Err(AuthError::Invalid("required claims missing or malformed"))
         );
     }
@@ -671,4 +680,12 @@ fn unsafe_mappings_are_refused_at_start() {
     ] {
         assert!(BearerVerifier::new(config(audience, issuer, jwks)).is_err());
     }
+}
+
+/// The real clock, as the gateway's `mtls_control::Clock` reads it (tests may read it).
+#[allow(clippy::disallowed_methods)]
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }

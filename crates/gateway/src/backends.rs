@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mtls_api::{AppState, Backends};
+use mtls_control::{Backends, Control};
 use mtls_secrets::{
     LocalStore, MasterKey, SecretKey, SecretStore, VaultAuth, VaultOptions, VaultStore,
 };
@@ -118,8 +118,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
 
 /// One attempt: database, migrations, secret store, reconciliation. Records each outcome in
 /// the readiness report.
-async fn connect_once(config: &Config, state: &AppState) -> Result<Backends, String> {
-    let slot = state.backends();
+async fn connect_once(config: &Config, control: &Control) -> Result<Backends, String> {
+    let slot = control.backends();
     let store = match Store::connect(&store_options(config)).await {
         Ok(store) => store,
         Err(error) => {
@@ -138,12 +138,12 @@ async fn connect_once(config: &Config, state: &AppState) -> Result<Backends, Str
         return Err(error.to_string());
     }
     slot.update(|readiness| readiness.secret_store = Some(Ok(())));
-    reconcile(&store, &secrets, state).await;
+    reconcile(&store, &secrets, control).await;
     Ok(Backends { store, secrets })
 }
 
 /// Marks live rows whose secret is missing from the secret store, and reports them.
-async fn reconcile(store: &Store, secrets: &SecretStore, state: &AppState) {
+async fn reconcile(store: &Store, secrets: &SecretStore, control: &Control) {
     let rows = match store.stored_certificates().await {
         Ok(rows) => rows,
         Err(error) => {
@@ -178,43 +178,43 @@ async fn reconcile(store: &Store, secrets: &SecretStore, state: &AppState) {
         checked_missing = missing.len(),
         "start-up reconciliation done"
     );
-    state
+    control
         .backends()
         .update(|readiness| readiness.missing_secrets = missing);
 }
 
 /// Installs the connected dependencies, builds the routing table, and starts the task that
 /// rebuilds it whenever another node moved the global revision.
-async fn install(config: &Config, state: &AppState, backends: Backends) {
-    if let Err(error) = state.app_keys().reload(&backends).await {
-        tracing::warn!(status = %error.status(), "app keys could not be loaded yet; the sync task retries");
+async fn install(config: &Config, control: &Control, backends: Backends) {
+    if let Err(error) = control.app_keys().reload(&backends).await {
+        tracing::warn!(%error, "app keys could not be loaded yet; the sync task retries");
     }
-    if let Err(error) = mtls_api::routing::refresh(state, &backends).await {
-        tracing::warn!(status = %error.status(), "the routing table could not be built yet; the sync task retries");
+    if let Err(error) = mtls_control::routing::refresh(control, &backends).await {
+        tracing::warn!(%error, "the routing table could not be built yet; the sync task retries");
     }
-    state.backends().set(backends);
-    crate::expiry::spawn(config, state);
+    control.backends().set(backends);
+    crate::expiry::spawn(config, control);
     let interval = config
         .runtime
         .sync_interval_seconds
         .max(Duration::from_millis(50));
-    let state = state.clone();
+    let control = control.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let Some(backends) = state.backends().get() else {
+            let Some(backends) = control.backends().get() else {
                 continue;
             };
-            if let Err(error) = backends.store.purge_nonces(mtls_api::now()).await {
+            if let Err(error) = backends.store.purge_nonces(control.now()).await {
                 tracing::debug!(%error, "nonce purge failed");
             }
-            match mtls_api::routing::sync(&state, &backends).await {
+            match mtls_control::routing::sync(&control, &backends).await {
                 Ok(true) => tracing::debug!("routing table synchronized with the database"),
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(status = %error.status(), "routing table sync failed; serving the last snapshot")
+                    tracing::warn!(%error, "routing table sync failed; serving the last snapshot")
                 }
             }
         }
@@ -223,21 +223,21 @@ async fn install(config: &Config, state: &AppState, backends: Backends) {
 
 /// Connects now if possible; otherwise keeps trying in the background with backoff (0.5 s
 /// doubling to 30 s) while `/readyz` names the missing dependency.
-pub async fn connect(config: &Config, state: &AppState) {
-    match connect_once(config, state).await {
-        Ok(backends) => install(config, state, backends).await,
+pub async fn connect(config: &Config, control: &Control) {
+    match connect_once(config, control).await {
+        Ok(backends) => install(config, control, backends).await,
         Err(error) => {
             tracing::warn!(%error, "dependencies not reachable at start; retrying in the background");
             let config = config.clone();
-            let state = state.clone();
+            let control = control.clone();
             tokio::spawn(async move {
                 let mut delay = Duration::from_millis(500);
                 loop {
                     tokio::time::sleep(delay).await;
-                    match connect_once(&config, &state).await {
+                    match connect_once(&config, &control).await {
                         Ok(backends) => {
                             tracing::info!("dependencies reachable; serving");
-                            install(&config, &state, backends).await;
+                            install(&config, &control, backends).await;
                             return;
                         }
                         Err(error) => {

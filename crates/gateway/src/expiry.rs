@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use mtls_api::metrics::CertificateExpiry;
-use mtls_api::{AppState, Backends};
+use mtls_control::metrics::CertificateExpiry;
+use mtls_control::{Backends, Control};
 use mtls_store::CertificateRow;
 use serde_json::json;
 
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Webhook {
 }
 
 /// Starts the monitor on the current runtime (after the dependencies are installed).
-pub fn spawn(config: &Config, state: &AppState) {
+pub fn spawn(config: &Config, control: &Control) {
     let mut thresholds: Vec<i64> = config
         .expiry
         .thresholds_days
@@ -78,20 +78,20 @@ pub fn spawn(config: &Config, state: &AppState) {
             .max(Duration::from_millis(100)),
         webhook,
     };
-    let state = state.clone();
+    let control = control.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if let Some(backends) = state.backends().get() {
-                round(&state, &backends, &settings).await;
+            if let Some(backends) = control.backends().get() {
+                round(&control, &backends, &settings).await;
             }
         }
     });
 }
 
-async fn round(state: &AppState, backends: &Backends, settings: &Settings) {
+async fn round(control: &Control, backends: &Backends, settings: &Settings) {
     let rows = match backends.store.live_certificates().await {
         Ok(rows) => rows,
         Err(error) => {
@@ -99,14 +99,14 @@ async fn round(state: &AppState, backends: &Backends, settings: &Settings) {
             return;
         }
     };
-    let now = mtls_api::now();
-    state.metrics().set_certificates(
+    let now = control.now();
+    control.metrics().set_certificates(
         rows.iter()
             .map(|row| CertificateExpiry {
                 account: row.account_id.clone(),
                 id: row.id,
                 name: row.name.clone(),
-                status: mtls_api::dto::status(row, now),
+                status: mtls_control::report::status(row, now),
                 not_after: row.not_after,
             })
             .collect(),

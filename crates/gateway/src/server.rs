@@ -302,7 +302,7 @@ pub async fn start(config: &Config) -> Result<Running, ConfigError> {
             "server.admin_tls is set but server.admin_listen is not".to_owned(),
         ));
     }
-    crate::backends::connect(config, &state).await;
+    crate::backends::connect(config, state.control()).await;
     let listener = bind(config.server.listen)?;
     let address = local_address(&listener)?;
     let scheme = |tls: &Option<Arc<ServerTls>>| if tls.is_some() { "https" } else { "http" };

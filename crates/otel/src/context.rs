@@ -101,7 +101,9 @@ pub fn random_u64() -> u64 {
     let seed = *SEED.get_or_init(|| {
         let mut bytes = [0u8; 8];
         if getrandom::fill(&mut bytes).is_err() {
-            // No entropy source: the clock still spreads ids across processes.
+            // No entropy source: the clock still spreads ids across processes (a seed, not a
+            // reading of the time: allowed).
+            #[allow(clippy::disallowed_methods)]
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_nanos());

@@ -3,7 +3,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    // Tests pick their own times, the real clock among them.
+    clippy::disallowed_methods
 )]
 
 use std::time::{Duration, SystemTime};

@@ -324,6 +324,9 @@ impl LocalStore {
 }
 
 /// Unix seconds now (0 if the clock is before 1970, which only makes a claim look old).
+// The secret store stamps a version claim with the time it is written, read by every node to
+// judge an abandoned claim: the wall clock of the write itself, not a caller's `now`.
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -8,7 +8,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::print_stdout
+    clippy::print_stdout,
+    // Test fixtures read the real clock (file ages, unique names).
+    clippy::disallowed_methods
 )]
 
 use std::fs::File;

@@ -71,7 +71,7 @@ pub async fn list(
             })?)
         }
     };
-    let backends = state.inner.backends.require()?;
+    let backends = state.control().backends().require()?;
     let entries = backends
         .store
         .audit(account.as_str(), since, before, limit + 1)

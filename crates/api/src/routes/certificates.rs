@@ -8,23 +8,21 @@ use axum::extract::{Path, Request, State};
 use crate::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mtls_secrets::SecretKey;
 use serde::Deserialize;
 
+use mtls_auth::AccountId;
+use mtls_control::certificates::{self, RawItem};
+use mtls_control::mappings::{self, MappingInput};
+use mtls_control::{Backends, Control};
+
 use crate::AppState;
-use crate::audit;
-use crate::backends::Backends;
-use crate::certificates::{self, RawItem, now};
-use crate::dto::Certificate;
-use crate::dto::Mapping;
+use crate::audit::audited;
+use crate::dto::{Certificate, Mapping, SaveResult};
 use crate::error::ApiError;
 use crate::extract::{
     Authorized, Caller, ReadConfiguration, WriteConfiguration, path_id, query_flag,
 };
-use crate::mappings::{self, MappingInput};
 use crate::multipart;
-use crate::routing;
-use mtls_auth::AccountId;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -58,30 +56,30 @@ async fn multipart_item(request: Request, state: &AppState) -> Result<Vec<RawIte
             "the multipart part 'certificate' (JSON with name and password) is missing",
         )
     })?;
-    let item =
-        crate::upload::item(&certificate, state.inner.limits.p12_max_bytes).map_err(|_| {
+    let item = crate::upload::item(&certificate, state.control().limits().p12_max_bytes).map_err(
+        |_| {
             ApiError::bad_request(
                 "invalid_certificate_part",
                 "the 'certificate' part must be a JSON object",
             )
-        })?;
+        },
+    )?;
     Ok(vec![(item, Some(file))])
 }
 
 /// After a certificate change: revisions bumped (other nodes resync) and this node's routing
 /// table rebuilt before the answer leaves.
-async fn changed(state: &AppState, backends: &Backends, account: &str) -> Result<(), ApiError> {
-    backends.store.bump_revisions(account).await?;
-    routing::refresh(state, backends).await
+async fn changed(control: &Control, backends: &Backends, account: &str) -> Result<(), ApiError> {
+    Ok(certificates::changed(control, backends, account).await?)
 }
 
-fn saved(status: StatusCode, (result, all_failed): (crate::dto::SaveResult, bool)) -> Response {
-    let status = if all_failed {
+fn saved(status: StatusCode, saved: &certificates::Saved) -> Response {
+    let status = if saved.all_failed() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         status
     };
-    (status, Json(result)).into_response()
+    (status, Json(SaveResult::from_saved(saved))).into_response()
 }
 
 /// Create (`replace` false) or rotate (`replace` true) the items of one request, and audit it.
@@ -93,30 +91,24 @@ async fn save(
     replace: bool,
 ) -> Result<Response, ApiError> {
     let mut ids = Vec::new();
+    let control = state.control();
     let result = async {
-        let items = certificates::check_items(state, items?, replace).await?;
-        let backends = state.inner.backends.require()?;
+        let items = certificates::check_items(control, items?, replace).await?;
+        let backends = control.backends().require()?;
         let outcome = if replace {
-            certificates::replace(&backends, account.as_str(), items).await?
+            certificates::replace(control, &backends, account.as_str(), items).await?
         } else {
-            let cap = state.inner.limits.max_certificates_per_account;
-            certificates::create(&backends, account.as_str(), items, cap).await?
+            certificates::create(control, &backends, account.as_str(), items).await?
         };
-        ids = outcome
-            .0
-            .saved
-            .iter()
-            .chain(&outcome.0.failed)
-            .map(|entity| entity.id)
-            .collect();
-        changed(state, &backends, account.as_str()).await?;
+        ids = outcome.ids();
+        changed(control, &backends, account.as_str()).await?;
         Ok(saved(
             if replace {
                 StatusCode::OK
             } else {
                 StatusCode::CREATED
             },
-            outcome,
+            &outcome,
         ))
     }
     .await;
@@ -125,16 +117,7 @@ async fn save(
     } else {
         "certificate.create"
     };
-    audit::record(
-        state,
-        caller,
-        account.as_str(),
-        action,
-        ids,
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    audited(state, caller, account, action, ids, result).await
 }
 
 pub async fn create_json(
@@ -200,7 +183,7 @@ pub async fn list(
                 })?,
         ),
     };
-    let backends = state.inner.backends.require()?;
+    let backends = state.control().backends().require()?;
     let rows = backends
         .store
         .certificates(
@@ -208,7 +191,7 @@ pub async fn list(
             query_flag(query.include_deleted.as_deref())?,
         )
         .await?;
-    let now = now();
+    let now = state.control().now();
     Ok(Json(
         rows.iter()
             .filter(|row| {
@@ -227,9 +210,9 @@ pub async fn get(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Certificate>, ApiError> {
     let id = path_id(&id, "certificate")?;
-    let backends = state.inner.backends.require()?;
+    let backends = state.control().backends().require()?;
     let row = certificates::live(&backends, account.as_str(), id).await?;
-    Ok(Json(Certificate::from_row(&row, now())))
+    Ok(Json(Certificate::from_row(&row, state.control().now())))
 }
 
 pub async fn delete(
@@ -244,62 +227,13 @@ pub async fn delete(
     let result: Result<Json<Certificate>, ApiError> = async {
         let id = path_id(&id, "certificate")?;
         let force = query_flag(query.force.as_deref())?;
-        let backends = state.inner.backends.require()?;
-        certificates::live(&backends, account.as_str(), id).await?;
-        let in_use = backends
-            .store
-            .mappings_of_certificate(account.as_str(), id)
-            .await?;
-        if !in_use.is_empty() {
-            if !force {
-                let names: Vec<String> = in_use
-                    .iter()
-                    .map(|row| format!("{} ({})", row.name, row.id))
-                    .collect();
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "certificate_in_use",
-                    format!(
-                        "enabled mappings use this certificate: {}; delete them, or add force=true to disable them",
-                        names.join(", ")
-                    ),
-                ));
-            }
-            backends
-                .store
-                .disable_mappings_of_certificate(account.as_str(), id, now())
-                .await?;
-        }
-        backends
-            .secrets
-            .destroy(SecretKey {
-                account: account.as_str(),
-                certificate_id: id,
-            })
-            .await?;
-        backends
-            .store
-            .mark_deleted(account.as_str(), id, now())
-            .await?;
-        changed(&state, &backends, account.as_str()).await?;
-        let row = backends
-            .store
-            .certificate(account.as_str(), id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("certificate"))?;
-        Ok(Json(Certificate::from_row(&row, now())))
+        let backends = state.control().backends().require()?;
+        let row =
+            certificates::delete(state.control(), &backends, account.as_str(), id, force).await?;
+        Ok(Json(Certificate::from_row(&row, state.control().now())))
     }
     .await;
-    audit::record(
-        &state,
-        &caller,
-        account.as_str(),
-        "certificate.delete",
-        ids,
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    audited(&state, &caller, &account, "certificate.delete", ids, result).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,8 +275,8 @@ pub async fn activate(
         })?;
         let service_name = input.service_name.unwrap_or_default();
         let service_id = state
-            .inner
-            .services
+            .control()
+            .services()
             .id(&service_name)
             .ok_or_else(|| {
                 ApiError::bad_request(
@@ -351,12 +285,12 @@ pub async fn activate(
                 )
             })?
             .to_owned();
-        let backends = state.inner.backends.require()?;
+        let backends = state.control().backends().require()?;
         let version = certificates::live(&backends, account.as_str(), id)
             .await?
             .version;
         let mut fields = mappings::check_all(
-            &state,
+            state.control(),
             &backends,
             account.as_str(),
             vec![activation_mapping(
@@ -375,52 +309,30 @@ pub async fn activate(
             validate_url(&state, account.as_str(), (id, version), &fields.url).await?;
         }
         let mapping_id = mtls_store::new_id()?;
-        let mappings_cap = state.inner.limits.max_mappings_per_account;
-        match backends
-            .store
-            .insert_mappings(
-                account.as_str(),
-                &[(mapping_id, fields)],
-                now(),
-                mappings_cap,
-            )
-            .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => {
-                return Err(certificates::over_cap(
-                    "mapping_limit_reached",
-                    "mappings",
-                    mappings_cap,
-                ));
-            }
-            Err(mtls_store::StoreError::Conflict) => {
-                return Err(mappings::conflict(
-                    "mapping_conflict",
-                    "a mapping for this service and URL already exists".to_owned(),
-                ));
-            }
-            Err(other) => return Err(other.into()),
-        }
-        routing::refresh(&state, &backends).await?;
-        let row = backends
-            .store
-            .mapping(account.as_str(), mapping_id)
-            .await?
+        let (_, rows) = mappings::insert(
+            state.control(),
+            &backends,
+            account.as_str(),
+            &[(mapping_id, fields)],
+            "a mapping for this service and URL already exists",
+        )
+        .await?;
+        let row = rows
+            .into_iter()
+            .next()
             .ok_or_else(|| ApiError::not_found("mapping"))?;
         Ok((StatusCode::CREATED, Json(Mapping::from(&row))).into_response())
     }
     .await;
-    audit::record(
+    audited(
         &state,
         &caller,
-        account.as_str(),
+        &account,
         "certificate.activate",
         ids,
-        audit::outcome(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 fn activation_mapping(
@@ -451,7 +363,7 @@ async fn validate_url(
         certificate: Some(certificate),
         upstream_ca: None,
     };
-    let client = super::forward::client_for(state, account, key).await?;
+    let client = mtls_control::identities::client_for(state.control(), account, key).await?;
     let uri: axum::http::Uri = url
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_url", "the URL cannot be called"))?;

@@ -11,15 +11,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 
 use crate::extract::Query;
-use mtls_auth::{AccountId, Privilege};
+use mtls_auth::AccountId;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::AppState;
-use crate::certificates::now;
 use crate::error::{ApiError, ItemError};
-use crate::extract::{Authorized, Privileged, ReadChecks, authorize};
-use crate::ratelimit::Group;
+use crate::extract::{Authorized, Privileged, ReadChecks};
 
 /// Most triplets one check may carry.
 const MAX_TRIPLETS: usize = 1000;
@@ -70,7 +68,7 @@ fn text<'a>(item: &'a Map<String, Value>, key: &str) -> &'a str {
 
 pub async fn global(
     State(state): State<AppState>,
-    Privileged { caller, .. }: Privileged<ReadChecks>,
+    privileged: Privileged<ReadChecks>,
     Query(query): Query<CheckQuery>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -94,16 +92,10 @@ pub async fn global(
     for account in accounts {
         let account = AccountId::parse(account)
             .map_err(|error| ApiError::bad_request("invalid_account_id", error.to_string()))?;
-        authorize(
-            &state,
-            &caller,
-            &account,
-            Privilege::ReadInternal,
-            Group::Checks,
-        )?;
+        privileged.on(&state, &account)?;
     }
-    let now = now();
-    let answer = state.inner.routing.with(|table| {
+    let now = state.control().now();
+    let answer = state.control().routing().with(|table| {
         let exists = |item: &Map<String, Value>| {
             table.exists(
                 text(item, "accountId"),
@@ -146,8 +138,8 @@ pub async fn account(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let items = items(&body, &["serviceName", "url"])?;
-    let now = now();
-    let answer = state.inner.routing.with(|table| {
+    let now = state.control().now();
+    let answer = state.control().routing().with(|table| {
         items
             .iter()
             .map(|item| {

@@ -10,8 +10,10 @@ use axum::response::{IntoResponse, Response};
 use zeroize::Zeroizing;
 use zip::write::SimpleFileOptions;
 
+use mtls_control::certificates;
+
 use crate::AppState;
-use crate::audit;
+use crate::audit::audited;
 use crate::error::ApiError;
 use crate::extract::{Authorized, WriteConfiguration, path_id};
 
@@ -25,9 +27,9 @@ pub async fn collect(
     let ids: Vec<i64> = id.parse().into_iter().collect();
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;
-        let backends = state.inner.backends.require()?;
-        let row = crate::certificates::live(&backends, account.as_str(), id).await?;
-        let material = crate::certificates::material(&backends, account.as_str(), id, row.version)
+        let backends = state.control().backends().require()?;
+        let row = certificates::live(&backends, account.as_str(), id).await?;
+        let material = certificates::material(&backends, account.as_str(), id, row.version)
             .await?
             .ok_or_else(|| {
                 ApiError::new(
@@ -61,16 +63,15 @@ pub async fn collect(
             .into_response())
     }
     .await;
-    audit::record(
+    audited(
         &state,
         &caller,
-        account.as_str(),
+        &account,
         "certificate.collect",
         ids,
-        audit::outcome(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// A ZIP holding `<id>.p12`, AES-256 encrypted with `password`.

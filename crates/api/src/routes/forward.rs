@@ -12,22 +12,18 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use mtls_auth::AccountId;
-use mtls_auth::Privilege;
+use mtls_control::identities::{client_key, client_loaded};
 use mtls_runtime::clock::{
     CallerFault, IdleBody, ResponseBodyTimeout, Stopped, Upload, UploadClock,
 };
-use mtls_runtime::forward::{ClientKey, ForwardBody, LoadError, UpstreamClient, classify};
-use mtls_runtime::identity::ClientIdentity;
+use mtls_runtime::forward::{ForwardBody, UpstreamClient, classify};
 use mtls_runtime::pool::UpstreamBody;
 use mtls_runtime::redirect::{self, FollowRedirects, NextMethod, Replay};
 use mtls_runtime::{Route, normalize};
-use zeroize::Zeroizing;
 
 use crate::AppState;
-use crate::certificates::now;
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, authorize};
-use crate::ratelimit::Group;
+use crate::extract::{Authorized, Caller, Forward};
 
 /// Headers that belong to one connection (RFC 9110 section 7.6.1) and never cross the gateway.
 /// `name` is lower case, as a `HeaderName` is: the match compiles to a length switch.
@@ -127,8 +123,8 @@ fn route(
     service: Option<&str>,
     url: &str,
 ) -> Result<Option<Route>, ApiError> {
-    let now = now();
-    state.inner.routing.with(|table| match service {
+    let now = state.control().now();
+    state.control().routing().with(|table| match service {
         Some(service) => Ok(table.route(account, service, url).filter(|route| route.available(now)).cloned()),
         None => {
             let candidates: Vec<&Route> = table.routes_for_url(account, url).iter().filter(|route| route.available(now)).collect();
@@ -142,110 +138,6 @@ fn route(
             Ok(first)
         }
     })
-}
-
-/// The identity of a certificate version, parsed from the secret store (the cold path). The
-/// version is the one the routing table names. When its secret is gone (a replacement moved
-/// the row on and removed it, and this node's table has not caught up yet), the row's live
-/// version is loaded instead: the row decides which secret is live, and rotation fails no
-/// request. Each stage's time goes to `mtls_forward_identity_load_seconds{stage}` and to a
-/// debug line (docs/forward.md, "Cold identities").
-async fn identity(
-    state: &AppState,
-    account: &str,
-    certificate_id: i64,
-    version: i64,
-) -> Result<ClientIdentity, ApiError> {
-    let backends = state.inner.backends.require()?;
-    let started = std::time::Instant::now();
-    let material = crate::certificates::material(&backends, account, certificate_id, version).await;
-    let read = started.elapsed();
-    state.metrics().identity_stage("secret_store", read);
-    let material = material?.ok_or_else(|| {
-        ApiError::unavailable("the mapped certificate's secret is missing from the secret store")
-    })?;
-    let policy = state.inner.intake;
-    let now = (state.inner.clock)();
-    let started = std::time::Instant::now();
-    let inspection = tokio::task::spawn_blocking(move || {
-        mtls_pki::inspect(&material.p12, &material.password, &policy, now)
-    })
-    .await;
-    let parse = started.elapsed();
-    state.metrics().identity_stage("parse", parse);
-    tracing::debug!(
-        certificate_id,
-        version,
-        secret_store_ms = read.as_secs_f64() * 1e3,
-        parse_ms = parse.as_secs_f64() * 1e3,
-        "cold identity read and parsed"
-    );
-    let inspection = inspection
-        .map_err(|error| ApiError::internal(&error))?
-        .map_err(|error| {
-            ApiError::internal(&format!(
-                "a stored certificate no longer passes intake: {}",
-                error.code()
-            ))
-        })?;
-    Ok(ClientIdentity {
-        chain: inspection.identity.certificate_chain,
-        pkcs8_key: Zeroizing::new(inspection.identity.key.pkcs8_der().to_vec()),
-    })
-}
-
-/// The client of an identity: warm from this thread's cache, or loaded from the secret store
-/// once however many requests ask at the same time (`Forwarder::load`: the first asker loads,
-/// the others wait for it and get its answer, failures included).
-pub(crate) async fn client_for(
-    state: &AppState,
-    account: &str,
-    key: ClientKey,
-) -> Result<UpstreamClient, ApiError> {
-    client_loaded(state, account, &key)
-        .await
-        .map(|(client, _)| client)
-}
-
-/// [`client_for`], and whether this request loaded a certificate's identity (it then pays
-/// the cold start's TLS handshake too, timed as the `first_call` stage).
-async fn client_loaded(
-    state: &AppState,
-    account: &str,
-    key: &ClientKey,
-) -> Result<(UpstreamClient, bool), ApiError> {
-    let forwarder = &state.inner.forwarder;
-    if let Some(client) = forwarder.client(key) {
-        return Ok((client, false));
-    }
-    let certificate = key.certificate;
-    let started = std::time::Instant::now();
-    // Boxed: the cold path's future (secret store, blocking parse) is large and rare.
-    let loaded = Box::pin(forwarder.load(key, || async move {
-        match certificate {
-            Some((id, version)) => identity(state, account, id, version).await.map(Some),
-            None => Ok(None),
-        }
-    }))
-    .await;
-    match loaded {
-        // The unmapped identity (no certificate, no secret) is not counted as a load.
-        Ok((client, true)) if certificate.is_some() => {
-            state.metrics().identity_stage("load", started.elapsed());
-            Ok((client, true))
-        }
-        Ok((client, _)) => Ok((client, false)),
-        Err(LoadError::Loader(error)) => Err(error),
-        Err(LoadError::Config(error)) => Err(ApiError::internal(&error)),
-    }
-}
-
-/// The key of a route's identity (or of the unmapped identity).
-pub(crate) fn client_key(route: Option<&Route>) -> ClientKey {
-    ClientKey {
-        certificate: route.map(|route| (route.certificate_id, route.certificate_version)),
-        upstream_ca: route.and_then(|route| route.upstream_ca.clone()),
-    }
 }
 
 /// Sends `request`, which has no body, with `client` within the response timeout; failures
@@ -268,7 +160,7 @@ pub(crate) async fn send_watched(
     mut request: axum::http::Request<ForwardBody>,
     clock: &UploadClock,
 ) -> Result<axum::http::Response<UpstreamBody>, ApiError> {
-    let timeouts = state.inner.forwarder.timeouts;
+    let timeouts = state.control().forwarder().timeouts;
     let started = std::time::Instant::now();
     let metrics = state.metrics();
     let span = crate::tracing_export::ClientSpan::start(state, &mut request);
@@ -409,7 +301,7 @@ async fn send_following(
         if !egress_allows(state, &uri).await {
             return Ok(response);
         }
-        discard(response, state.inner.forwarder.timeouts.body_idle).await;
+        discard(response, state.control().forwarder().timeouts.body_idle).await;
         hop.uri = uri;
         replayed = Some(body.clone());
         let body = http_body_util::Full::new(body)
@@ -439,8 +331,8 @@ async fn egress_allows(state: &AppState, uri: &Uri) -> bool {
         return false;
     };
     state
-        .inner
-        .forwarder
+        .control()
+        .forwarder()
         .policy()
         .vet(scheme, host, port, &mtls_runtime::egress::SystemResolver)
         .await
@@ -491,33 +383,29 @@ pub(crate) fn direct_account(method: &Method, path: &str) -> Option<AccountId> {
     AccountId::parse(raw).ok()
 }
 
-/// The forward route without the router: the same extractors, in the same order, and the
-/// same handler.
+/// The forward route without the router: the same checks ([`Authorized`]'s: the caller,
+/// then the account, then the need), in the same order, and the same handler.
 pub(crate) async fn direct(state: AppState, account: AccountId, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let caller = match Caller::from_request_parts(&mut parts, &state).await {
-        Ok(caller) => caller,
+    let authorized = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => Authorized::<Forward>::check(&state, caller, account),
+        Err(refused) => Err(refused),
+    };
+    let authorized = match authorized {
+        Ok(authorized) => authorized,
         Err(refused) => return refused.into_response(),
     };
     let request = Request::from_parts(parts, body);
-    forward(State(state), caller, AccountPath(account), request)
+    forward(State(state), authorized, request)
         .await
         .into_response()
 }
 
 pub async fn forward(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized { account, .. }: Authorized<Forward>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::Forward,
-        Group::Forward,
-    )?;
     let headers = request.headers();
     let mut targets = headers.get_all(&LP_FORWARD_URL).iter();
     if targets.next().is_some() && targets.next().is_some() {
@@ -547,8 +435,12 @@ pub async fn forward(
             "no certificate is mapped to this target",
         ));
     }
-    let (client, cold) =
-        client_loaded(&state, account.as_str(), &client_key(route.as_ref())).await?;
+    let (client, cold) = client_loaded(
+        state.control(),
+        account.as_str(),
+        &client_key(route.as_ref()),
+    )
+    .await?;
 
     let (parts, body) = request.into_parts();
     let axum::http::request::Parts {
@@ -572,7 +464,7 @@ pub async fn forward(
             "the request body is larger than {limit} bytes"
         )));
     }
-    let idle = state.inner.forwarder.timeouts.body_idle;
+    let idle = state.control().forwarder().timeouts.body_idle;
     let (body, clock) = Upload::new(http_body_util::Limited::new(body, limit), idle);
     let first = Hop {
         method,
@@ -642,6 +534,7 @@ impl hyper::body::Body for Relayed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ratelimit::Group;
     use axum::http::HeaderValue;
 
     fn names(headers: &HeaderMap) -> Vec<&str> {

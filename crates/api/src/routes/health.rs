@@ -21,17 +21,13 @@ fn describe(result: Option<&Result<(), String>>) -> Value {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    if state
-        .inner
-        .draining
-        .load(std::sync::atomic::Ordering::Acquire)
-    {
+    if state.control().draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "draining" })),
         );
     }
-    let slot = &state.inner.backends;
+    let slot = &state.control().backends();
     let mut readiness = slot.readiness();
     let installed = slot.get();
     if let Some(backends) = &installed {

@@ -9,17 +9,14 @@ use axum::extract::{Path, State};
 use crate::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mtls_store::MappingWrite;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::audit;
-use crate::certificates::now;
+use crate::audit::audited;
 use crate::dto::Mapping;
 use crate::error::ApiError;
 use crate::extract::{Authorized, ReadConfiguration, WriteConfiguration, path_id, query_flag};
-use crate::mappings::{self, MappingInput};
-use crate::routing;
+use mtls_control::mappings::{self, MappingInput};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct MappingQuery {
@@ -103,55 +100,23 @@ pub async fn create(
         if inputs.is_empty() {
             return Err(item_count());
         }
-        let backends = state.inner.backends.require()?;
-        let mappings_cap = state.inner.limits.max_mappings_per_account;
-        let fields = mappings::check_all(&state, &backends, account.as_str(), inputs, None).await?;
-        let mut rows = Vec::with_capacity(fields.len());
-        for field in fields {
-            rows.push((mtls_store::new_id()?, field));
-        }
+        let control = state.control();
+        let backends = control.backends().require()?;
+        let rows = mappings::prepare(control, &backends, account.as_str(), inputs).await?;
         ids = rows.iter().map(|(id, _)| *id).collect();
-        let revision = match backends
-            .store
-            .insert_mappings(account.as_str(), &rows, now(), mappings_cap)
-            .await
-        {
-            Ok(Ok(revision)) => revision,
-            Ok(Err(_)) => {
-                return Err(crate::certificates::over_cap(
-                    "mapping_limit_reached",
-                    "mappings",
-                    mappings_cap,
-                ));
-            }
-            Err(mtls_store::StoreError::Conflict) => {
-                return Err(mappings::conflict(
-                    "mapping_conflict",
-                    "a mapping with this name or triplet already exists".to_owned(),
-                ));
-            }
-            Err(other) => return Err(other.into()),
-        };
-        routing::refresh(&state, &backends).await?;
-        let mut created = Vec::with_capacity(rows.len());
-        for (id, _) in &rows {
-            if let Some(row) = backends.store.mapping(account.as_str(), *id).await? {
-                created.push(Mapping::from(&row));
-            }
-        }
+        let (revision, rows) = mappings::insert(
+            control,
+            &backends,
+            account.as_str(),
+            &rows,
+            "a mapping with this name or triplet already exists",
+        )
+        .await?;
+        let created: Vec<Mapping> = rows.iter().map(Mapping::from).collect();
         Ok(with_revision(StatusCode::CREATED, revision, Json(created)))
     }
     .await;
-    audit::record(
-        &state,
-        &caller,
-        account.as_str(),
-        "mapping.create",
-        ids,
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    audited(&state, &caller, &account, "mapping.create", ids, result).await
 }
 
 pub async fn list(
@@ -160,7 +125,7 @@ pub async fn list(
     Query(query): Query<MappingQuery>,
 ) -> Result<Response, ApiError> {
     version(&query)?;
-    let backends = state.inner.backends.require()?;
+    let backends = state.control().backends().require()?;
     let include_deleted = query_flag(query.include_deleted.as_deref())?;
     let revision = backends.store.revision(account.as_str()).await?;
     let rows = backends
@@ -179,7 +144,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     version(&query)?;
     let id = path_id(&id, "mapping")?;
-    let backends = state.inner.backends.require()?;
+    let backends = state.control().backends().require()?;
     let revision = backends.store.revision(account.as_str()).await?;
     match backends.store.mapping(account.as_str(), id).await? {
         Some(row) if !row.deleted => Ok(with_revision(
@@ -208,27 +173,16 @@ pub async fn update(
         let input: MappingInput = serde_json::from_slice(&body).map_err(|_| {
             ApiError::bad_request("invalid_json", "the body must be one mapping object")
         })?;
-        let backends = state.inner.backends.require()?;
-        match backends.store.mapping(account.as_str(), id).await? {
-            Some(row) if !row.deleted => {}
-            _ => return Err(ApiError::not_found("mapping")),
-        }
-        let mut fields =
-            mappings::check_all(&state, &backends, account.as_str(), vec![input], Some(id)).await?;
-        let fields = fields
-            .pop()
-            .ok_or_else(|| ApiError::internal(&"no checked mapping"))?;
-        let write = backends
-            .store
-            .update_mapping(account.as_str(), id, &fields, if_match(&headers), now())
-            .await;
-        let revision = finish(write)?;
-        routing::refresh(&state, &backends).await?;
-        let row = backends
-            .store
-            .mapping(account.as_str(), id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("mapping"))?;
+        let backends = state.control().backends().require()?;
+        let (revision, row) = mappings::update(
+            state.control(),
+            &backends,
+            account.as_str(),
+            id,
+            input,
+            if_match(&headers),
+        )
+        .await?;
         Ok(with_revision(
             StatusCode::OK,
             revision,
@@ -236,16 +190,7 @@ pub async fn update(
         ))
     }
     .await;
-    audit::record(
-        &state,
-        &caller,
-        account.as_str(),
-        "mapping.update",
-        ids,
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    audited(&state, &caller, &account, "mapping.update", ids, result).await
 }
 
 pub async fn delete(
@@ -261,19 +206,15 @@ pub async fn delete(
     let result: Result<Response, ApiError> = async {
         version(&query)?;
         let id = path_id(&id, "mapping")?;
-        let backends = state.inner.backends.require()?;
-        let revision = finish(
-            backends
-                .store
-                .delete_mapping(account.as_str(), id, if_match(&headers), now())
-                .await,
-        )?;
-        routing::refresh(&state, &backends).await?;
-        let row = backends
-            .store
-            .mapping(account.as_str(), id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("mapping"))?;
+        let backends = state.control().backends().require()?;
+        let (revision, row) = mappings::delete(
+            state.control(),
+            &backends,
+            account.as_str(),
+            id,
+            if_match(&headers),
+        )
+        .await?;
         Ok(with_revision(
             StatusCode::OK,
             revision,
@@ -281,31 +222,5 @@ pub async fn delete(
         ))
     }
     .await;
-    audit::record(
-        &state,
-        &caller,
-        account.as_str(),
-        "mapping.delete",
-        ids,
-        audit::outcome(&result),
-    )
-    .await;
-    result
-}
-
-fn finish(write: Result<MappingWrite, mtls_store::StoreError>) -> Result<i64, ApiError> {
-    match write {
-        Ok(MappingWrite::Done { revision }) => Ok(revision),
-        Ok(MappingWrite::NotFound) => Err(ApiError::not_found("mapping")),
-        Ok(MappingWrite::StaleRevision { current }) => Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "revision_mismatch",
-            format!("If-Match names a stale revision; the current revision is {current}"),
-        )),
-        Err(mtls_store::StoreError::Conflict) => Err(mappings::conflict(
-            "mapping_conflict",
-            "a mapping with this name or triplet already exists".to_owned(),
-        )),
-        Err(other) => Err(other.into()),
-    }
+    audited(&state, &caller, &account, "mapping.delete", ids, result).await
 }

@@ -35,9 +35,9 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
     let admin = surface != Surface::Runtime;
     let runtime = surface != Surface::Admin;
 
-    let file_limit = state.inner.limits.p12_max_bytes;
+    let file_limit = state.control().limits().p12_max_bytes;
     let multipart_limit = file_limit + MULTIPART_OVERHEAD;
-    let json_limit = state.inner.limits.json_body_max_bytes();
+    let json_limit = state.control().limits().json_body_max_bytes();
     let certificates = "/mtls/account/{account_id}/certificates";
     let router = Table::new()
         .route("/healthz", get(health::healthz))

@@ -183,7 +183,7 @@ async fn issue(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
                 ttl_seconds: endpoint.lifetime_seconds,
                 token_id: &token_id,
             },
-            mtls_auth::bearer::unix_now(),
+            u64::try_from(state.control().now()).unwrap_or(0),
         )
         .map_err(|_| OAuthError {
             error: "server_error",
@@ -202,15 +202,7 @@ async fn issue(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
         privileges: privileges.iter().copied().collect(),
     }));
     for account in &accounts {
-        audit::record(
-            state,
-            &caller,
-            account,
-            "oauth2.token",
-            Vec::new(),
-            "success".to_owned(),
-        )
-        .await;
+        audit::record(state, &caller, account, "oauth2.token", Vec::new(), None).await;
     }
     tracing::info!(client_id = %key.consumer_key, token_id = %token_id, "token issued");
     let body = json!({

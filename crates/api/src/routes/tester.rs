@@ -18,19 +18,17 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use mtls_auth::Privilege;
 use mtls_runtime::identity::ClientIdentity;
 use mtls_runtime::probe::{self, Call};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::AppState;
-use crate::audit;
+use crate::audit::audited;
 use crate::dto::{TesterReport, live_report};
 use crate::error::ApiError;
-use crate::extract::{AccountPath, Caller, Query, authorize, query_flag};
+use crate::extract::{Authorized, Query, RunTester, query_flag};
 use crate::multipart;
-use crate::ratelimit::Group;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct TesterQuery {
@@ -88,18 +86,12 @@ fn live_call(headers: &HeaderMap, target: &str) -> Result<Call, ApiError> {
 
 pub async fn test_multipart(
     State(state): State<AppState>,
-    caller: Caller,
-    AccountPath(account): AccountPath,
+    Authorized {
+        caller, account, ..
+    }: Authorized<RunTester>,
     Query(query): Query<TesterQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &caller,
-        &account,
-        Privilege::ReadInternal,
-        Group::Tester,
-    )?;
     let report = query_flag(query.report.as_deref())?;
     let headers = request.headers().clone();
     let target = header_text(&headers, "lp-forward-url")?.map(str::to_owned);
@@ -122,18 +114,7 @@ pub async fn test_multipart(
             .map(|body| body.to_vec())
             .unwrap_or_default();
 
-        let _permit = state
-            .inner
-            .intake_permits
-            .acquire()
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
-        let policy = state.inner.intake;
-        let now = (state.inner.clock)();
-        let inspection =
-            tokio::task::spawn_blocking(move || mtls_pki::inspect(&file, &password, &policy, now))
-                .await
-                .map_err(|error| ApiError::internal(&error))??;
+        let inspection = state.control().inspect(file, password).await??;
         let file_report = TesterReport::from(&inspection.report);
         let Some(mut call) = call else {
             return Ok(Json(file_report).into_response());
@@ -148,7 +129,7 @@ pub async fn test_multipart(
             chain: inspection.identity.certificate_chain.clone(),
             pkcs8_key: Zeroizing::new(inspection.identity.key.pkcs8_der().to_vec()),
         };
-        let forwarder = &state.inner.forwarder;
+        let forwarder = &state.control().forwarder();
         let settings = probe::Settings {
             policy: forwarder.policy(),
             roots: forwarder.roots(),
@@ -192,18 +173,10 @@ pub async fn test_multipart(
         Ok(relayed)
     }
     .await;
-    audit::record(
-        &state,
-        &caller,
-        account.as_str(),
-        if target.is_some() {
-            "tester.live"
-        } else {
-            "tester.run"
-        },
-        ids,
-        audit::outcome(&result),
-    )
-    .await;
-    result
+    let action = if target.is_some() {
+        "tester.live"
+    } else {
+        "tester.run"
+    };
+    audited(&state, &caller, &account, action, ids, result).await
 }

@@ -75,7 +75,7 @@ async fn audit(store: &Store, accounts: &str, action: &str, id: i64) {
         let entry = AuditEntry {
             id: mtls_store::new_id().unwrap_or(id),
             account_id: account.to_owned(),
-            at: mtls_api::now(),
+            at: mtls_control::now(),
             actor: "cli".to_owned(),
             action: action.to_owned(),
             target_ids: vec![id],
@@ -110,7 +110,7 @@ async fn execute(config: &Config, command: AppKeyCommand) -> Result<(), String> 
             let access_token = format!("at_{}", random_text(18)?);
             let consumer_secret = zeroize::Zeroizing::new(random_text(32)?);
             let token_secret = zeroize::Zeroizing::new(random_text(32)?);
-            let material = mtls_api::app_keys::material(&consumer_secret, &token_secret);
+            let material = mtls_control::app_keys::material(&consumer_secret, &token_secret);
             secrets
                 .put(
                     SecretKey {
@@ -129,7 +129,7 @@ async fn execute(config: &Config, command: AppKeyCommand) -> Result<(), String> 
                 account_scope: args.account.join(","),
                 privileges: privileges.join(","),
                 revoked: false,
-                created_at: mtls_api::now(),
+                created_at: mtls_control::now(),
             };
             store
                 .insert_app_key(&row)
@@ -159,7 +159,7 @@ async fn execute(config: &Config, command: AppKeyCommand) -> Result<(), String> 
                     row.consumer_key,
                     row.account_scope,
                     row.privileges,
-                    mtls_api::dto::rfc3339(row.created_at),
+                    mtls_control::clock::rfc3339(row.created_at),
                     if row.revoked { "revoked" } else { "active" }
                 );
             }

@@ -9,10 +9,9 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
-use mtls_api::dto::TesterReport;
+use mtls_control::report::TesterReport;
 use mtls_gateway::config::Config;
 use zeroize::Zeroizing;
 
@@ -96,14 +95,14 @@ fn test(config: &Config, args: &TestArgs) -> ExitCode {
         Ok(forwarder) => forwarder,
         Err(error) => return refused(Failure("configuration".to_owned(), error.to_string())),
     };
-    let url: hyper::Uri = match mtls_runtime::normalize(&args.url)
+    let url = match mtls_runtime::normalize(&args.url)
         .map_err(|error| error.to_string())
         .and_then(|_| args.url.parse().map_err(|_| "not a valid URL".to_owned()))
     {
         Ok(url) => url,
         Err(message) => return refused(Failure("invalid_forward_url".to_owned(), message)),
     };
-    let method = match hyper::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes()) {
+    let method = match args.method.to_ascii_uppercase().parse() {
         Ok(method) => method,
         Err(_) => {
             return refused(Failure(
@@ -112,7 +111,13 @@ fn test(config: &Config, args: &TestArgs) -> ExitCode {
             ));
         }
     };
-    let host = url.host().unwrap_or_default().to_owned();
+    let call = mtls_runtime::probe::Call {
+        url,
+        method,
+        headers: Default::default(),
+        body: Default::default(),
+    };
+    let host = call.url.host().unwrap_or_default().to_owned();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,16 +131,10 @@ fn test(config: &Config, args: &TestArgs) -> ExitCode {
         timeouts: forwarder.timeouts,
         max_response_bytes: config.forward.max_body_bytes,
     };
-    let call = mtls_runtime::probe::Call {
-        url,
-        method,
-        headers: hyper::HeaderMap::new(),
-        body: hyper::body::Bytes::new(),
-    };
     let seen = runtime.block_on(mtls_runtime::probe::probe(&settings, &identity, call));
     let chain = identity.chain.clone();
     drop(identity);
-    let report = mtls_api::dto::live_report(file_report, &seen, &chain, &host);
+    let report = mtls_control::report::live_report(file_report, &seen, &chain, &host);
     if args.inspect.json {
         println!(
             "{}",
@@ -210,7 +209,7 @@ fn inspect_identity(
         &bytes,
         &password,
         &config.intake.policy(),
-        SystemTime::now(),
+        mtls_control::Clock::system().time(),
     )
     .map_err(|error| Failure(error.code().to_owned(), error.to_string()))?;
     Ok((

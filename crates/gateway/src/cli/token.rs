@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use mtls_auth::Privilege;
-use mtls_auth::bearer::{Grant, unix_now};
+use mtls_auth::bearer::Grant;
+use mtls_control::clock::unix_now;
 use mtls_gateway::config::Config;
 use mtls_gateway::server;
 

@@ -3,7 +3,7 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mtls_auth::Privilege;
-use mtls_auth::bearer::unix_now;
+use mtls_control::clock::unix_now;
 use reqwest::StatusCode;
 use reqwest::header::WWW_AUTHENTICATE;
 use serde_json::{Value, json};

@@ -793,7 +793,7 @@ async fn plant_claim(
     version: i64,
     age: i64,
 ) {
-    let written_at = i64::try_from(mtls_auth::bearer::unix_now()).unwrap() - age;
+    let written_at = i64::try_from(mtls_control::clock::unix_now()).unwrap() - age;
     match stack.vault() {
         None => {
             use mtls_secrets::SealedBlobs;
@@ -1045,7 +1045,7 @@ async fn the_real_stores_write_a_version_once_and_take_a_claim_over_once() {
         );
 
         let seen = secrets.claim(key, 2).await.unwrap().unwrap();
-        let now = i64::try_from(mtls_auth::bearer::unix_now()).unwrap();
+        let now = i64::try_from(mtls_control::clock::unix_now()).unwrap();
         assert!((now - seen.written_at).abs() < 60, "{}", secrets.backend());
         let over = secrets
             .take_over(key, 2, &seen, &material("a"))

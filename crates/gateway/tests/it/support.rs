@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use mtls_auth::Privilege;
-use mtls_auth::bearer::{Grant, unix_now};
+use mtls_auth::bearer::Grant;
+use mtls_control::clock::unix_now;
 use mtls_gateway::config::Config;
 use mtls_gateway::server::{self, Running};
 use mtls_test_support::temp_dir;

@@ -8,7 +8,7 @@ use mtls_secrets::SecretStore;
 use mtls_store::Store;
 use tokio::sync::OnceCell;
 
-use crate::error::ApiError;
+use crate::error::ControlError;
 
 /// The connected dependencies.
 #[derive(Debug)]
@@ -43,15 +43,15 @@ impl BackendSlot {
         self.backends.get().cloned()
     }
 
-    /// The dependencies, or a 503 naming the missing one.
-    pub fn require(&self) -> Result<Arc<Backends>, ApiError> {
+    /// The dependencies, or [`ControlError::Unavailable`] naming the missing one.
+    pub fn require(&self) -> Result<Arc<Backends>, ControlError> {
         self.get().ok_or_else(|| {
             let readiness = self.readiness();
             let missing = match (&readiness.database, &readiness.secret_store) {
                 (Some(Ok(())), _) => "the secret store",
                 _ => "the database",
             };
-            ApiError::unavailable(format!("{missing} is not reachable yet; retrying"))
+            ControlError::Unavailable(format!("{missing} is not reachable yet; retrying"))
         })
     }
 

@@ -12,7 +12,7 @@ use mtls_secrets::{APP_KEY_VERSION, APP_KEYS, SecretKey, SecretMaterial};
 use zeroize::Zeroizing;
 
 use crate::backends::Backends;
-use crate::error::ApiError;
+use crate::error::ControlError;
 
 /// The keys in force.
 #[derive(Debug, Default)]
@@ -45,7 +45,7 @@ fn secrets(material: &SecretMaterial) -> Option<(Zeroizing<String>, Zeroizing<St
 
 impl AppKeyCache {
     /// Reloads every live key. A key whose secret cannot be read is left out (and logged).
-    pub async fn reload(&self, backends: &Backends) -> Result<(), ApiError> {
+    pub async fn reload(&self, backends: &Backends) -> Result<(), ControlError> {
         let rows = backends.store.app_keys(false).await?;
         let mut keys = HashMap::with_capacity(rows.len());
         for row in rows {

@@ -8,15 +8,16 @@ use mtls_runtime::forward::ClientKey;
 use mtls_runtime::{Entry, Route, Table};
 use mtls_store::GLOBAL;
 
-use crate::AppState;
+use crate::Control;
 use crate::backends::Backends;
-use crate::error::ApiError;
+use crate::error::ControlError;
+use crate::identities;
 
 /// Rebuilds the snapshot from the database and installs it.
-pub async fn refresh(state: &AppState, backends: &Backends) -> Result<(), ApiError> {
+pub async fn refresh(control: &Control, backends: &Backends) -> Result<(), ControlError> {
     let revision = backends.store.revision(GLOBAL).await?;
     let rows = backends.store.routes().await?;
-    let services = &state.inner.services;
+    let services = control.services();
     let entries = rows.into_iter().filter_map(|row| {
         let service = services.name(&row.service_id)?.to_owned();
         Some(Entry {
@@ -39,44 +40,39 @@ pub async fn refresh(state: &AppState, backends: &Backends) -> Result<(), ApiErr
     });
     let table = Table::new(entries, revision);
     tracing::debug!(revision, routes = table.len(), "routing table rebuilt");
-    state.inner.routing.replace(table);
-    state.metrics().reloaded();
-    let forwarder = &state.inner.forwarder;
-    let preloading = state.inner.forward.preload_identities;
+    control.routing().replace(table);
+    control.metrics().reloaded(control.clock());
+    let forwarder = control.forwarder();
+    let preloading = control.preload_identities();
     // The identity keys of the table only matter when identities are loaded or to be: a
     // table of a million mappings is a million keys on every rebuild otherwise.
     if !preloading && forwarder.identity_count() == 0 {
         return Ok(());
     }
-    let mapped: HashMap<ClientKey, String> = state.inner.routing.with(|table| {
+    let mapped: HashMap<ClientKey, String> = control.routing().with(|table| {
         table
             .iter()
             .filter(|(_, route)| route.secret_stored)
-            .map(|(account, route)| {
-                (
-                    crate::routes::forward::client_key(Some(route)),
-                    account.to_owned(),
-                )
-            })
+            .map(|(account, route)| (identities::client_key(Some(route)), account.to_owned()))
             .collect()
     });
     // Identities of certificates deleted, replaced or no longer mapped leave memory now.
     forwarder.retain(|key| key.certificate.is_none() || mapped.contains_key(key));
     if preloading {
-        let state = state.clone();
-        tokio::spawn(async move { preload(&state, mapped).await });
+        let control = control.clone();
+        tokio::spawn(async move { preload(&control, mapped).await });
     }
     Ok(())
 }
 
 /// Loads the identities not loaded yet, one at a time (the secret store sees no burst).
-async fn preload(state: &AppState, mapped: HashMap<ClientKey, String>) {
+async fn preload(control: &Control, mapped: HashMap<ClientKey, String>) {
     let mut loaded = 0usize;
     for (key, account) in mapped {
-        if state.inner.forwarder.loaded(&key) {
+        if control.forwarder().loaded(&key) {
             continue;
         }
-        match crate::routes::forward::client_for(state, &account, key).await {
+        match identities::client_for(control, &account, key).await {
             Ok(_) => loaded += 1,
             Err(error) => tracing::warn!(%account, %error, "cannot preload a mapped identity"),
         }
@@ -88,12 +84,12 @@ async fn preload(state: &AppState, mapped: HashMap<ClientKey, String>) {
 
 /// Rebuilds the routing table and reloads the app keys when the global revision differs
 /// from the snapshot's (a change made on another node, or by the command line).
-pub async fn sync(state: &AppState, backends: &Backends) -> Result<bool, ApiError> {
+pub async fn sync(control: &Control, backends: &Backends) -> Result<bool, ControlError> {
     let revision = backends.store.revision(GLOBAL).await?;
-    if revision == state.inner.routing.snapshot().revision() {
+    if revision == control.routing().snapshot().revision() {
         return Ok(false);
     }
-    state.inner.app_keys.reload(backends).await?;
-    refresh(state, backends).await?;
+    control.app_keys().reload(backends).await?;
+    refresh(control, backends).await?;
     Ok(true)
 }

@@ -6,23 +6,23 @@
 //! row thus decides which secret is live: a losing writer never touches the live one.
 
 use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mtls_secrets::{SecretKey, SecretMaterial, Versions, Written};
 use mtls_store::{NewCertificate, Replacement, SecretState};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::AppState;
+use crate::Control;
 use crate::backends::Backends;
-use crate::dto::{Certificate, SaveResult};
-use crate::error::{ApiError, ItemError};
+use crate::error::{ControlError, ItemError};
+
+pub use crate::material::material;
 
 /// Most items one request may carry.
 pub const MAX_ITEMS: usize = 50;
 
 /// One item as it arrives (JSON array element or multipart `certificate` part + `file`), read
-/// by [`crate::upload`].
+/// by the HTTP edge (`mtls_api`'s upload and multipart readers).
 #[derive(Default)]
 pub struct ItemInput {
     pub id: Option<Value>,
@@ -38,6 +38,27 @@ pub enum P12 {
     Invalid,
 }
 
+/// Names what an item holds, never the file or the password.
+impl std::fmt::Debug for ItemInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemInput")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("p12", &self.p12.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for P12 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            P12::Bytes(bytes) => write!(f, "P12::Bytes({} bytes)", bytes.len()),
+            P12::Invalid => f.write_str("P12::Invalid"),
+        }
+    }
+}
+
 impl Drop for ItemInput {
     fn drop(&mut self) {
         if let Some(password) = self.password.as_mut() {
@@ -49,6 +70,31 @@ impl Drop for ItemInput {
 /// An item as read from the request, with the file when it came as a multipart part.
 pub type RawItem = (ItemInput, Option<Zeroizing<Vec<u8>>>);
 
+/// What a create or a replacement stored: the rows saved, and those whose secret could not be
+/// written (kept `UnAvailable`, or unchanged), as of `at` (Unix seconds).
+#[derive(Debug, Default)]
+pub struct Saved {
+    pub saved: Vec<mtls_store::CertificateRow>,
+    pub failed: Vec<mtls_store::CertificateRow>,
+    pub at: i64,
+}
+
+impl Saved {
+    /// No item was saved: the secret store took none of them.
+    pub fn all_failed(&self) -> bool {
+        self.saved.is_empty()
+    }
+
+    /// The ids of every item, saved or not (for the audit trail).
+    pub fn ids(&self) -> Vec<i64> {
+        self.saved
+            .iter()
+            .chain(&self.failed)
+            .map(|row| row.id)
+            .collect()
+    }
+}
+
 /// An item whose PKCS#12 file passed intake.
 pub struct CheckedItem {
     pub id: Option<i64>,
@@ -56,12 +102,14 @@ pub struct CheckedItem {
     pub material: SecretMaterial,
 }
 
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
+/// The id and the facts; the secret material is never printed.
+impl std::fmt::Debug for CheckedItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedItem")
+            .field("id", &self.id)
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A certificate or mapping id: a positive number, or a string of one.
@@ -112,23 +160,23 @@ fn invisible(c: char) -> bool {
 
 /// Validates every item; either all are usable or the answer lists every bad one.
 pub async fn check_items(
-    state: &AppState,
+    control: &Control,
     inputs: Vec<RawItem>,
     need_id: bool,
-) -> Result<Vec<CheckedItem>, ApiError> {
+) -> Result<Vec<CheckedItem>, ControlError> {
     if inputs.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(ControlError::invalid(
             "empty_request",
             "the request holds no certificate",
         ));
     }
     if inputs.len() > MAX_ITEMS {
-        return Err(ApiError::bad_request(
+        return Err(ControlError::invalid(
             "too_many_items",
             format!("at most {MAX_ITEMS} certificates per request"),
         ));
     }
-    let limit = state.inner.limits.p12_max_bytes;
+    let limit = control.limits().p12_max_bytes;
     let mut errors = Vec::new();
     let mut checked = Vec::new();
     for (index, (mut input, file)) in inputs.into_iter().enumerate() {
@@ -177,12 +225,12 @@ pub async fn check_items(
             }
         };
         if bytes.len() > limit {
-            return Err(ApiError::too_large(format!(
+            return Err(ControlError::TooLarge(format!(
                 "item {index}: the PKCS#12 file is larger than {limit} bytes"
             )));
         }
         let password = Zeroizing::new(input.password.take().unwrap_or_default());
-        match inspect(state, bytes, password).await? {
+        match inspect(control, bytes, password).await? {
             Ok((facts_without_name, material)) => {
                 checked.push(CheckedItem {
                     id,
@@ -197,7 +245,7 @@ pub async fn check_items(
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::items(errors));
+        return Err(ControlError::Items(errors));
     }
     let mut names = HashSet::new();
     for item in &checked {
@@ -209,38 +257,29 @@ pub async fn check_items(
 }
 
 /// 409: a create would leave the account holding more than `cap` live `what`.
-pub fn over_cap(code: &'static str, what: &str, cap: usize) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::CONFLICT,
+pub fn over_cap(code: &'static str, what: &str, cap: usize) -> ControlError {
+    ControlError::conflict(
         code,
         format!("the account may hold at most {cap} {what}; delete some before creating more"),
     )
 }
 
-pub fn conflict(name: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::CONFLICT,
+pub fn conflict(name: &str) -> ControlError {
+    ControlError::conflict(
         "name_conflict",
         format!("the name \"{name}\" is already used by another certificate of this account"),
     )
 }
 
-/// Runs intake on a blocking thread under the intake permits.
+/// Runs intake on a blocking thread under the intake permits ([`Control::inspect`]).
 async fn inspect(
-    state: &AppState,
+    control: &Control,
     bytes: Zeroizing<Vec<u8>>,
     password: Zeroizing<String>,
-) -> Result<Result<(Replacement, SecretMaterial), mtls_pki::IntakeError>, ApiError> {
-    let _permit = state
-        .inner
-        .intake_permits
-        .acquire()
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
-    let policy = state.inner.intake;
-    let now = (state.inner.clock)();
-    tokio::task::spawn_blocking(move || {
-        let inspection = mtls_pki::inspect(&bytes, &password, &policy, now)?;
+) -> Result<Result<(Replacement, SecretMaterial), mtls_pki::IntakeError>, ControlError> {
+    // The file's bytes are kept for the secret store: intake reads a copy.
+    let inspected = control.inspect(bytes.clone(), password.clone()).await?;
+    Ok(inspected.map(|inspection| {
         let report = inspection.report;
         let leaf = &report.leaf;
         let facts = Replacement {
@@ -254,16 +293,14 @@ async fn inspect(
             key_type: report.key_type.label(),
             chain_length: i64::try_from(report.chain.len() + 1).unwrap_or(i64::MAX),
         };
-        Ok((
+        (
             facts,
             SecretMaterial {
                 p12: bytes,
                 password,
             },
-        ))
-    })
-    .await
-    .map_err(|error| ApiError::internal(&error))
+        )
+    }))
 }
 
 /// A live (not deleted) certificate of `account`, or 404: another account's is not found either.
@@ -271,46 +308,23 @@ pub async fn live(
     backends: &Backends,
     account: &str,
     id: i64,
-) -> Result<mtls_store::CertificateRow, ApiError> {
+) -> Result<mtls_store::CertificateRow, ControlError> {
     match backends.store.certificate(account, id).await? {
         Some(row) if !row.deleted => Ok(row),
-        _ => Err(ApiError::not_found("certificate")),
-    }
-}
-
-/// The secret material of `version` of a certificate. When that version's secret is gone
-/// because a replacement moved the row past it (and removed it) since the caller read the
-/// version, the row's live version is read instead: the row decides which secret is live.
-pub async fn material(
-    backends: &Backends,
-    account: &str,
-    id: i64,
-    version: i64,
-) -> Result<Option<SecretMaterial>, ApiError> {
-    let key = SecretKey {
-        account,
-        certificate_id: id,
-    };
-    if let Some(material) = backends.secrets.get(key, version).await? {
-        return Ok(Some(material));
-    }
-    match backends.store.certificate(account, id).await? {
-        Some(row) if !row.deleted && row.version > version => {
-            Ok(backends.secrets.get(key, row.version).await?)
-        }
-        _ => Ok(None),
+        _ => Err(ControlError::NotFound("certificate")),
     }
 }
 
 /// Creates every item: secrets first, then all rows in one transaction, within the account's
-/// cap of `cap` live certificates (checked early so that no secret is written for nothing, and
+/// cap of live certificates (checked early so that no secret is written for nothing, and
 /// again atomically with the insert).
 pub async fn create(
+    control: &Control,
     backends: &Backends,
     account: &str,
     items: Vec<CheckedItem>,
-    cap: usize,
-) -> Result<(SaveResult, bool), ApiError> {
+) -> Result<Saved, ControlError> {
+    let cap = control.limits().max_certificates_per_account;
     let over_cap = || over_cap("certificate_limit_reached", "certificates", cap);
     let live = backends.store.live_certificate_count(account).await?;
     if live.saturating_add(i64::try_from(items.len()).unwrap_or(i64::MAX))
@@ -327,7 +341,7 @@ pub async fn create(
             return Err(conflict(&item.facts.name));
         }
     }
-    let now = now();
+    let now = control.now();
     let mut rows = Vec::with_capacity(items.len());
     for item in &items {
         let id = mtls_store::new_id()?;
@@ -366,7 +380,7 @@ pub async fn create(
         Ok(Ok(())) => None,
         Ok(Err(_)) => Some(over_cap()),
         Err(mtls_store::StoreError::Conflict) => Some(conflict("of one of the items")),
-        Err(other) => Some(ApiError::from(other)),
+        Err(other) => Some(ControlError::from(other)),
     };
     if let Some(error) = refused {
         // Nothing was stored in the database: take the secrets back out.
@@ -381,22 +395,23 @@ pub async fn create(
         }
         return Err(error);
     }
-    let mut result = SaveResult::default();
+    let mut result = Saved {
+        at: now,
+        ..Saved::default()
+    };
     for row in &rows {
         let stored = backends
             .store
             .certificate(account, row.id)
             .await?
-            .ok_or_else(|| ApiError::internal(&"row vanished"))?;
-        let entity = Certificate::from_row(&stored, now);
+            .ok_or_else(|| ControlError::internal(&"row vanished"))?;
         if row.secret_state == SecretState::Stored {
-            result.saved.push(entity);
+            result.saved.push(stored);
         } else {
-            result.failed.push(entity);
+            result.failed.push(stored);
         }
     }
-    let all_failed = result.saved.is_empty();
-    Ok((result, all_failed))
+    Ok(result)
 }
 
 /// How long a claimed version may wait for its row update before another writer may take it
@@ -404,9 +419,8 @@ pub async fn create(
 /// its secret write and its row update leaves a claim this old.
 pub const ABANDONED_CLAIM_SECONDS: i64 = 300;
 
-fn concurrent_update() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::CONFLICT,
+fn concurrent_update() -> ControlError {
+    ControlError::conflict(
         "concurrent_update",
         "the certificate was changed by another request; retry",
     )
@@ -421,7 +435,8 @@ async fn claim(
     key: SecretKey<'_>,
     version: i64,
     material: &SecretMaterial,
-) -> Result<bool, ApiError> {
+    now: i64,
+) -> Result<bool, ControlError> {
     if backends.secrets.put(key, version, material).await? == Written::Stored {
         return Ok(true);
     }
@@ -439,7 +454,7 @@ async fn claim(
     let Some(found) = backends.secrets.claim(key, version).await? else {
         return Ok(false);
     };
-    if now().saturating_sub(found.written_at) < ABANDONED_CLAIM_SECONDS {
+    if now.saturating_sub(found.written_at) < ABANDONED_CLAIM_SECONDS {
         return Ok(false);
     }
     tracing::warn!(
@@ -482,15 +497,16 @@ async fn release(backends: &Backends, key: SecretKey<'_>, version: i64) {
 /// Replaces every item in place: same id, version + 1, the new version's secret first, then
 /// the conditional row update, then the older versions' secrets removed.
 pub async fn replace(
+    control: &Control,
     backends: &Backends,
     account: &str,
     items: Vec<CheckedItem>,
-) -> Result<(SaveResult, bool), ApiError> {
+) -> Result<Saved, ControlError> {
     let mut current = Vec::with_capacity(items.len());
     for item in &items {
         let id = item
             .id
-            .ok_or_else(|| ApiError::internal(&"update item without id"))?;
+            .ok_or_else(|| ControlError::internal(&"update item without id"))?;
         current.push(live(backends, account, id).await?);
         if backends
             .store
@@ -500,20 +516,28 @@ pub async fn replace(
             return Err(conflict(&item.facts.name));
         }
     }
-    let now = now();
-    let mut result = SaveResult::default();
+    let now = control.now();
+    let mut result = Saved {
+        at: now,
+        ..Saved::default()
+    };
     for (item, row) in items.iter().zip(current) {
         let key = SecretKey {
             account,
             certificate_id: row.id,
         };
         let version = row.version + 1;
-        match claim(backends, key, version, &item.material).await {
+        match claim(backends, key, version, &item.material, now).await {
             Ok(true) => {}
             Ok(false) => return Err(concurrent_update()),
             Err(error) => {
-                tracing::warn!(account, certificate_id = row.id, status = %error.status(), "secret store write failed; the certificate is unchanged");
-                result.failed.push(Certificate::from_row(&row, now));
+                tracing::warn!(
+                    account,
+                    certificate_id = row.id,
+                    code = error.code(),
+                    "secret store write failed; the certificate is unchanged"
+                );
+                result.failed.push(row);
                 continue;
             }
         }
@@ -542,9 +566,69 @@ pub async fn replace(
             .store
             .certificate(account, row.id)
             .await?
-            .ok_or_else(|| ApiError::not_found("certificate"))?;
-        result.saved.push(Certificate::from_row(&stored, now));
+            .ok_or(ControlError::NotFound("certificate"))?;
+        result.saved.push(stored);
     }
-    let all_failed = result.saved.is_empty();
-    Ok((result, all_failed))
+    Ok(result)
+}
+
+/// After a certificate change: revisions bumped (other nodes resync) and this node's routing
+/// table rebuilt before the answer leaves.
+pub async fn changed(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+) -> Result<(), ControlError> {
+    backends.store.bump_revisions(account).await?;
+    crate::routing::refresh(control, backends).await
+}
+
+/// Soft-deletes a live certificate of `account`: refused (409 `certificate_in_use`) while
+/// enabled mappings use it, unless `force`, which disables them; its secrets destroyed before
+/// the row is marked deleted; then [`changed`]. Answers the deleted row.
+pub async fn delete(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+    id: i64,
+    force: bool,
+) -> Result<mtls_store::CertificateRow, ControlError> {
+    live(backends, account, id).await?;
+    let in_use = backends.store.mappings_of_certificate(account, id).await?;
+    if !in_use.is_empty() {
+        if !force {
+            let names: Vec<String> = in_use
+                .iter()
+                .map(|row| format!("{} ({})", row.name, row.id))
+                .collect();
+            return Err(ControlError::conflict(
+                "certificate_in_use",
+                format!(
+                    "enabled mappings use this certificate: {}; delete them, or add force=true to disable them",
+                    names.join(", ")
+                ),
+            ));
+        }
+        backends
+            .store
+            .disable_mappings_of_certificate(account, id, control.now())
+            .await?;
+    }
+    backends
+        .secrets
+        .destroy(SecretKey {
+            account,
+            certificate_id: id,
+        })
+        .await?;
+    backends
+        .store
+        .mark_deleted(account, id, control.now())
+        .await?;
+    changed(control, backends, account).await?;
+    backends
+        .store
+        .certificate(account, id)
+        .await?
+        .ok_or(ControlError::NotFound("certificate"))
 }
