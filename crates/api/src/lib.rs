@@ -21,7 +21,7 @@ mod tracing_export;
 mod upload;
 
 pub use mtls_control::{BackendSlot, Backends, Readiness, app_keys, now, routing, services};
-pub use routes::Surface;
+pub use routes::{Surface, routed_paths};
 pub use state::{AppState, ForwardSettings, Limits, Settings, TokenEndpoint};
 
 use axum::Router;

@@ -7,11 +7,10 @@
 //! Checked in CI by `openapi-spec-validator` and fuzzed by `schemathesis` against the live
 //! gateway (`scripts/api-fuzz`); `tests/it/openapi.rs` calls every documented operation and
 //! checks that the router serves it, and asks the router, for every path it was built with
-//! ([`routed_paths`], recorded as `routes::routes` builds it), which methods it answers, each of which must be
+//! ([`crate::routed_paths`], recorded as `routes::routes` builds it), which methods it answers, each of which must be
 //! documented: the document cannot drift from the routes in either direction.
 
-use axum::routing::MethodRouter;
-use axum::{Json, Router};
+use axum::Json;
 use schemars::generate::{Contract, SchemaSettings};
 use serde_json::{Map, Value, json};
 
@@ -835,49 +834,4 @@ pub fn document() -> Value {
 /// `GET /openapi.json`.
 pub async fn openapi() -> Json<Value> {
     Json(document())
-}
-
-/// A router being built, and every path it is given: the route table `/openapi.json` is
-/// checked against. `routes::routes` builds the router through this, so a path cannot be
-/// routed without being seen by the check.
-pub(crate) struct Table<S> {
-    router: Router<S>,
-    paths: Vec<String>,
-}
-
-/// The built router, and the paths it routes (each once).
-pub(crate) struct Routed {
-    pub router: Router,
-    pub paths: Vec<String>,
-}
-
-impl<S: Clone + Send + Sync + 'static> Table<S> {
-    pub(crate) fn new() -> Self {
-        Self {
-            router: Router::new(),
-            paths: Vec::new(),
-        }
-    }
-
-    /// [`Router::route`], recording `path`.
-    pub(crate) fn route(mut self, path: &str, method_router: MethodRouter<S>) -> Self {
-        self.paths.push(path.to_owned());
-        self.router = self.router.route(path, method_router);
-        self
-    }
-
-    /// [`Router::with_state`].
-    pub(crate) fn with_state(self, state: S) -> Routed {
-        Routed {
-            router: self.router.with_state(state),
-            paths: self.paths,
-        }
-    }
-}
-
-/// Every path `surface`'s router routes, as the router was built (path parameters as the
-/// router names them, `{account_id}`). The forward route, which [`crate::App`] matches before
-/// the router, is among them: the router routes it too.
-pub fn routed_paths(state: &crate::AppState, surface: crate::Surface) -> Vec<String> {
-    crate::routes::routes(state.clone(), surface).paths
 }

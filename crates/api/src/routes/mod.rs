@@ -14,7 +14,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 
 use crate::AppState;
-use crate::openapi::{Routed, Table};
+mod table;
+
+use table::{Routed, Table};
 
 /// Bytes allowed in a multipart body beyond the file itself (password, body part, framing).
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
@@ -134,4 +136,11 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
         router
     };
     router.with_state(state)
+}
+
+/// Every path `surface`'s router routes, as the router was built (path parameters as the
+/// router names them, `{account_id}`). The forward route, which [`crate::App`] matches before
+/// the router, is among them: the router routes it too.
+pub fn routed_paths(state: &crate::AppState, surface: crate::Surface) -> Vec<String> {
+    routes(state.clone(), surface).paths
 }

@@ -70,7 +70,7 @@ async fn every_documented_operation_is_routed() {
 }
 
 /// The other direction: every path the router was built with (as recorded while building it,
-/// `mtls_api::openapi::routed_paths`, the forward route among them) is asked with every method;
+/// `mtls_api::routed_paths`, the forward route among them) is asked with every method;
 /// each method the application answers with anything but its 405 fallback is documented. A
 /// route added without its operation fails here. HEAD is covered by a documented GET (axum
 /// answers HEAD with the GET handler, as HTTP requires); CONNECT is not a method a route takes.
@@ -90,7 +90,7 @@ async fn every_routed_operation_is_documented() {
         .unwrap();
     let documented = document["paths"].as_object().unwrap();
     let state = mtls_gateway::server::state(&app.config).unwrap();
-    let paths = mtls_api::openapi::routed_paths(&state, mtls_api::Surface::All);
+    let paths = mtls_api::routed_paths(&state, mtls_api::Surface::All);
     let application = mtls_api::App::new(state, mtls_api::Surface::All);
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
     let mut undocumented = Vec::new();
