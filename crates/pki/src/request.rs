@@ -730,6 +730,20 @@ pub fn accept_chain(
     })
 }
 
+/// The identity of a key the gateway made, as stored (the PKCS#8 key and the chain PEM the
+/// upload was turned into): the same [`Inspection`] that [`crate::inspect`] gives for a
+/// PKCS#12 file, checked the same way as [`accept_chain`] at `now`. A key whose certificate
+/// has not been uploaded (`chain_pem` `None`) has no identity: [`IntakeError::ChainEmpty`].
+pub fn inspect_key(
+    pkcs8: &[u8],
+    chain_pem: Option<&str>,
+    policy: &IntakePolicy,
+    now: SystemTime,
+) -> Result<Inspection, IntakeError> {
+    let chain_pem = chain_pem.ok_or(IntakeError::ChainEmpty)?;
+    accept_chain(chain_pem.as_bytes(), pkcs8, policy, now)
+}
+
 /// The DER of each `CERTIFICATE` section, at most [`MAX_CHAIN_CERTIFICATES`] (counted while
 /// reading).
 fn read_pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, IntakeError> {

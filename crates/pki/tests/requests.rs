@@ -228,7 +228,8 @@ fn a_chain_signed_by_an_openssl_ca_is_accepted_and_each_fault_refused() {
         return;
     }
     let policy = IntakePolicy::default();
-    let now = SystemTime::now();
+    // A minute on: OpenSSL starts the validity at the second it signs, after this line.
+    let now = SystemTime::now() + Duration::from_secs(60);
     let made = request(RequestKeyType::P256, "CN=brand-a,O=Brand A", &[]).unwrap();
     let key = made.key.pkcs8_der();
     let Some(leaf) = sign(&dir, &made.csr_pem, "client", "leaf.pem") else {
@@ -341,7 +342,7 @@ fn an_rsa_request_signed_by_openssl_gives_the_rsa_key_type() {
         format!("{leaf}{inter}").as_bytes(),
         made.key.pkcs8_der(),
         &IntakePolicy::default(),
-        SystemTime::now(),
+        SystemTime::now() + Duration::from_secs(60),
     )
     .unwrap();
     assert_eq!(accepted.report.key_type.label(), "RSA-2048");
