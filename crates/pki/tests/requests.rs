@@ -127,7 +127,8 @@ fn make_cas(dir: &Path) -> Option<()> {
         "ca.cnf",
         "[ca_ext]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
          [client]\nextendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n\
-         [server]\nextendedKeyUsage=serverAuth\n[plain]\nkeyUsage=critical,digitalSignature\n",
+         [server]\nextendedKeyUsage=serverAuth\n[plain]\nkeyUsage=critical,digitalSignature\n\
+         [server_san]\nsubjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
     );
     openssl(
         dir,
@@ -347,4 +348,160 @@ fn an_rsa_request_signed_by_openssl_gives_the_rsa_key_type() {
     .unwrap();
     assert_eq!(accepted.report.key_type.label(), "RSA-2048");
     assert_eq!(accepted.report.leaf.key_type, "RSA-2048");
+}
+
+/// An `openssl s_server` that this test started; killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.0 request over TLS with `config`; the answer, or the error that ended it.
+fn fetch(port: u16, config: std::sync::Arc<rustls::ClientConfig>) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let server_name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(config, server_name).unwrap();
+    let socket = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    stream
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|error| error.to_string())?;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            // s_server -www closes without close_notify: the answer so far is the answer.
+            Err(_) if !answer.is_empty() => break,
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// The identity of a requested key, as a forward loads it, authenticates to a real TLS server
+/// that requires a client certificate from the test CA; without it the server refuses.
+#[test]
+fn a_requested_identity_authenticates_to_openssl_s_server() {
+    let dir = temp_dir("csr-tls");
+    if make_cas(&dir).is_none() {
+        return;
+    }
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-set_serial",
+            "3",
+            "-days",
+            "30",
+            "-extfile",
+            "ca.cnf",
+            "-extensions",
+            "server_san",
+            "-out",
+            "server.pem",
+        ],
+    )
+    .unwrap();
+    let made = request(RequestKeyType::P384, "CN=forwarder,O=Brand A", &[]).unwrap();
+    let leaf = sign(&dir, &made.csr_pem, "client", "leaf.pem").unwrap();
+    let stored = format!("{leaf}{}", read(&dir, "inter.pem"));
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let inspection = mtls_pki::inspect_key(
+        made.key.pkcs8_der(),
+        Some(&stored),
+        &IntakePolicy::default(),
+        now,
+    )
+    .unwrap();
+    let identity = mtls_runtime::identity::ClientIdentity {
+        chain: inspection.identity.certificate_chain,
+        pkcs8_key: zeroize::Zeroizing::new(inspection.identity.key.pkcs8_der().to_vec()),
+    };
+    let roots = std::sync::Arc::new(
+        mtls_runtime::identity::base_roots(&[std::fs::read(dir.join("root.pem")).unwrap()])
+            .unwrap(),
+    );
+    let with_identity =
+        mtls_runtime::identity::client_config(&roots, None, Some(&identity)).unwrap();
+    let without = mtls_runtime::identity::client_config(&roots, None, None).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = Server(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-cert",
+                "server.pem",
+            ])
+            .args(["-key", "server.key", "-CAfile", "root.pem", "-Verify", "3"])
+            .args(["-verify_return_error", "-www", "-quiet"])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "s_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answer = fetch(port, with_identity).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200 ok"), "{answer}");
+    assert!(answer.contains("Client certificate"), "{answer}");
+    assert!(answer.contains("forwarder"), "{answer}");
+    let refused = fetch(port, without);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|error| error.contains("CertificateRequired") || error.contains("alert"))
+            || refused
+                .as_ref()
+                .is_ok_and(|answer| !answer.contains("200 ok")),
+        "{refused:?}"
+    );
 }
