@@ -81,6 +81,14 @@ impl RequestKeyType {
         }
     }
 
+    /// The type the gateway makes that is `key_type`, if it makes that one (a renewal keeps the
+    /// current key's type by default).
+    pub fn from_key_type(key_type: KeyType) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.key_type() == key_type)
+    }
+
     /// The key type as the certificate entity names it (`ECDSA-P256`, `RSA-2048`, ...).
     pub fn key_type(self) -> KeyType {
         match self {
@@ -123,6 +131,47 @@ pub fn request(
 ) -> Result<CertificateRequest, IntakeError> {
     let name = parse_subject(subject)?;
     let names = parse_alt_names(alt_names)?;
+    let key = generate(key_type)?;
+    let csr_pem = sign_request(&key, key_type, name.clone(), names)?;
+    Ok(CertificateRequest {
+        key,
+        key_type: key_type.key_type(),
+        subject: name.to_string(),
+        csr_pem,
+    })
+}
+
+/// Makes a key of `key_type` and a request for a renewal of the certificate `current_leaf`
+/// (DER), whatever made it (a PKCS#12 file or an earlier request): the subject is `subject`
+/// (RFC 4514, as for [`request`]) or, when `None`, the current certificate's subject exactly as
+/// encoded there; the subject alternative names are the current certificate's.
+pub fn renewal_request(
+    key_type: RequestKeyType,
+    current_leaf: &[u8],
+    subject: Option<&str>,
+) -> Result<CertificateRequest, IntakeError> {
+    use x509_cert::ext::pkix::SubjectAltName as Names;
+    let current = Certificate::from_der(current_leaf)
+        .map_err(|_| IntakeError::Malformed("the current certificate does not decode"))?;
+    let tbs = current.tbs_certificate();
+    let name = match subject {
+        Some(text) => parse_subject(text)?,
+        None => tbs.subject().clone(),
+    };
+    let names = match tbs.get_extension::<Names>() {
+        Ok(Some((_, names))) => names.0,
+        Ok(None) => Vec::new(),
+        Err(_) => {
+            return Err(IntakeError::Malformed(
+                "the current certificate's alternative names do not decode",
+            ));
+        }
+    };
+    if names.len() > MAX_ALT_NAMES {
+        return Err(IntakeError::InvalidSubjectAltName(format!(
+            "the current certificate has more than {MAX_ALT_NAMES}"
+        )));
+    }
     let key = generate(key_type)?;
     let csr_pem = sign_request(&key, key_type, name.clone(), names)?;
     Ok(CertificateRequest {
@@ -214,7 +263,8 @@ fn sign_request(
             .map_err(|_| IntakeError::InvalidSubjectAltName("does not encode".to_owned()))?;
         let extension = Extension {
             extn_id: ID_CE_SUBJECT_ALT_NAME,
-            critical: false,
+            // RFC 5280 4.2.1.6: critical when the subject is empty.
+            critical: subject.as_ref().is_empty(),
             extn_value: OctetString::new(value)
                 .map_err(|_| IntakeError::InvalidSubjectAltName("too long".to_owned()))?,
         };
@@ -1055,5 +1105,24 @@ mod tests {
         );
         let many = pem("CERTIFICATE", b"x").repeat(MAX_CHAIN_CERTIFICATES + 1);
         assert_eq!(check(many.as_bytes()), "chain_too_long");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn subject_and_name_text_never_panics(text in "\\PC{0,80}") {
+            let _ = parse_subject(&text);
+            let _ = parse_alt_name(&text);
+        }
+
+        #[test]
+        fn chain_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let key = [0x30u8, 0x00];
+            let _ = accept_chain(&bytes, &key, &IntakePolicy::default(), SystemTime::now());
+            let mut pem_text = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+            pem_text.extend_from_slice(&bytes);
+            let _ = accept_chain(&pem_text, &key, &IntakePolicy::default(), SystemTime::now());
+        }
     }
 }

@@ -505,3 +505,88 @@ fn a_requested_identity_authenticates_to_openssl_s_server() {
         "{refused:?}"
     );
 }
+
+/// A renewal's request keeps the current certificate's subject, exactly as encoded, and its
+/// alternative names, under a new key; OpenSSL verifies it.
+#[test]
+fn a_renewal_request_keeps_the_current_names() {
+    let dir = temp_dir("csr-renewal");
+    if make_cas(&dir).is_none() {
+        return;
+    }
+    let first = request(
+        RequestKeyType::P256,
+        "CN=brand-a,OU=Payments,O=Brand A",
+        &["brand-a.example".to_owned(), "IP:192.0.2.9".to_owned()],
+    )
+    .unwrap();
+    write(&dir, "first.csr", &first.csr_pem);
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "first.csr",
+            "-CA",
+            "inter.pem",
+            "-CAkey",
+            "inter.key",
+            "-set_serial",
+            "5",
+            "-days",
+            "40",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "first.pem",
+        ],
+    )
+    .unwrap();
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let current = accept_chain(
+        format!("{}{}", read(&dir, "first.pem"), read(&dir, "inter.pem")).as_bytes(),
+        first.key.pkcs8_der(),
+        &IntakePolicy::default(),
+        now,
+    )
+    .unwrap();
+    let leaf = &current.identity.certificate_chain[0];
+    let renewal = mtls_pki::renewal_request(RequestKeyType::Rsa2048, leaf, None).unwrap();
+    assert_eq!(renewal.subject, "CN=brand-a,OU=Payments,O=Brand A");
+    write(&dir, "renewal.csr", &renewal.csr_pem);
+    let text = String::from_utf8(
+        openssl(
+            &dir,
+            &["req", "-in", "renewal.csr", "-verify", "-noout", "-text"],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("DNS:brand-a.example, IP Address:192.0.2.9"),
+        "{text}"
+    );
+    assert!(text.contains("Public-Key: (2048 bit)"), "{text}");
+    let subject = |file: &str, kind: &str| {
+        String::from_utf8(
+            openssl(
+                &dir,
+                &[
+                    kind, "-in", file, "-noout", "-subject", "-nameopt", "RFC2253",
+                ],
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(subject("renewal.csr", "req"), subject("first.pem", "x509"));
+    // A new subject may be given instead; the names stay.
+    let renamed =
+        mtls_pki::renewal_request(RequestKeyType::P384, leaf, Some("CN=brand-a-2")).unwrap();
+    assert_eq!(renamed.subject, "CN=brand-a-2");
+    assert_eq!(
+        mtls_pki::RequestKeyType::from_key_type(current.report.key_type),
+        Some(RequestKeyType::P256)
+    );
+}
