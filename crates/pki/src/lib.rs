@@ -34,7 +34,7 @@ pub use report::{Identity, Report, Warning};
 pub use request::{
     CertificateRequest, MAX_ALT_NAMES, MAX_CHAIN_CERTIFICATES, MAX_CHAIN_PEM_BYTES,
     MAX_SUBJECT_CHARS, RequestKeyType, accept_chain, chain_pem, check_request, generate,
-    inspect_key, parse_alt_name, pem, renewal_request, request,
+    inspect_key, pem, renewal_request, request,
 };
 
 /// What the operator configures about intake.

@@ -209,11 +209,11 @@ impl Store {
             }
             for new in rows {
                 let facts = &new.facts;
-                sqlx::query(concat!(
-                    "INSERT INTO certificates (",
-                    columns!(),
-                    ", active_name) VALUES (?, ?, ?, 0, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ))
+                sqlx::query(
+                    "INSERT INTO certificates (id, account_id, name, deleted, version, secret_state, subject, \
+                     issuer, serial_number, not_before, not_after, fingerprint_sha256, key_type, chain_length, \
+                     created_at, updated_at, active_name) VALUES (?, ?, ?, 0, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
                 .bind(new.id)
                 .bind(&new.account_id)
                 .bind(&facts.name)
