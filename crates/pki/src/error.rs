@@ -1,4 +1,5 @@
-//! Why a PKCS#12 file was refused, one variant per code of SPEC 4.2.
+//! Why a PKCS#12 file (SPEC 4.2), a certificate request or an uploaded chain (SPEC 4.6) was
+//! refused, one variant per code.
 
 use std::fmt;
 
@@ -36,6 +37,29 @@ pub enum IntakeError {
     CertificateExpired,
     /// The leaf certificate's `notBefore` is in the future.
     CertificateNotYetValid,
+    /// A certificate request's `keyType` is not one the gateway makes (the text, shortened).
+    UnsupportedKeyType(String),
+    /// A certificate request's subject is not RFC 4514 text the gateway accepts; says why.
+    InvalidSubject(String),
+    /// A subject alternative name is not a DNS name, IP address, URI or e-mail address.
+    InvalidSubjectAltName(String),
+    /// The crypto library failed to make or use a new key (an internal failure, not the
+    /// caller's).
+    KeyGeneration,
+    /// An uploaded chain is not PEM text of certificates; names the problem.
+    InvalidPem(&'static str),
+    /// An uploaded chain holds no certificate.
+    ChainEmpty,
+    /// An uploaded chain holds more certificates than the cap.
+    ChainTooLong { cap: usize },
+    /// An uploaded chain's text is larger than the cap.
+    ChainTooLarge { bytes: usize, cap: usize },
+    /// No certificate of an uploaded chain carries the pending key.
+    ChainKeyMismatch,
+    /// An uploaded chain is not the leaf followed by each issuer in turn; says where.
+    ChainOrder(String),
+    /// The leaf's extended key usage does not include TLS client authentication.
+    CertificateUsage,
 }
 
 impl IntakeError {
@@ -53,6 +77,17 @@ impl IntakeError {
             Self::TooCostly { .. } => "p12_too_costly",
             Self::CertificateExpired => "certificate_expired",
             Self::CertificateNotYetValid => "certificate_not_yet_valid",
+            Self::UnsupportedKeyType(_) => "unsupported_key_type",
+            Self::InvalidSubject(_) => "invalid_subject",
+            Self::InvalidSubjectAltName(_) => "invalid_subject_alt_name",
+            Self::KeyGeneration => "key_generation_failed",
+            Self::InvalidPem(_) => "invalid_pem",
+            Self::ChainEmpty => "chain_empty",
+            Self::ChainTooLong { .. } => "chain_too_long",
+            Self::ChainTooLarge { .. } => "chain_too_large",
+            Self::ChainKeyMismatch => "chain_key_mismatch",
+            Self::ChainOrder(_) => "chain_order",
+            Self::CertificateUsage => "certificate_usage",
         }
     }
 }
@@ -85,6 +120,30 @@ impl fmt::Display for IntakeError {
             ),
             Self::CertificateExpired => f.write_str("the certificate has expired"),
             Self::CertificateNotYetValid => f.write_str("the certificate is not valid yet"),
+            Self::UnsupportedKeyType(name) => write!(
+                f,
+                "the key type \"{name}\" is not one the gateway makes (P-256, P-384, RSA-2048, RSA-3072)"
+            ),
+            Self::InvalidSubject(why) => write!(f, "invalid subject: {why}"),
+            Self::InvalidSubjectAltName(why) => {
+                write!(f, "invalid subject alternative name {why}")
+            }
+            Self::KeyGeneration => f.write_str("the gateway could not make or use a new key"),
+            Self::InvalidPem(why) => write!(f, "the chain is not PEM certificates: {why}"),
+            Self::ChainEmpty => f.write_str("the chain holds no certificate"),
+            Self::ChainTooLong { cap } => {
+                write!(f, "the chain holds more than {cap} certificates")
+            }
+            Self::ChainTooLarge { bytes, cap } => {
+                write!(f, "the chain is {bytes} bytes, above the limit of {cap}")
+            }
+            Self::ChainKeyMismatch => {
+                f.write_str("no certificate of the chain carries the pending key's public key")
+            }
+            Self::ChainOrder(why) => write!(f, "the chain is not in issuer order: {why}"),
+            Self::CertificateUsage => f.write_str(
+                "the certificate's extended key usage does not allow TLS client authentication",
+            ),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! PKCS#12 intake for mtls-gateway (SPEC 4.2): opens a file with its password, finds the key,
-//! the leaf that matches it and the chain, and reports what a tenant should know.
+//! the leaf that matches it and the chain, and reports what a tenant should know. Keys the
+//! gateway makes (SPEC 4.6, [`request`]): the key, its PKCS#10 request, and the check of the
+//! signed chain uploaded for it ([`accept_chain`]), which answers the same [`Inspection`].
 //!
 //! Pure: no IO, no async, the time is a parameter. Parsing never panics on any input and
 //! never does more key-derivation work than [`CostLimits`] allows.
@@ -15,6 +17,7 @@ mod mac;
 mod oids;
 mod parse;
 mod report;
+mod request;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,6 +31,11 @@ pub use kdf::PasswordForm;
 pub use key::{KeyType, PrivateKey};
 pub use parse::Protection;
 pub use report::{Identity, Report, Warning};
+pub use request::{
+    CertificateRequest, MAX_ALT_NAMES, MAX_CHAIN_CERTIFICATES, MAX_CHAIN_PEM_BYTES,
+    MAX_SUBJECT_CHARS, RequestKeyType, accept_chain, chain_pem, check_request, generate,
+    inspect_key, pem, renewal_request, request,
+};
 
 /// What the operator configures about intake.
 #[derive(Clone, Copy, Debug)]
@@ -122,7 +130,7 @@ pub fn inspect(
     })
 }
 
-fn unix_seconds(time: SystemTime) -> i64 {
+pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |secs| -secs),

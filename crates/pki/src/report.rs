@@ -72,6 +72,20 @@ pub fn warnings(
     now: i64,
     expiry_warning_seconds: i64,
 ) -> Vec<Warning> {
+    let mut warnings = certificate_warnings(leaf, chain, unrelated, now, expiry_warning_seconds);
+    warnings.extend(protection_warnings(protection));
+    warnings
+}
+
+/// The warnings about the certificates themselves, whatever carried them (a PKCS#12 file or an
+/// uploaded chain).
+pub fn certificate_warnings(
+    leaf: &CertificateInfo,
+    chain: &[CertificateInfo],
+    unrelated: &[CertificateInfo],
+    now: i64,
+    expiry_warning_seconds: i64,
+) -> Vec<Warning> {
     let mut warnings = Vec::new();
     let remaining = leaf.not_after.saturating_sub(now);
     if remaining < expiry_warning_seconds {
@@ -121,6 +135,12 @@ pub fn warnings(
             ),
         ));
     }
+    warnings
+}
+
+/// The warnings about how a PKCS#12 file was protected.
+fn protection_warnings(protection: &Protection) -> Vec<Warning> {
+    let mut warnings = Vec::new();
     if protection.legacy {
         warnings.push(Warning::new(
             "legacy_encryption",

@@ -2,8 +2,9 @@
 //! backends behind one type ([`SecretStore`]): the embedded store ([`local`], AES-256-GCM,
 //! ciphertext kept in the metadata database) and HashiCorp Vault KV v2 ([`vault`]).
 //!
-//! This is the only crate that touches key bytes at rest. Material in memory is
-//! [`SecretMaterial`]: not `Serialize`, `Debug` prints nothing of it, zeroized on drop.
+//! This is the only crate that touches key bytes at rest. Material in memory is a [`Secret`]:
+//! a PKCS#12 file and its password ([`SecretMaterial`]) or a key the gateway made and its chain
+//! ([`KeyMaterial`]); not `Serialize`, `Debug` prints nothing of it, zeroized on drop.
 //!
 //! Secrets are kept per certificate **version**: each version is written once, under its own
 //! key, and never overwritten ([`SecretStore::put`] answers [`Written::Taken`] when the version
@@ -26,7 +27,9 @@ pub use vault::{VaultAuth, VaultOptions, VaultStore};
 /// A boxed future, for the object-safe [`SealedBlobs`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What the store keeps for one certificate: the original PKCS#12 file and its password.
+/// What the store keeps for a certificate uploaded as a PKCS#12 file: the original file and its
+/// password (the form every secret had before keys made by the gateway, and still the one
+/// [`SecretStore::get`] answers).
 pub struct SecretMaterial {
     pub p12: Zeroizing<Vec<u8>>,
     pub password: Zeroizing<String>,
@@ -36,6 +39,85 @@ impl fmt::Debug for SecretMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretMaterial(<redacted>)")
     }
+}
+
+/// What the store keeps for a key the gateway made (SPEC 4.6): the PKCS#8 key, and once the
+/// signed certificate is uploaded, the chain (PEM, leaf first). A pending request or renewal
+/// has no chain. The key never leaves the gateway: no endpoint returns it.
+pub struct KeyMaterial {
+    pub pkcs8: Zeroizing<Vec<u8>>,
+    pub chain_pem: Option<String>,
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "KeyMaterial(key=<redacted>, chain={})",
+            if self.chain_pem.is_some() {
+                "yes"
+            } else {
+                "none"
+            }
+        )
+    }
+}
+
+/// One stored secret, in either form. A secret written before gateway-made keys existed carries
+/// no form tag and reads as [`Secret::P12`].
+#[derive(Debug)]
+pub enum Secret {
+    P12(SecretMaterial),
+    Key(KeyMaterial),
+}
+
+/// A borrowed [`Secret`]: what [`SecretStore::put`] and [`SecretStore::take_over`] write. Made
+/// from `&SecretMaterial`, `&KeyMaterial` or `&Secret`.
+#[derive(Clone, Copy, Debug)]
+pub enum MaterialRef<'a> {
+    P12(&'a SecretMaterial),
+    Key(&'a KeyMaterial),
+}
+
+impl<'a> From<&'a SecretMaterial> for MaterialRef<'a> {
+    fn from(material: &'a SecretMaterial) -> Self {
+        MaterialRef::P12(material)
+    }
+}
+
+impl<'a> From<&'a KeyMaterial> for MaterialRef<'a> {
+    fn from(material: &'a KeyMaterial) -> Self {
+        MaterialRef::Key(material)
+    }
+}
+
+impl<'a> From<&'a Secret> for MaterialRef<'a> {
+    fn from(secret: &'a Secret) -> Self {
+        match secret {
+            Secret::P12(material) => MaterialRef::P12(material),
+            Secret::Key(material) => MaterialRef::Key(material),
+        }
+    }
+}
+
+/// Where a pending renewal's key waits (SPEC 4.6): versions from here up are never a
+/// certificate's live version (those count up from 1), so a replacement's claim of the next
+/// version and its removal of the older ones ([`Versions::Below`]) never meet them, and the
+/// legacy layout never stands in for them. [`Versions::All`] (delete) removes them too.
+pub const RENEWAL_VERSIONS: i64 = 1 << 40;
+
+/// A fresh version number for a renewal's key: [`RENEWAL_VERSIONS`] plus 31 random bits (a
+/// [`Written::Taken`] on put means: draw again).
+pub fn renewal_version() -> Result<i64, SecretError> {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes)
+        .map_err(|error| SecretError::Unavailable(format!("no randomness: {error}")))?;
+    Ok(RENEWAL_VERSIONS + i64::from(u32::from_be_bytes(bytes) >> 1))
+}
+
+/// Whether the legacy layout stands in for `version` when that version was never written.
+pub(crate) fn legacy_stands_in(version: i64) -> bool {
+    version != LEGACY_VERSION && version < RENEWAL_VERSIONS
 }
 
 /// The namespace of OAuth app-key secrets (not a valid account id, so never a tenant's).
@@ -110,12 +192,13 @@ pub enum SecretStore {
 impl SecretStore {
     /// Writes `material` as `version` of `key`, only if that version does not exist yet: a
     /// version is written once, by the one writer that claimed it, and never overwritten.
-    pub async fn put(
+    pub async fn put<'m>(
         &self,
         key: SecretKey<'_>,
         version: i64,
-        material: &SecretMaterial,
+        material: impl Into<MaterialRef<'m>>,
     ) -> Result<Written, SecretError> {
+        let material = material.into();
         if version <= LEGACY_VERSION {
             return Err(SecretError::Corrupt(format!(
                 "version {version} is not writable"
@@ -130,13 +213,32 @@ impl SecretStore {
         .await
     }
 
-    /// The material of `version` of `key`; the legacy layout stands in for a version never
-    /// written as such. `None` when there is neither.
+    /// The PKCS#12 material of `version` of `key`; the legacy layout stands in for a version
+    /// never written as such. `None` when there is neither. A gateway-made key is not PKCS#12
+    /// material: it is an error here ([`SecretError::Corrupt`]); read it with
+    /// [`SecretStore::get_secret`].
     pub async fn get(
         &self,
         key: SecretKey<'_>,
         version: i64,
     ) -> Result<Option<SecretMaterial>, SecretError> {
+        match self.get_secret(key, version).await? {
+            None => Ok(None),
+            Some(Secret::P12(material)) => Ok(Some(material)),
+            Some(Secret::Key(_)) => Err(SecretError::Corrupt(
+                "the secret is a key made by the gateway, not a PKCS#12 file".to_owned(),
+            )),
+        }
+    }
+
+    /// The secret of `version` of `key`, in either form; the legacy layout stands in for a
+    /// certificate version never written as such (not for a renewal's, [`RENEWAL_VERSIONS`]).
+    /// `None` when there is neither.
+    pub async fn get_secret(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<Secret>, SecretError> {
         mtls_metrics::timed("secret_store", "get", async move {
             match self {
                 SecretStore::Local(store) => store.get(key, version).await,
@@ -176,13 +278,14 @@ impl SecretStore {
     /// Replaces the abandoned `claim` of `version` with `material`, only if that very write
     /// still holds the version (compare-and-swap): of two writers taking over the same claim,
     /// one gets [`Written::Stored`], the other [`Written::Taken`].
-    pub async fn take_over(
+    pub async fn take_over<'m>(
         &self,
         key: SecretKey<'_>,
         version: i64,
         claim: &Claim,
-        material: &SecretMaterial,
+        material: impl Into<MaterialRef<'m>>,
     ) -> Result<Written, SecretError> {
+        let material = material.into();
         if version <= LEGACY_VERSION {
             return Err(SecretError::Corrupt(format!(
                 "version {version} is not writable"
@@ -241,27 +344,135 @@ impl SecretStore {
     }
 }
 
-/// The byte layout both backends agree on for the plaintext: password length (u32, big-endian),
-/// password (UTF-8), then the PKCS#12 bytes.
-pub(crate) fn encode(material: &SecretMaterial) -> Result<Zeroizing<Vec<u8>>, SecretError> {
-    let password = material.password.as_bytes();
-    let length = u32::try_from(password.len())
-        .map_err(|_| SecretError::Corrupt("password too long".to_owned()))?;
-    let mut out = Zeroizing::new(Vec::with_capacity(4 + password.len() + material.p12.len()));
-    out.extend_from_slice(&length.to_be_bytes());
-    out.extend_from_slice(password);
-    out.extend_from_slice(&material.p12);
-    Ok(out)
+/// The byte layout both backends agree on for the plaintext. The PKCS#12 form, unchanged since
+/// the first release (and so without a tag): password length (u32, big-endian), password
+/// (UTF-8), then the PKCS#12 bytes. The gateway-made key form starts with [`KEY_FORM_TAG`]
+/// (a password length no stored secret can have: the blob would be 4 GiB), then the key
+/// length (u32, big-endian), the PKCS#8 key, and the chain PEM (UTF-8, empty: none yet).
+pub(crate) fn encode(material: MaterialRef<'_>) -> Result<Zeroizing<Vec<u8>>, SecretError> {
+    match material {
+        MaterialRef::P12(material) => {
+            let password = material.password.as_bytes();
+            let length = u32::try_from(password.len())
+                .ok()
+                .filter(|length| *length != u32::MAX)
+                .ok_or_else(|| SecretError::Corrupt("password too long".to_owned()))?;
+            let mut out =
+                Zeroizing::new(Vec::with_capacity(4 + password.len() + material.p12.len()));
+            out.extend_from_slice(&length.to_be_bytes());
+            out.extend_from_slice(password);
+            out.extend_from_slice(&material.p12);
+            Ok(out)
+        }
+        MaterialRef::Key(material) => {
+            let length = u32::try_from(material.pkcs8.len())
+                .map_err(|_| SecretError::Corrupt("key too long".to_owned()))?;
+            let chain = material.chain_pem.as_deref().unwrap_or("").as_bytes();
+            let mut out =
+                Zeroizing::new(Vec::with_capacity(9 + material.pkcs8.len() + chain.len()));
+            out.extend_from_slice(&KEY_FORM_TAG);
+            out.extend_from_slice(&length.to_be_bytes());
+            out.extend_from_slice(&material.pkcs8);
+            out.extend_from_slice(chain);
+            Ok(out)
+        }
+    }
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<SecretMaterial, SecretError> {
+/// The first bytes of a gateway-made key's plaintext (see [`encode`]): `FF FF FF FF` then `K`.
+pub(crate) const KEY_FORM_TAG: [u8; 5] = [0xFF, 0xFF, 0xFF, 0xFF, b'K'];
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Secret, SecretError> {
     let corrupt = || SecretError::Corrupt("bad layout".to_owned());
+    if let Some(rest) = bytes.strip_prefix(&KEY_FORM_TAG) {
+        let (length, rest) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+        let length = usize::try_from(u32::from_be_bytes(*length)).map_err(|_| corrupt())?;
+        let (pkcs8, chain) = rest.split_at_checked(length).ok_or_else(corrupt)?;
+        let chain = std::str::from_utf8(chain).map_err(|_| corrupt())?;
+        return Ok(Secret::Key(KeyMaterial {
+            pkcs8: Zeroizing::new(pkcs8.to_vec()),
+            chain_pem: (!chain.is_empty()).then(|| chain.to_owned()),
+        }));
+    }
     let (length, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
     let length = usize::try_from(u32::from_be_bytes(*length)).map_err(|_| corrupt())?;
     let (password, p12) = rest.split_at_checked(length).ok_or_else(corrupt)?;
     let password = std::str::from_utf8(password).map_err(|_| corrupt())?;
-    Ok(SecretMaterial {
+    Ok(Secret::P12(SecretMaterial {
         p12: Zeroizing::new(p12.to_vec()),
         password: Zeroizing::new(password.to_owned()),
-    })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    fn p12(text: &str) -> SecretMaterial {
+        SecretMaterial {
+            p12: Zeroizing::new(text.as_bytes().to_vec()),
+            password: Zeroizing::new(format!("pw {text}")),
+        }
+    }
+
+    #[test]
+    fn both_forms_round_trip_and_the_untagged_layout_is_pkcs12() {
+        // The layout written before the form existed: length, password, file.
+        let mut old = 3u32.to_be_bytes().to_vec();
+        old.extend_from_slice(b"pwdFILE");
+        let Secret::P12(read) = decode(&old).unwrap() else {
+            panic!("an untagged secret is PKCS#12")
+        };
+        assert_eq!(
+            (read.password.as_str(), read.p12.as_slice()),
+            ("pwd", &b"FILE"[..])
+        );
+        assert_eq!(encode((&p12("x")).into()).unwrap().as_slice(), {
+            let mut expected = 4u32.to_be_bytes().to_vec();
+            expected.extend_from_slice(b"pw xx");
+            expected
+        });
+
+        for chain in [None, Some("-----BEGIN CERTIFICATE-----\n...\n".to_owned())] {
+            let key = KeyMaterial {
+                pkcs8: Zeroizing::new(vec![0x30, 1, 2, 3]),
+                chain_pem: chain.clone(),
+            };
+            let bytes = encode((&key).into()).unwrap();
+            let Secret::Key(back) = decode(&bytes).unwrap() else {
+                panic!("a tagged secret is a key")
+            };
+            assert_eq!(back.pkcs8.as_slice(), &[0x30, 1, 2, 3]);
+            assert_eq!(back.chain_pem, chain);
+        }
+        assert!(decode(&KEY_FORM_TAG).is_err());
+        assert!(decode(&[0xFF, 0xFF, 0xFF, 0xFF, b'K', 0, 0, 0, 9, 1]).is_err());
+    }
+
+    #[test]
+    fn debug_prints_no_key() {
+        let key = KeyMaterial {
+            pkcs8: Zeroizing::new(b"SECRETKEY".to_vec()),
+            chain_pem: None,
+        };
+        let text = format!(
+            "{:?} {:?}",
+            Secret::Key(key),
+            Secret::P12(p12("SECRETFILE"))
+        );
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+
+    #[test]
+    fn renewal_versions_are_out_of_the_certificate_range() {
+        for _ in 0..32 {
+            let version = renewal_version().unwrap();
+            assert!((RENEWAL_VERSIONS..RENEWAL_VERSIONS + (1 << 31)).contains(&version));
+            assert!(!legacy_stands_in(version));
+        }
+        assert!(legacy_stands_in(1));
+        assert!(!legacy_stands_in(LEGACY_VERSION));
+    }
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::{
-    BoxFuture, Claim, LEGACY_VERSION, SecretError, SecretKey, SecretMaterial, WriteId, Written,
+    BoxFuture, Claim, LEGACY_VERSION, MaterialRef, Secret, SecretError, SecretKey, WriteId, Written,
 };
 
 /// One sealed secret as the database keeps it.
@@ -155,7 +155,7 @@ impl LocalStore {
         &self,
         key: SecretKey<'_>,
         version: i64,
-        material: &SecretMaterial,
+        material: MaterialRef<'_>,
     ) -> Result<SealedBlob, SecretError> {
         let plaintext = crate::encode(material)?;
         let mut nonce = [0u8; 12];
@@ -188,7 +188,7 @@ impl LocalStore {
         key: SecretKey<'_>,
         version: i64,
         blob: &SealedBlob,
-    ) -> Result<SecretMaterial, SecretError> {
+    ) -> Result<Secret, SecretError> {
         if blob.key_id != self.master.id {
             return Err(SecretError::Corrupt(format!(
                 "sealed with master key {}, but the configured key is {}",
@@ -215,13 +215,13 @@ impl LocalStore {
         crate::decode(&plaintext)
     }
 
-    pub async fn put(
+    pub async fn put<'m>(
         &self,
         key: SecretKey<'_>,
         version: i64,
-        material: &SecretMaterial,
+        material: impl Into<MaterialRef<'m>>,
     ) -> Result<Written, SecretError> {
-        let blob = self.seal(key, version, material)?;
+        let blob = self.seal(key, version, material.into())?;
         let inserted = self
             .blobs
             .insert_blob(key, blob)
@@ -250,7 +250,7 @@ impl LocalStore {
             {
                 return Ok(Some((candidate, blob)));
             }
-            if version == LEGACY_VERSION {
+            if !crate::legacy_stands_in(version) {
                 break;
             }
         }
@@ -261,7 +261,7 @@ impl LocalStore {
         &self,
         key: SecretKey<'_>,
         version: i64,
-    ) -> Result<Option<SecretMaterial>, SecretError> {
+    ) -> Result<Option<Secret>, SecretError> {
         match self.find(key, version).await? {
             Some((opened_as, blob)) => self.open(key, opened_as, &blob).map(Some),
             None => Ok(None),
@@ -288,17 +288,17 @@ impl LocalStore {
             }))
     }
 
-    pub async fn take_over(
+    pub async fn take_over<'m>(
         &self,
         key: SecretKey<'_>,
         version: i64,
         claim: &Claim,
-        material: &SecretMaterial,
+        material: impl Into<MaterialRef<'m>>,
     ) -> Result<Written, SecretError> {
         let WriteId::Nonce(expected) = &claim.write else {
             return Ok(Written::Taken);
         };
-        let blob = self.seal(key, version, material)?;
+        let blob = self.seal(key, version, material.into())?;
         let replaced = self
             .blobs
             .replace_blob(key, blob, expected)
@@ -341,6 +341,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::{KeyMaterial, SecretMaterial};
 
     /// Blobs in memory, keyed like the database table: (account, certificate, version).
     #[derive(Debug, Default)]
@@ -469,11 +470,11 @@ mod tests {
     }
 
     async fn read(store: &LocalStore, key: SecretKey<'_>, version: i64) -> Option<Vec<u8>> {
-        store
-            .get(key, version)
-            .await
-            .unwrap()
-            .map(|material| material.p12.to_vec())
+        match store.get(key, version).await.unwrap() {
+            Some(Secret::P12(material)) => Some(material.p12.to_vec()),
+            Some(Secret::Key(material)) => Some(material.pkcs8.to_vec()),
+            None => None,
+        }
     }
 
     #[tokio::test]
@@ -569,7 +570,7 @@ mod tests {
     /// A blob sealed the way the gateway sealed before versions existed: additional data
     /// naming account and certificate only, kept as version 0 by the migration.
     fn legacy_blob(key: SecretKey<'_>, text: &str) -> SealedBlob {
-        let plaintext = crate::encode(&material(text)).unwrap();
+        let plaintext = crate::encode((&material(text)).into()).unwrap();
         let nonce = [9u8; 12];
         let aad = format!(
             "mtls-gateway/sealed/v1/{}/{}",
@@ -633,6 +634,38 @@ mod tests {
         store.put(KEY, 3, &material("x")).await.unwrap();
         store.remove(KEY, Versions::Below(2)).await.unwrap();
         assert_eq!(memory.versions(KEY), vec![2, 3]);
+        store.remove(KEY, Versions::All).await.unwrap();
+        assert!(memory.versions(KEY).is_empty());
+    }
+
+    /// A gateway-made key is sealed and opened like a PKCS#12 secret, beside the legacy layout
+    /// of the same certificate, which keeps opening as before; a renewal's key (its own version
+    /// range) is never stood in for by the legacy layout.
+    #[tokio::test]
+    async fn a_key_form_secret_lives_beside_the_legacy_layout() {
+        let (store, memory) = store();
+        memory.place(KEY, LEGACY_VERSION, legacy_blob(KEY, "old file"));
+        let key = KeyMaterial {
+            pkcs8: Zeroizing::new(b"pkcs8 der".to_vec()),
+            chain_pem: Some("-----BEGIN CERTIFICATE-----\n".to_owned()),
+        };
+        let renewal = crate::renewal_version().unwrap();
+        assert_eq!(read(&store, KEY, renewal).await, None);
+        assert!(!store.exists(KEY, renewal).await.unwrap());
+        store.put(KEY, renewal, &key).await.unwrap();
+        let Some(Secret::Key(back)) = store.get(KEY, renewal).await.unwrap() else {
+            panic!("the key form reads back as a key");
+        };
+        assert_eq!(back.pkcs8.as_slice(), b"pkcs8 der");
+        assert_eq!(back.chain_pem, key.chain_pem);
+        assert_eq!(
+            read(&store, KEY, 1).await.as_deref(),
+            Some(&b"old file"[..])
+        );
+        // A replacement's removal of the older versions leaves the renewal's key alone.
+        store.put(KEY, 2, &material("two")).await.unwrap();
+        store.remove(KEY, Versions::Below(2)).await.unwrap();
+        assert_eq!(memory.versions(KEY), vec![2, renewal]);
         store.remove(KEY, Versions::All).await.unwrap();
         assert!(memory.versions(KEY).is_empty());
     }

@@ -23,7 +23,8 @@ use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::{
-    Claim, LEGACY_VERSION, SecretError, SecretKey, SecretMaterial, Versions, WriteId, Written,
+    Claim, KeyMaterial, LEGACY_VERSION, MaterialRef, Secret, SecretError, SecretKey,
+    SecretMaterial, Versions, WriteId, Written,
 };
 
 /// How the gateway proves itself to Vault.
@@ -116,10 +117,22 @@ struct ReadMetadata {
     version: u64,
 }
 
+/// A stored secret. The PKCS#12 form is `{p12, password}` (no `format`: every secret written
+/// before gateway-made keys); a gateway-made key is `{format: "pkcs8", key, chain?}`.
 #[derive(Deserialize, zeroize::ZeroizeOnDrop)]
 struct StoredValue {
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
     p12: String,
+    #[serde(default)]
     password: String,
+    /// The PKCS#8 key, base64.
+    #[serde(default)]
+    key: Option<String>,
+    /// The chain, PEM, once uploaded.
+    #[serde(default)]
+    chain: Option<String>,
     /// Unix seconds; absent in the legacy layout.
     #[serde(default, rename = "writtenAt")]
     written_at: i64,
@@ -177,14 +190,14 @@ impl VaultStore {
         format!("{base}/versions/{version}")
     }
 
-    pub async fn put(
+    pub async fn put<'m>(
         &self,
         key: SecretKey<'_>,
         version: i64,
-        material: &SecretMaterial,
+        material: impl Into<MaterialRef<'m>>,
     ) -> Result<Written, SecretError> {
         // cas 0: written only if the path holds nothing, so two writers never share a version.
-        self.write(key, version, 0, material).await
+        self.write(key, version, 0, material.into()).await
     }
 
     /// Writes `version` with check-and-set `cas`: only if the path's current KV version is
@@ -194,19 +207,23 @@ impl VaultStore {
         key: SecretKey<'_>,
         version: i64,
         cas: u64,
-        material: &SecretMaterial,
+        material: MaterialRef<'_>,
     ) -> Result<Written, SecretError> {
-        let body = Zeroizing::new(
-            json!({
-                "options": { "cas": cas },
-                "data": {
-                    "p12": STANDARD.encode(material.p12.as_slice()),
-                    "password": material.password.as_str(),
-                    "writtenAt": crate::local::unix_now(),
-                }
-            })
-            .to_string(),
-        );
+        let data = match material {
+            MaterialRef::P12(material) => json!({
+                "p12": STANDARD.encode(material.p12.as_slice()),
+                "password": material.password.as_str(),
+                "writtenAt": crate::local::unix_now(),
+            }),
+            MaterialRef::Key(material) => json!({
+                "format": "pkcs8",
+                "key": STANDARD.encode(material.pkcs8.as_slice()),
+                "chain": material.chain_pem.as_deref(),
+                "writtenAt": crate::local::unix_now(),
+            }),
+        };
+        let body = Zeroizing::new(json!({ "options": { "cas": cas }, "data": data }).to_string());
+        drop(data);
         let (status, bytes) = self
             .send(
                 Method::POST,
@@ -233,15 +250,17 @@ impl VaultStore {
     }
 
     /// Replaces the claim seen as KV version `claim` of the path, with check-and-set.
-    pub async fn take_over(
+    pub async fn take_over<'m>(
         &self,
         key: SecretKey<'_>,
         version: i64,
         claim: &Claim,
-        material: &SecretMaterial,
+        material: impl Into<MaterialRef<'m>>,
     ) -> Result<Written, SecretError> {
         match claim.write {
-            WriteId::KvVersion(seen) if seen > 0 => self.write(key, version, seen, material).await,
+            WriteId::KvVersion(seen) if seen > 0 => {
+                self.write(key, version, seen, material.into()).await
+            }
             _ => Ok(Written::Taken),
         }
     }
@@ -273,21 +292,39 @@ impl VaultStore {
         &self,
         key: SecretKey<'_>,
         version: i64,
-    ) -> Result<Option<SecretMaterial>, SecretError> {
+    ) -> Result<Option<Secret>, SecretError> {
         let mut value = self.read(key, version).await?;
-        if value.is_none() && version != LEGACY_VERSION {
+        if value.is_none() && crate::legacy_stands_in(version) {
             value = self.read(key, LEGACY_VERSION).await?;
         }
         let Some((value, _)) = value else {
             return Ok(None);
         };
-        let p12 = STANDARD
-            .decode(value.p12.as_bytes())
-            .map_err(|_| SecretError::Corrupt("stored p12 is not base64".to_owned()))?;
-        Ok(Some(SecretMaterial {
-            p12: Zeroizing::new(p12),
-            password: Zeroizing::new(value.password.clone()),
-        }))
+        match value.format.as_deref() {
+            None | Some("pkcs12") => {
+                let p12 = STANDARD
+                    .decode(value.p12.as_bytes())
+                    .map_err(|_| SecretError::Corrupt("stored p12 is not base64".to_owned()))?;
+                Ok(Some(Secret::P12(SecretMaterial {
+                    p12: Zeroizing::new(p12),
+                    password: Zeroizing::new(value.password.clone()),
+                })))
+            }
+            Some("pkcs8") => {
+                let pkcs8 = value
+                    .key
+                    .as_deref()
+                    .and_then(|key| STANDARD.decode(key.as_bytes()).ok())
+                    .ok_or_else(|| SecretError::Corrupt("stored key is not base64".to_owned()))?;
+                Ok(Some(Secret::Key(KeyMaterial {
+                    pkcs8: Zeroizing::new(pkcs8),
+                    chain_pem: value.chain.clone(),
+                })))
+            }
+            Some(_) => Err(SecretError::Corrupt(
+                "stored secret of an unknown format".to_owned(),
+            )),
+        }
     }
 
     async fn metadata_exists(&self, url: &str) -> Result<bool, SecretError> {
@@ -305,7 +342,7 @@ impl VaultStore {
         {
             return Ok(true);
         }
-        if version == LEGACY_VERSION {
+        if !crate::legacy_stands_in(version) {
             return Ok(false);
         }
         self.metadata_exists(&self.version_path("metadata", key, LEGACY_VERSION))

@@ -5,13 +5,14 @@ use crate::certificates::{CertificateRow, row};
 use crate::{Store, StoreError};
 
 impl Store {
-    /// Every live (not deleted) certificate of every account.
+    /// Every live (not deleted) certificate of every account that has one: a pending request
+    /// (SPEC 4.6) has no validity to watch yet.
     pub async fn live_certificates(&self) -> Result<Vec<CertificateRow>, StoreError> {
         mtls_metrics::timed("database", "live_certificates", async move {
             let rows = sqlx::query(concat!(
                 "SELECT ",
                 crate::certificates::columns!(),
-                " FROM certificates WHERE deleted = 0 ORDER BY account_id, id"
+                " FROM certificates WHERE deleted = 0 AND pending = 0 ORDER BY account_id, id"
             ))
             .fetch_all(&self.pool)
             .await?;

@@ -21,7 +21,10 @@ use sqlx::{AnyPool, Executor};
 
 pub use app_keys::AppKeyRow;
 pub use audit::AuditEntry;
-pub use certificates::{CertificateRow, NewCertificate, Replacement, SecretState};
+pub use certificates::{
+    CertificateRow, NewCertificate, NewRenewal, NewRequest, RenewalDetail, RenewalRow, Replacement,
+    SecretState,
+};
 pub use mappings::{GLOBAL, MappingFields, MappingRow, MappingWrite, OverCap, RouteRow};
 
 /// Which database the URL chose.
