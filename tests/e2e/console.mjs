@@ -7,10 +7,14 @@
 //
 // Optional: E2E_P12_PASSWORD (default fixture-secret), SCREENSHOTS=1 to write
 // docs/screenshots/*.png (SCREENSHOT_DIR to write them elsewhere). scripts/e2e sets it all up.
+// The steps of issue 20 (a key made by the gateway: request, sign with a throwaway OpenSSL CA,
+// upload the chain, renew) need the `openssl` command.
 
 import { chromium } from 'playwright-core';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repository = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -326,6 +330,9 @@ await step('deletes a certificate in use only when told to', async () => {
   await waitForText(mappingRow, 'Disabled', 'the mapping disabled by the forced delete');
 });
 
+// Issue 20 (SPEC 4.6): request a certificate, sign it, renew it; defined at the end of this file.
+await requestAndRenewalSteps();
+
 await step('signs out', async () => {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await waitForText(page.locator('h1:visible'), 'Sign in', 'the sign-in page');
@@ -341,3 +348,188 @@ await step('no script error, policy violation or secret in the browser console',
 
 await browser.close();
 console.log(`${passed} passed, ${failed} failed`);
+
+// ---- issue 20: keys made by the gateway (SPEC 4.6) ------------------------------------------
+// A certificate is requested in the page (the gateway makes the key), its CSR is read from the
+// page and signed with `openssl x509 -req` by a throwaway CA made here, and the chain is
+// uploaded through the page: the row becomes Available. A chain issued for another key is
+// refused with chain_key_mismatch and its advice. Then the certificate is renewed the same way
+// (the version goes up by one), and a second renewal is cancelled after confirmation.
+
+async function requestAndRenewalSteps() {
+  const requestedName = 'e2e-requested';
+  const requestForm = page.locator('#request-form');
+  const renewForm = page.locator('#renew-form');
+  const chainForm = page.locator('#chain-form');
+  const status = page.locator('#certificates-status');
+  const csrPanel = page.locator('#csr-panel:visible');
+  const row = page.locator('#certificates-list tbody tr', { hasText: requestedName });
+  const button = (name) => page.getByRole('button', { name, exact: true });
+
+  // The throwaway CA, in a temporary directory removed when the process ends (even on failure).
+  const work = mkdtempSync(join(tmpdir(), 'mtls-e2e-ca-'));
+  process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+  const openssl = (...args) => execFileSync('openssl', args, { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/O=mtls-gateway e2e/CN=e2e Console CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  writeFileSync(join(work, 'leaf.ext'), [
+    'basicConstraints = critical, CA:FALSE',
+    'keyUsage = critical, digitalSignature',
+    'extendedKeyUsage = clientAuth',
+    `subjectAltName = DNS:${requestedName}.example`,
+    '',
+  ].join('\n'));
+  const caPem = readFileSync(join(work, 'ca.pem'), 'utf8');
+  let signed = 0;
+  /** Checks the CSR's own signature with OpenSSL, signs it with the CA: leaf then CA, as PEM. */
+  const sign = (csr) => {
+    signed += 1;
+    const name = `request-${signed}`;
+    writeFileSync(join(work, `${name}.csr`), csr);
+    openssl('req', '-verify', '-noout', '-in', `${name}.csr`);
+    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+      '-days', '90', '-sha256', '-extfile', 'leaf.ext', '-out', `${name}.pem`);
+    const chain = readFileSync(join(work, `${name}.pem`), 'utf8') + caPem;
+    writeFileSync(join(work, `${name}-chain.pem`), chain);
+    return { chain, file: join(work, `${name}-chain.pem`) };
+  };
+  const subjectOf = (csr) => {
+    writeFileSync(join(work, 'subject.csr'), csr);
+    return openssl('req', '-noout', '-subject', '-nameopt', 'RFC2253', '-in', 'subject.csr').trim();
+  };
+  /** The entity as the API holds it. */
+  const entity = async () => {
+    const list = await api('GET', `/mtls/account/${account}/certificates`);
+    const found = list.find((c) => c.name === requestedName && !c.deleted);
+    check(found, `${requestedName} is not in ${JSON.stringify(list)}`);
+    return found;
+  };
+  /** Clicks a button that saves a file; answers its suggested name and text. */
+  const download = async (name) => {
+    const [saved] = await Promise.all([page.waitForEvent('download'), button(name).click()]);
+    const path = await saved.path();
+    return { fileName: saved.suggestedFilename(), text: readFileSync(path, 'utf8') };
+  };
+  const isCsr = (text) => /^-----BEGIN CERTIFICATE REQUEST-----\r?\n[\s\S]+\r?\n-----END CERTIFICATE REQUEST-----\s*$/.test(text);
+
+  let csr = '';
+  let renewalCsr = '';
+  let versionBefore = 0;
+  let fingerprintBefore = '';
+
+  await step('requests a certificate whose key the gateway makes', async () => {
+    await page.getByRole('link', { name: 'Certificates' }).click();
+    await waitForText(page.locator('h1:visible'), 'Certificates', 'the certificates page');
+    await requestForm.getByLabel('Name', { exact: true }).fill(requestedName);
+    await requestForm.getByLabel('Subject', { exact: true }).fill(`CN=${requestedName},O=mtls-gateway e2e`);
+    await requestForm.getByLabel('Subject alternative names').fill(`${requestedName}.example`);
+    await requestForm.getByLabel('Key type').selectOption('P-256');
+    await requestForm.getByRole('button', { name: 'Request certificate' }).click();
+    await waitForText(status, `Requested ${requestedName}`, 'the request result');
+    await waitForText(csrPanel, `Certificate signing request for ${requestedName}`, 'the CSR panel');
+    csr = await page.locator('#csr-pem').inputValue();
+    check(isCsr(csr), `the page does not show a PEM CSR: ${JSON.stringify(csr.slice(0, 200))}`);
+    const subject = subjectOf(csr);
+    check(subject.includes(`CN=${requestedName}`) && subject.includes('O=mtls-gateway e2e'), `CSR subject: ${subject}`);
+    const text = await waitForText(row, 'Pending', 'the pending certificate');
+    check(text.includes('not signed yet'), `the pending row: ${text}`);
+    check((await entity()).status === 'Pending', 'the API does not hold the request as Pending');
+    await screenshot(page, 'certificate-request');
+  });
+
+  await step('downloads the pending CSR from the list', async () => {
+    const saved = await download(`Download CSR for ${requestedName}`);
+    check(saved.fileName === `${requestedName}.csr`, `the file is named ${saved.fileName}`);
+    check(saved.text.trim() === csr.trim(), 'the downloaded CSR is not the one the page showed');
+    await waitForText(page.locator('#csr-status'), `Saved ${requestedName}.csr`, 'the download notice');
+  });
+
+  const foreign = (() => {
+    openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', 'other.key', '-out', 'other.csr', '-subj', `/CN=${requestedName}`);
+    return sign(readFileSync(join(work, 'other.csr'), 'utf8'));
+  })();
+
+  await step('refuses a chain issued for another key (chain_key_mismatch)', async () => {
+    await button(`Upload signed chain for ${requestedName}`).click();
+    await waitForText(page.locator('#chain-title'), `Upload the signed chain for ${requestedName}`, 'the chain form');
+    check(!(await chainForm.getByLabel('Switch at').isVisible()), 'the switch time is offered for a first chain');
+    await chainForm.getByLabel('Or paste the PEM').fill(foreign.chain);
+    await chainForm.getByRole('button', { name: 'Upload chain' }).click();
+    const text = await waitForText(status, 'chain_key_mismatch', 'the refusal');
+    check(text.includes('was not accepted') && text.includes('issued for another key'), `no reason or advice in: ${text}`);
+    check(await chainForm.isVisible(), 'the chain form closed after a refusal');
+    check((await entity()).status === 'Pending', 'a refused chain changed the certificate');
+  });
+
+  await step('uploads the signed chain: the certificate is Available', async () => {
+    const { file } = sign(csr);
+    await chainForm.getByLabel('Or paste the PEM').fill('');
+    await chainForm.getByLabel('PEM file').setInputFiles(file);
+    await chainForm.getByRole('button', { name: 'Upload chain' }).click();
+    await waitForText(status, `${requestedName} is signed and Available`, 'the chain result');
+    const text = await waitForText(row, 'Available', 'the signed certificate');
+    check(/in \d+ days/.test(text) && text.includes('e2e Console CA'), `expiry or issuer missing in: ${text}`);
+    check(await chainForm.isHidden(), 'the chain form is still open');
+    const signedEntity = await entity();
+    check(signedEntity.status === 'Available' && !signedEntity.renewal, `the API holds ${JSON.stringify(signedEntity)}`);
+    versionBefore = Number(signedEntity.version);
+    fingerprintBefore = signedEntity.fingerprintSha256 || '';
+  });
+
+  await step('renews it: a new key and CSR while the current one stays live', async () => {
+    await button(`Renew ${requestedName}`).click();
+    await waitForText(page.locator('#renew-title'), `Renew ${requestedName}`, 'the renew form');
+    await renewForm.getByRole('button', { name: 'Make renewal request' }).click();
+    await waitForText(status, `Renewal of ${requestedName} requested`, 'the renewal result');
+    await waitForText(csrPanel, `Renewal request for ${requestedName}`, 'the renewal CSR panel');
+    renewalCsr = await page.locator('#csr-pem').inputValue();
+    check(isCsr(renewalCsr) && renewalCsr.trim() !== csr.trim(), 'the renewal CSR is missing or the same as the first');
+    check(subjectOf(renewalCsr).includes(`CN=${requestedName}`), 'the renewal CSR does not keep the subject');
+    const text = await waitForText(row, 'Renewal pending', 'the pending renewal');
+    check(text.includes('Available'), `the current certificate is not live any more: ${text}`);
+    const renewing = await entity();
+    check(renewing.status === 'Available' && renewing.renewal && renewing.renewal.status === 'Pending',
+      `the API holds ${JSON.stringify(renewing)}`);
+    const saved = await download(`Download renewal CSR for ${requestedName}`);
+    check(saved.fileName === `${requestedName}-renewal.csr` && saved.text.trim() === renewalCsr.trim(),
+      `the renewal CSR downloaded as ${saved.fileName} is not the one shown`);
+    await screenshot(page, 'certificate-renewal');
+  });
+
+  await step('uploads the renewal chain: the next version, at once', async () => {
+    const { chain } = sign(renewalCsr);
+    await button(`Upload renewal chain for ${requestedName}`).click();
+    await waitForText(page.locator('#chain-title'), `Upload the renewal chain for ${requestedName}`, 'the renewal chain form');
+    check(await chainForm.getByLabel('Switch at').isVisible(), 'no switch time offered for a renewal');
+    await chainForm.getByLabel('Or paste the PEM').fill(chain);
+    await chainForm.getByRole('button', { name: 'Upload chain' }).click();
+    await waitForText(status, `${requestedName} switched to the renewed certificate`, 'the renewal chain result');
+    const version = String(versionBefore + 1);
+    await waitUntil(async () => {
+      const cells = await row.locator('td').allInnerTexts().catch(() => []);
+      return cells.length > 4 && cells[4].trim() === version && !cells[0].includes('Renewal');
+    }, `the row does not show version ${version} without a renewal: ${await row.innerText().catch(() => '')}`);
+    const renewed = await entity();
+    check(renewed.status === 'Available' && Number(renewed.version) === versionBefore + 1 && !renewed.renewal,
+      `the API holds ${JSON.stringify(renewed)} (version before ${versionBefore})`);
+    check(!fingerprintBefore || renewed.fingerprintSha256 !== fingerprintBefore, 'the certificate did not change');
+  });
+
+  await step('cancels a renewal only after confirmation', async () => {
+    await button(`Renew ${requestedName}`).click();
+    await renewForm.getByRole('button', { name: 'Make renewal request' }).click();
+    await waitForText(row, 'Renewal pending', 'the second pending renewal');
+    await button(`Cancel renewal of ${requestedName}`).click();
+    await status.getByRole('button', { name: 'Keep the renewal' }).click();
+    check((await entity()).renewal, 'keeping the renewal cancelled it');
+    await button(`Cancel renewal of ${requestedName}`).click();
+    await status.getByRole('button', { name: `Cancel renewal of ${requestedName}`, exact: true }).click();
+    await waitForText(status, `Cancelled the renewal of ${requestedName}`, 'the cancel result');
+    await waitUntil(async () => !(await row.innerText().catch(() => 'Renewal')).includes('Renewal'), 'the row still shows a renewal');
+    const kept = await entity();
+    check(!kept.renewal && kept.status === 'Available' && Number(kept.version) === versionBefore + 1,
+      `the API holds ${JSON.stringify(kept)}`);
+  });
+}

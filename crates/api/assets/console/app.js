@@ -11,7 +11,9 @@
   const EXPIRY_WARNING_DAYS = 30;
   const SERVICES = { 0: 'TEST_SERVICE', 1: 'IDP', 2: 'WEBHOOKS', 3: 'FAAS' };
 
-  const state = { token: null, claims: null, account: '', certificates: [], mappings: [] };
+  const KEY_TYPES = ['P-256', 'P-384', 'RSA-2048', 'RSA-3072'];
+
+  const state = { token: null, claims: null, account: '', certificates: [], mappings: [], csr: null };
 
   const $ = (id) => document.getElementById(id);
 
@@ -73,7 +75,12 @@
     }
   }
 
-  async function api(method, path, { json, form, headers } = {}) {
+  /**
+   * One call to the gateway. The body is `json` (sent as JSON), `form` (multipart) or `plain`
+   * (a string, with its Content-Type in `headers`). The answer is parsed as JSON, or returned as
+   * text with `asText`.
+   */
+  async function api(method, path, { json, form, plain, headers, asText } = {}) {
     const init = {
       method,
       headers: { Authorization: `Bearer ${state.token}`, ...(headers || {}) },
@@ -86,6 +93,8 @@
       init.body = JSON.stringify(json);
     } else if (form) {
       init.body = form;
+    } else if (plain !== undefined) {
+      init.body = plain;
     }
     let response;
     try {
@@ -110,11 +119,12 @@
       }
       throw error;
     }
-    return body;
+    return asText ? text : body;
   }
 
   const accountPath = () => encodeURIComponent(state.account);
   const certificatesPath = () => `/mtls/account/${accountPath()}/certificates`;
+  const certificatePath = (id) => `${certificatesPath()}/${encodeURIComponent(id)}`;
   const mappingsPath = (id) =>
     `/api/account/${accountPath()}/configuration/ac-common/mtls${id ? `/${encodeURIComponent(id)}` : ''}?v=3.0`;
 
@@ -156,6 +166,10 @@
     network: 'Check that the gateway is running and reachable from this browser.',
     dependency_unavailable: 'The gateway\'s database is not reachable right now. Try again later.',
     secret_store_unavailable: 'The gateway\'s secret store is not reachable right now. Try again later.',
+    chain_key_mismatch: 'This certificate was issued for another key, not for the one the gateway made for this request. Send the CSR shown by Download CSR to your certificate authority and upload the certificate it issues for that CSR.',
+    chain_order: 'The certificates do not link up. Put the certificate signed for the CSR first, then the certificate that issued it, then its issuer, and so on; leave out certificates of other chains.',
+    certificate_usage: 'The certificate states its usages but not TLS client authentication. Ask your certificate authority to issue it with the client authentication extended key usage (clientAuth).',
+    invalid_pem: 'This is not PEM text. Upload the certificates as PEM: blocks from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----, the signed certificate first. Convert a DER file first, for example with openssl x509 -inform der -in cert.der -out cert.pem.',
   };
 
   const WARNING_ADVICE = {
@@ -275,8 +289,9 @@
     state.certificates = [];
     state.mappings = [];
     for (const id of ['tester-result', 'certificates-status', 'certificates-list', 'mappings-status', 'mappings-list']) clear($(id));
-    for (const id of ['tester-form', 'upload-form', 'replace-form', 'mapping-form']) $(id).reset();
+    for (const id of ['tester-form', 'upload-form', 'replace-form', 'mapping-form', 'request-form']) $(id).reset();
     $('replace-form').hidden = true;
+    closeCertificatePanels();
     $('session').hidden = true;
     $('nav').hidden = true;
     if (message) setStatus($('sign-in-status'), 'info', message);
@@ -307,6 +322,7 @@
     state.certificates = [];
     state.mappings = [];
     clear($('tester-result'));
+    closeCertificatePanels();
     route(false);
     return true;
   }
@@ -605,15 +621,50 @@
   }
 
   function statusBadge(status) {
-    const kinds = { Available: ['ok', '✓'], Expired: ['bad', '✗'], UnAvailable: ['warn', '!'] };
+    const kinds = { Available: ['ok', '✓'], Expired: ['bad', '✗'], UnAvailable: ['warn', '!'], Pending: ['pending', '…'] };
     const [kind, icon] = kinds[status] || ['warn', '?'];
     return h('span', { class: `badge badge-${kind}` }, h('span', { 'aria-hidden': 'true', text: `${icon} ` }), status === 'UnAvailable' ? 'Unavailable' : status);
+  }
+
+  /** The renewal of a certificate in words, or null when it has none. */
+  function renewalLine(certificate) {
+    const renewal = certificate.renewal;
+    if (!renewal || typeof renewal !== 'object') return null;
+    const text = renewal.status === 'Scheduled'
+      ? `Renewal scheduled: switches at ${formatDate(renewal.activateAt)}`
+      : 'Renewal pending: waiting for its signed chain';
+    return h('div', { class: 'renewal small' }, h('span', { 'aria-hidden': 'true', text: '↻ ' }), text);
+  }
+
+  function certificateActions(certificate) {
+    const name = certificate.name;
+    const button = (label, accessibleName, onclick, kind) =>
+      h('button', { type: 'button', class: `${kind || 'secondary'} small-button`, 'aria-label': accessibleName, text: label, onclick });
+    const main = certificate.status === 'Pending'
+      ? [
+        button('Download CSR', `Download CSR for ${name}`, () => downloadCsr(certificate, false)),
+        button('Upload signed chain', `Upload signed chain for ${name}`, () => openChain(certificate, false)),
+      ]
+      : [
+        button('Replace', `Replace ${name}`, () => openReplace(certificate)),
+        certificate.renewal ? null : button('Renew', `Renew ${name}`, () => openRenew(certificate)),
+      ];
+    const renewal = certificate.renewal
+      ? h('div', { class: 'actions renewal-actions', role: 'group', 'aria-label': `Renewal of ${name}` },
+        button('Download renewal CSR', `Download renewal CSR for ${name}`, () => downloadCsr(certificate, true)),
+        button('Upload renewal chain', `Upload renewal chain for ${name}`, () => openChain(certificate, true)),
+        button('Cancel renewal', `Cancel renewal of ${name}`, () => confirmCancelRenewal(certificate), 'danger'))
+      : null;
+    return [
+      h('div', { class: 'actions' }, main, button('Delete', `Delete ${name}`, () => confirmDeleteCertificate(certificate), 'danger')),
+      renewal,
+    ];
   }
 
   function renderCertificates(certificates) {
     const listElement = $('certificates-list');
     if (!certificates.length) {
-      listElement.replaceChildren(h('p', { class: 'empty', text: 'No certificates yet. Upload one above.' }));
+      listElement.replaceChildren(h('p', { class: 'empty', text: 'No certificates yet. Upload or request one above.' }));
       return;
     }
     const sorted = [...certificates].sort((a, b) => String(a.name).localeCompare(String(b.name)));
@@ -621,14 +672,15 @@
       h('thead', {}, h('tr', {}, ['Name', 'Status', 'Expires', 'Subject and issuer', 'Key', 'Version', 'Actions'].map((title) => h('th', { scope: 'col', text: title })))),
       h('tbody', {}, sorted.map((certificate) => h('tr', { 'data-id': certificate.id },
         h('th', { scope: 'row' }, h('span', { class: 'name', text: certificate.name }), h('div', { class: 'muted small', text: `id ${certificate.id}` })),
-        h('td', {}, statusBadge(certificate.status)),
-        h('td', {}, expiryCell(certificate.expirationDate)),
-        h('td', {}, h('div', {}, h('code', { text: certificate.subject || '' })), h('div', { class: 'muted small' }, 'issued by ', h('code', { text: certificate.issuer || '' }))),
+        h('td', {}, statusBadge(certificate.status), renewalLine(certificate)),
+        h('td', {}, certificate.status === 'Pending' && !certificate.expirationDate
+          ? h('span', { class: 'muted', text: 'not signed yet' })
+          : expiryCell(certificate.expirationDate)),
+        h('td', {}, h('div', {}, h('code', { text: certificate.subject || '' })),
+          certificate.issuer ? h('div', { class: 'muted small' }, 'issued by ', h('code', { text: certificate.issuer })) : null),
         h('td', { text: certificate.keyType || '' }),
         h('td', { text: certificate.version === undefined ? '' : String(certificate.version) }),
-        h('td', {}, h('div', { class: 'actions' },
-          h('button', { type: 'button', class: 'secondary small-button', 'aria-label': `Replace ${certificate.name}`, text: 'Replace', onclick: () => openReplace(certificate) }),
-          h('button', { type: 'button', class: 'danger small-button', 'aria-label': `Delete ${certificate.name}`, text: 'Delete', onclick: () => confirmDeleteCertificate(certificate) }))))))));
+        h('td', {}, certificateActions(certificate)))))));
   }
 
   function saveSummary(result, verb) {
@@ -715,9 +767,9 @@
   }
 
   /** An inline confirmation in `element`: a question and two buttons; focus on the first. */
-  function askConfirmation(element, kind, content, confirmLabel, onConfirm) {
+  function askConfirmation(element, kind, content, confirmLabel, onConfirm, dismissLabel) {
     const confirm = h('button', { type: 'button', class: 'danger', text: confirmLabel });
-    const cancel = h('button', { type: 'button', class: 'secondary', text: 'Cancel', onclick: () => clear(element) });
+    const cancel = h('button', { type: 'button', class: 'secondary', text: dismissLabel || 'Cancel', onclick: () => clear(element) });
     confirm.addEventListener('click', () => {
       confirm.disabled = true;
       onConfirm();
@@ -749,6 +801,295 @@
       showError(status, error, `${certificate.name} was not deleted`);
     }
     await loadCertificates().catch(() => {});
+  }
+
+  // ---- keys made by the gateway: requests, chains, renewals (SPEC 4.6) ----------------------
+
+  /** `a, b` or one per line, as an array of non-empty names. */
+  function splitNames(text) {
+    return text.split(/[\n,]/).map((name) => name.trim()).filter(Boolean);
+  }
+
+  /** A file name made of the certificate's name: letters, digits, dot, dash, underscore. */
+  function fileNameOf(name, suffix) {
+    const base = String(name).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|-+$/g, '') || 'certificate';
+    return `${base}${suffix}`;
+  }
+
+  /** Saves `text` as a file through an object URL (same origin, allowed by the page's policy). */
+  function saveText(fileName, type, text) {
+    const address = URL.createObjectURL(new Blob([text], { type }));
+    const link = h('a', { href: address, download: fileName, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(address), 60_000);
+  }
+
+  /** Shows a CSR with Copy and Download; `renewal` tells which upload it is waiting for. */
+  function showCsr(certificate, csr, renewal) {
+    state.csr = { text: csr, fileName: fileNameOf(certificate.name, renewal ? '-renewal.csr' : '.csr') };
+    $('csr-title').textContent = renewal
+      ? `Renewal request for ${certificate.name}`
+      : `Certificate signing request for ${certificate.name}`;
+    $('csr-hint').textContent = `Send this CSR to your certificate authority; the private key stays in the gateway. `
+      + `When the authority has signed it, choose ${renewal ? 'Upload renewal chain' : 'Upload signed chain'} for ${certificate.name} in the list below.`
+      + (renewal ? ' The current certificate stays in use until then.' : '');
+    $('csr-pem').value = csr;
+    clear($('csr-status'));
+    $('csr-panel').hidden = false;
+    const title = $('csr-title');
+    title.setAttribute('tabindex', '-1');
+    title.focus();
+  }
+
+  function closeCsr() {
+    state.csr = null;
+    $('csr-title').textContent = 'Certificate signing request';
+    $('csr-hint').textContent = 'Send this CSR to your certificate authority.';
+    $('csr-pem').value = '';
+    clear($('csr-status'));
+    $('csr-panel').hidden = true;
+  }
+
+  async function copyCsr() {
+    const status = $('csr-status');
+    const field = $('csr-pem');
+    try {
+      await navigator.clipboard.writeText(field.value);
+      setStatus(status, 'ok', 'Copied the CSR to the clipboard.');
+    } catch {
+      // No clipboard API (a page served over plain http on another host) or no permission.
+      field.focus();
+      field.select();
+      let copied = false;
+      try {
+        copied = document.execCommand('copy');
+      } catch {
+        copied = false;
+      }
+      setStatus(status, copied ? 'ok' : 'info', copied
+        ? 'Copied the CSR to the clipboard.'
+        : 'This browser did not allow copying. The CSR is selected: press Ctrl+C (⌘C on a Mac).');
+    }
+  }
+
+  function downloadShownCsr() {
+    if (!state.csr) return;
+    saveText(state.csr.fileName, 'application/pkcs10', state.csr.text);
+    setStatus($('csr-status'), 'ok', `Saved ${state.csr.fileName} to your downloads.`);
+  }
+
+  /** After a panel closes: focus on the list's heading, so that the keyboard is not lost. */
+  function focusCertificateList() {
+    const heading = $('certificates-list-title');
+    heading.setAttribute('tabindex', '-1');
+    heading.focus();
+  }
+
+  function closeCertificatePanels() {
+    closeCsr();
+    closeRenew();
+    closeChain();
+  }
+
+  async function onRequest(event) {
+    event.preventDefault();
+    const status = $('certificates-status');
+    if (!requireAccount(status)) return;
+    const name = $('request-name').value.trim();
+    const subject = $('request-subject').value.trim();
+    const keyType = $('request-key-type').value;
+    const subjectAltNames = splitNames($('request-sans').value);
+    if (!name || !subject) {
+      setStatus(status, 'error', 'Give the certificate a name and a subject, such as CN=brand-a,O=Brand A.');
+      return;
+    }
+    const body = { name, subject, keyType: KEY_TYPES.includes(keyType) ? keyType : 'P-256' };
+    if (subjectAltNames.length) body.subjectAltNames = subjectAltNames;
+    const button = $('request-submit');
+    button.disabled = true;
+    closeCertificatePanels();
+    setStatus(status, 'info', `Making a ${body.keyType} key and a CSR for ${name}…`);
+    try {
+      const created = await api('POST', `${certificatesPath()}/requests`, { json: body });
+      const certificate = { ...(created || {}), name: (created && created.name) || name };
+      setStatus(status, 'ok', `Requested ${certificate.name}${certificate.id === undefined ? '' : ` (id ${certificate.id})`}: `
+        + 'its key was made in the gateway and is listed as Pending until you upload the signed chain.');
+      $('request-form').reset();
+      if (created && typeof created.csr === 'string') showCsr(certificate, created.csr, false);
+    } catch (error) {
+      showError(status, error, `${name} was not requested`);
+    } finally {
+      button.disabled = false;
+    }
+    await loadCertificates().catch(() => {});
+  }
+
+  /** `GET .../csr` or `.../renewal/csr`: shows the CSR and saves it as a file. */
+  async function downloadCsr(certificate, renewal) {
+    const status = $('certificates-status');
+    const path = `${certificatePath(certificate.id)}${renewal ? '/renewal/csr' : '/csr'}`;
+    try {
+      const csr = await api('GET', path, { asText: true, headers: { Accept: 'application/pkcs10, text/plain' } });
+      clear(status);
+      showCsr(certificate, csr, renewal);
+      downloadShownCsr();
+    } catch (error) {
+      showError(status, error, `The ${renewal ? 'renewal ' : ''}CSR of ${certificate.name} could not be read`);
+    }
+  }
+
+  function openRenew(certificate) {
+    closeChain();
+    const form = $('renew-form');
+    form.reset();
+    form.dataset.id = String(certificate.id);
+    form.dataset.name = certificate.name;
+    $('renew-title').textContent = `Renew ${certificate.name}`;
+    $('renew-subject').placeholder = certificate.subject || 'CN=brand-a,O=Brand A';
+    form.hidden = false;
+    $('renew-key-type').focus();
+  }
+
+  function closeRenew() {
+    const form = $('renew-form');
+    form.reset();
+    form.hidden = true;
+    delete form.dataset.id;
+    delete form.dataset.name;
+  }
+
+  async function onRenew(event) {
+    event.preventDefault();
+    const status = $('certificates-status');
+    const form = $('renew-form');
+    const id = form.dataset.id;
+    const name = form.dataset.name || `id ${id}`;
+    if (!id) return;
+    const body = {};
+    const keyType = $('renew-key-type').value;
+    const subject = $('renew-subject').value.trim();
+    if (KEY_TYPES.includes(keyType)) body.keyType = keyType;
+    if (subject) body.subject = subject;
+    const button = $('renew-submit');
+    button.disabled = true;
+    setStatus(status, 'info', `Making a new key and a CSR for ${name}…`);
+    try {
+      const answer = await api('POST', `${certificatePath(id)}/renewal`, { json: body });
+      setStatus(status, 'ok', `Renewal of ${name} requested: a new key was made; the current certificate stays in use until you upload the renewal chain.`);
+      closeRenew();
+      if (answer && typeof answer.csr === 'string') showCsr({ id, name }, answer.csr, true);
+    } catch (error) {
+      showError(status, error, `${name} was not renewed`);
+    } finally {
+      button.disabled = false;
+    }
+    await loadCertificates().catch(() => {});
+  }
+
+  function openChain(certificate, renewal) {
+    closeRenew();
+    const form = $('chain-form');
+    form.reset();
+    form.dataset.id = String(certificate.id);
+    form.dataset.name = certificate.name;
+    form.dataset.mode = renewal ? 'renewal' : 'chain';
+    $('chain-title').textContent = renewal
+      ? `Upload the renewal chain for ${certificate.name}`
+      : `Upload the signed chain for ${certificate.name}`;
+    for (const id of ['chain-activate-at-label', 'chain-activate-at-field']) $(id).hidden = !renewal;
+    form.hidden = false;
+    $('chain-file').focus();
+  }
+
+  function closeChain() {
+    const form = $('chain-form');
+    form.reset();
+    form.hidden = true;
+    delete form.dataset.id;
+    delete form.dataset.name;
+    delete form.dataset.mode;
+  }
+
+  /** A `datetime-local` value (the browser's time zone) as RFC 3339 UTC without fractions. */
+  function activateAtOf(value) {
+    const time = new Date(value).getTime();
+    return Number.isNaN(time) ? null : new Date(time).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+
+  async function onChain(event) {
+    event.preventDefault();
+    const status = $('certificates-status');
+    const form = $('chain-form');
+    const id = form.dataset.id;
+    const name = form.dataset.name || `id ${id}`;
+    const renewal = form.dataset.mode === 'renewal';
+    if (!id) return;
+    const file = $('chain-file').files[0];
+    let pem = $('chain-pem').value.trim();
+    if (file) {
+      try {
+        pem = await file.text();
+      } catch {
+        setStatus(status, 'error', `${file.name} could not be read.`);
+        return;
+      }
+    }
+    if (!pem.trim()) {
+      setStatus(status, 'error', 'Choose the PEM file your certificate authority sent, or paste its text.');
+      $('chain-file').focus();
+      return;
+    }
+    let path = `${certificatePath(id)}${renewal ? '/renewal/chain' : '/chain'}`;
+    let activateAt = null;
+    const when = renewal ? $('chain-activate-at').value : '';
+    if (when) {
+      activateAt = activateAtOf(when);
+      if (!activateAt || Date.parse(activateAt) <= Date.now()) {
+        setStatus(status, 'error', 'Choose a switch time in the future, or leave it empty to switch at once.');
+        $('chain-activate-at').setAttribute('aria-invalid', 'true');
+        $('chain-activate-at').focus();
+        return;
+      }
+      path += `?activateAt=${encodeURIComponent(activateAt)}`;
+    }
+    $('chain-activate-at').removeAttribute('aria-invalid');
+    const button = $('chain-submit');
+    button.disabled = true;
+    setStatus(status, 'info', `Uploading the ${renewal ? 'renewal ' : ''}chain for ${name}…`);
+    try {
+      const entity = await api('PUT', path, { plain: pem, headers: { 'Content-Type': 'application/x-pem-file' } });
+      const version = entity && entity.version !== undefined ? ` (version ${entity.version})` : '';
+      let message;
+      if (!renewal) message = `${name} is signed and ${entity && entity.status ? entity.status : 'Available'}${version}.`;
+      else if (activateAt) message = `${name} switches to the renewed certificate at ${formatDate(activateAt)}; the current one stays in use until then.`;
+      else message = `${name} switched to the renewed certificate${version}.`;
+      setStatus(status, 'ok', message);
+      closeChain();
+      closeCsr();
+    } catch (error) {
+      showError(status, error, `The ${renewal ? 'renewal ' : ''}chain for ${name} was not accepted`);
+    } finally {
+      button.disabled = false;
+    }
+    await loadCertificates().catch(() => {});
+  }
+
+  function confirmCancelRenewal(certificate) {
+    askConfirmation($('certificates-status'), 'warn',
+      h('p', { text: `Cancel the renewal of ${certificate.name}? Its new key is destroyed; the current certificate stays in use.` }),
+      `Cancel renewal of ${certificate.name}`, async () => {
+        const status = $('certificates-status');
+        try {
+          await api('DELETE', `${certificatePath(certificate.id)}/renewal`);
+          setStatus(status, 'ok', `Cancelled the renewal of ${certificate.name}.`);
+          closeCertificatePanels();
+        } catch (error) {
+          showError(status, error, `The renewal of ${certificate.name} was not cancelled`);
+        }
+        await loadCertificates().catch(() => {});
+      }, 'Keep the renewal');
   }
 
   // ---- mappings ----------------------------------------------------------------------------
@@ -920,6 +1261,14 @@
     $('replace-form').addEventListener('submit', onReplace);
     $('replace-cancel').addEventListener('click', closeReplace);
     $('certificates-refresh').addEventListener('click', () => loadCertificates());
+    $('request-form').addEventListener('submit', onRequest);
+    $('renew-form').addEventListener('submit', onRenew);
+    $('renew-cancel').addEventListener('click', () => { closeRenew(); focusCertificateList(); });
+    $('chain-form').addEventListener('submit', onChain);
+    $('chain-cancel').addEventListener('click', () => { closeChain(); focusCertificateList(); });
+    $('csr-copy').addEventListener('click', copyCsr);
+    $('csr-download').addEventListener('click', downloadShownCsr);
+    $('csr-close').addEventListener('click', () => { closeCsr(); focusCertificateList(); });
     $('mapping-form').addEventListener('submit', onCreateMapping);
     $('mapping-service').addEventListener('change', onServiceChange);
     $('mappings-refresh').addEventListener('click', () => loadMappings());
