@@ -373,3 +373,158 @@ impl Body for H2Body {
             .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// A body the test feeds frame by frame; it ends when the sender is dropped.
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+        }
+    }
+
+    /// An h2 server on one end of an in-memory pipe, and the gateway's sender on the other.
+    async fn pair() -> (
+        Sender,
+        h2::server::Connection<tokio::io::DuplexStream, Bytes>,
+    ) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(h2::server::handshake(server));
+        let sender = handshake(client).await.unwrap();
+        (sender, server.await.unwrap().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_goes_whole_and_connection_headers_do_not() {
+        let (mut sender, mut server) = pair().await;
+        let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
+        let request = Request::post("https://target.example/upload")
+            .header("connection", "x-private")
+            .header("x-private", "1")
+            .header("keep-alive", "timeout=5")
+            .header("te", "gzip")
+            .header("x-kept", "2")
+            .body(Fed(fed))
+            .unwrap();
+        let served = tokio::spawn(async move {
+            let (request, mut respond) = server.accept().await.unwrap().unwrap();
+            // The connection is driven while the body is read.
+            tokio::spawn(async move { while server.accept().await.is_some() {} });
+            let headers = request.headers().clone();
+            let mut recv = request.into_body();
+            let mut body = Vec::new();
+            while let Some(chunk) = recv.data().await {
+                let chunk = chunk.unwrap();
+                let _ = recv.flow_control().release_capacity(chunk.len());
+                body.extend_from_slice(&chunk);
+            }
+            let answer = hyper::Response::builder()
+                .header("content-length", "2")
+                .body(())
+                .unwrap();
+            let mut stream = respond.send_response(answer, false).unwrap();
+            stream.send_data(Bytes::from_static(b"ok"), true).unwrap();
+            (headers, body)
+        });
+        // The body is not in hand when the request goes: its task sends it.
+        let sent = tokio::spawn(async move { sender.send(request).await });
+        for chunk in [&b"abc"[..], b"def"] {
+            tokio::task::yield_now().await;
+            feed.send(Bytes::from_static(chunk)).unwrap();
+        }
+        drop(feed);
+        let (headers, body) = served.await.unwrap();
+        assert_eq!(body, b"abcdef");
+        for name in ["connection", "x-private", "keep-alive", "te"] {
+            assert!(!headers.contains_key(name), "{name} is not sent");
+        }
+        assert_eq!(headers["x-kept"], "2");
+        let response = sent.await.unwrap().unwrap();
+        assert_eq!(response.body().size_hint().exact(), Some(2));
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(answer, "ok");
+    }
+
+    #[tokio::test]
+    async fn a_request_given_up_before_its_answer_resets_its_stream() {
+        let (mut sender, mut server) = pair().await;
+        let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
+        let request = Request::post("https://target.example/slow")
+            .body(Fed(fed))
+            .unwrap();
+        let sent = tokio::spawn(async move { sender.send(request).await });
+        let (request, _respond) = server.accept().await.unwrap().unwrap();
+        let driven = tokio::spawn(async move { while server.accept().await.is_some() {} });
+        let mut body = request.into_body();
+        feed.send(Bytes::from_static(b"x")).unwrap();
+        assert_eq!(body.data().await.unwrap().unwrap(), "x");
+        // The caller goes away: the body's task resets the stream, which the target sees.
+        sent.abort();
+        let error = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match body.data().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => break error,
+                    None => panic!("the stream ended cleanly"),
+                }
+            }
+        })
+        .await
+        .expect("the stream is reset");
+        assert_eq!(error.reason(), Some(h2::Reason::CANCEL));
+        drop(feed);
+        driven.abort();
+    }
+
+    #[tokio::test]
+    async fn a_get_carries_no_content_length_and_a_closed_connection_shows() {
+        let (mut sender, mut server) = pair().await;
+        let request = Request::get("https://target.example/")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let (answered, told) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            let (request, mut respond) = server.accept().await.unwrap().unwrap();
+            let had_length = request.headers().contains_key("content-length");
+            respond
+                .send_response(hyper::Response::new(()), true)
+                .unwrap();
+            // Once the answer is in, the server goes away.
+            let mut told = std::pin::pin!(told);
+            loop {
+                tokio::select! {
+                    _ = &mut told => break,
+                    _ = server.accept() => {}
+                }
+            }
+            server.abrupt_shutdown(h2::Reason::NO_ERROR);
+            while server.accept().await.is_some() {}
+            had_length
+        });
+        let response = sender.send(request).await.unwrap();
+        answered.send(()).unwrap();
+        assert!(response.body().is_end_stream());
+        assert!(!served.await.unwrap(), "no Content-Length on a GET");
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while !sender.is_closed() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the closed connection is seen");
+    }
+}
