@@ -1,7 +1,7 @@
 //! One identity's upstream client on one worker thread: its own keep-alive pool, of HTTP/1.1
 //! connections driven by the request's own task ([`crate::h1`]) and of HTTP/2 connections over
-//! hyper's connection API (`hyper::client::conn`), in place of hyper-util's general-purpose
-//! client.
+//! the `h2` crate (`http2.rs`: the request's task opens its stream, only the connection has a
+//! task), in place of hyper-util's general-purpose client.
 //!
 //! What it keeps of that client's behavior: HTTP/1.1 or HTTP/2 as the target's ALPN answer
 //! says, an HTTP/2 connection shared by the requests to a target (requests that find none
