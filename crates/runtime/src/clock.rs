@@ -181,6 +181,11 @@ impl UploadClock {
     /// The first byte of the target's answer has come (called by the sending side; only the
     /// first call counts). An answer that starts before the upload ends is timed from then.
     pub fn answering(&self) {
+        // After the end of the upload (always, for a request without a body) an answer's
+        // start moves no deadline: no clock read.
+        if self.ended.load(Ordering::Acquire) != 0 {
+            return;
+        }
         let now = self.micros(Instant::now()).saturating_add(1);
         let _ = self
             .answered
@@ -336,14 +341,7 @@ where
             }
             Poll::Pending => {
                 this.clock.waiting.store(true, Ordering::Release);
-                let deadline = later(Instant::now(), this.idle);
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if !this.armed {
-                    sleep.as_mut().reset(deadline);
-                    this.armed = true;
-                }
+                let sleep = arm(&mut this.sleep, &mut this.armed, this.idle);
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.clock.blame(CallerFault::BodyTimeout);
@@ -404,14 +402,7 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
-                let deadline = later(Instant::now(), this.idle);
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if !this.armed {
-                    sleep.as_mut().reset(deadline);
-                    this.armed = true;
-                }
+                let sleep = arm(&mut this.sleep, &mut this.armed, this.idle);
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ResponseBodyTimeout)))),
                     Poll::Pending => Poll::Pending,
@@ -430,6 +421,29 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// An idle clock's timer, armed `idle` from now unless it already runs (the clock is read
+/// only then): made once per body and reset afterwards, never made again.
+fn arm<'a>(
+    sleep: &'a mut Option<Pin<Box<Sleep>>>,
+    armed: &mut bool,
+    idle: Duration,
+) -> &'a mut Pin<Box<Sleep>> {
+    let fresh = !*armed;
+    *armed = true;
+    match sleep {
+        Some(running) => {
+            if fresh {
+                running.as_mut().reset(later(Instant::now(), idle));
+            }
+            running
+        }
+        None => sleep.insert(Box::pin(tokio::time::sleep_until(later(
+            Instant::now(),
+            idle,
+        )))),
     }
 }
 

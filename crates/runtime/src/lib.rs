@@ -9,6 +9,7 @@ pub mod egress;
 pub mod failure;
 pub mod forward;
 pub mod h1;
+mod http2;
 pub mod identity;
 pub mod pool;
 pub mod probe;

@@ -1,7 +1,7 @@
 //! One identity's upstream client on one worker thread: its own keep-alive pool, of HTTP/1.1
 //! connections driven by the request's own task ([`crate::h1`]) and of HTTP/2 connections over
-//! hyper's connection API (`hyper::client::conn`), in place of hyper-util's general-purpose
-//! client.
+//! the `h2` crate (`http2.rs`: the request's task opens its stream, only the connection has a
+//! task), in place of hyper-util's general-purpose client.
 //!
 //! What it keeps of that client's behavior: HTTP/1.1 or HTTP/2 as the target's ALPN answer
 //! says, an HTTP/2 connection shared by the requests to a target (requests that find none
@@ -30,10 +30,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
-use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::client::conn::http2;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::{Request, Response, Uri};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
@@ -42,6 +40,7 @@ pub use crate::connect::ConnectFailed;
 use crate::connect::{ConnectError, VettedConnector};
 use crate::failure::{TlsWatch, Watched};
 use crate::h1::{self, Conn, Stream};
+use crate::http2::{self, H2Body};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -200,7 +199,7 @@ impl StdError for Unusable {}
 enum Sender {
     Http1(Box<Conn>),
     /// With the TLS error its connection saw, which h2 would hand on as text only.
-    Http2(http2::SendRequest<ForwardBody>, TlsWatch),
+    Http2(http2::Sender, TlsWatch),
 }
 
 struct Idle {
@@ -370,7 +369,7 @@ impl Client {
         // The HTTP/1.1 head, encoded at the first HTTP/1.1 attempt and kept for another.
         let mut encoded: Option<h1::Encoded> = None;
         let stages = request.extensions().get::<Arc<Stages>>().cloned();
-        for attempt in 1..=ATTEMPTS {
+        for _ in 0..ATTEMPTS {
             let (sender, reused) = match self.checkout(https, authority) {
                 Some(sender) => (sender, true),
                 // Boxed: the connect future is large and rare; inline, every request's
@@ -394,22 +393,17 @@ impl Client {
             }
             match sender {
                 Sender::Http2(mut sender, watch) => {
+                    // Not ready: the connection is gone before it took the request, which may
+                    // go on another.
                     if sender.ready().await.is_err() {
                         continue;
                     }
-                    let mut sent = match sender.try_send_request(request).await {
-                        Ok(response) => {
-                            return Ok(response.map(|body| UpstreamBody {
-                                body: Source::Http2(body),
-                            }));
-                        }
-                        Err(error) => error,
+                    return match sender.send(request).await {
+                        Ok(response) => Ok(response.map(|body| UpstreamBody {
+                            body: Source::Http2(body),
+                        })),
+                        Err(error) => Err(watch.explain(error)),
                     };
-                    match sent.take_message() {
-                        // Not sent: the connection closed under it; another may take it.
-                        Some(unsent) if reused && attempt < ATTEMPTS => request = unsent,
-                        _ => return Err(watch.explain(Box::new(sent.into_error()))),
-                    }
                 }
                 Sender::Http1(mut conn) => {
                     let encoded = match &mut encoded {
@@ -478,7 +472,10 @@ impl Client {
                         return Some(Sender::Http1(conn));
                     }
                 }
-                Sender::Http2(sender, watch) if !sender.is_closed() => {
+                Sender::Http2(mut sender, watch) => {
+                    if sender.is_closed() {
+                        continue;
+                    }
                     let shared = Sender::Http2(sender.clone(), watch.clone());
                     list.push(Idle {
                         sender: Sender::Http2(sender, watch),
@@ -486,7 +483,6 @@ impl Client {
                     });
                     return Some(shared);
                 }
-                _ => {}
             }
         }
         None
@@ -581,18 +577,11 @@ impl Client {
         counter.fetch_add(1, Ordering::Relaxed);
         if session.alpn_protocol() == Some(b"h2") {
             let watch = TlsWatch::default();
-            let io = TokioIo::new(Watched::new(tls, watch.clone()));
-            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .handshake(io)
+            let io = Watched::new(tls, watch.clone());
+            let sender = http2::handshake(io)
                 .await
                 .map_err(|error| failed(Box::new(error)))?;
             handshaken();
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "upstream HTTP/2 connection ended");
-                }
-            });
             Ok(Sender::Http2(sender, watch))
         } else {
             handshaken();
@@ -640,7 +629,7 @@ struct Release {
 enum Source {
     /// The body, and where its connection goes back (taken when it has).
     Http1(h1::Body, Option<Release>),
-    Http2(Incoming),
+    Http2(H2Body),
 }
 
 /// A response body from the target; its end hands an HTTP/1.1 connection back to the pool.
@@ -684,9 +673,7 @@ impl Body for UpstreamBody {
         let polled = match &mut self.body {
             Source::Http1(body, _) => Pin::new(body).poll_frame(cx),
             Source::Http2(body) => {
-                return Pin::new(body)
-                    .poll_frame(cx)
-                    .map_err(|error| Box::new(error) as BoxError);
+                return Pin::new(body).poll_frame(cx);
             }
         };
         if polled.is_ready() {

@@ -223,7 +223,8 @@ struct Copy {
 /// 307/308 can send it again; past the limit the copy is dropped (never more is held).
 pub struct Replay<B> {
     inner: B,
-    copy: Arc<Mutex<Copy>>,
+    /// `None` for a body that was empty from the start: nothing to copy, nothing allocated.
+    copy: Option<Arc<Mutex<Copy>>>,
 }
 
 impl<B> std::fmt::Debug for Replay<B> {
@@ -234,12 +235,15 @@ impl<B> std::fmt::Debug for Replay<B> {
 
 /// The handle to a [`Replay`]'s copy, kept by the sender.
 #[derive(Clone, Debug)]
-pub struct ReplayCopy(Arc<Mutex<Copy>>);
+pub struct ReplayCopy(Option<Arc<Mutex<Copy>>>);
 
 impl ReplayCopy {
     /// The whole body, when it has ended and was at most [`REPLAY_LIMIT`] bytes.
     pub fn body(&self) -> Option<Bytes> {
-        let copy = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(copy) = &self.0 else {
+            return Some(Bytes::new());
+        };
+        let copy = copy.lock().unwrap_or_else(PoisonError::into_inner);
         (copy.complete && !copy.over).then(|| Bytes::copy_from_slice(&copy.bytes))
     }
 }
@@ -247,16 +251,16 @@ impl ReplayCopy {
 impl<B: Body> Replay<B> {
     /// `inner` with an empty copy (complete at once when `inner` has no body).
     pub fn new(inner: B) -> (Self, ReplayCopy) {
-        let copy = Arc::new(Mutex::new(Copy {
-            complete: inner.is_end_stream(),
-            ..Copy::default()
-        }));
+        if inner.is_end_stream() {
+            return (Self { inner, copy: None }, ReplayCopy(None));
+        }
+        let copy = Arc::new(Mutex::new(Copy::default()));
         (
             Self {
                 inner,
-                copy: Arc::clone(&copy),
+                copy: Some(Arc::clone(&copy)),
             },
-            ReplayCopy(copy),
+            ReplayCopy(Some(copy)),
         )
     }
 }
@@ -274,9 +278,12 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(shared) = &this.copy else {
+            return polled;
+        };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                let mut copy = this.copy.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut copy = shared.lock().unwrap_or_else(PoisonError::into_inner);
                 match frame.data_ref() {
                     Some(data) if !copy.over => {
                         let needed = copy.bytes.len().saturating_add(data.len());
@@ -307,7 +314,7 @@ where
                 }
             }
             Poll::Ready(None) => {
-                this.copy
+                shared
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .complete = true;
@@ -522,7 +529,7 @@ mod tests {
         let (replay, copy) = Replay::new(body(&[1000; 65]));
         replay.collect().await.unwrap();
         assert_eq!(copy.body().map(|body| body.len()), Some(65_000));
-        assert!(copy.0.lock().unwrap().bytes.capacity() <= REPLAY_LIMIT);
+        assert!(copy.0.as_ref().unwrap().lock().unwrap().bytes.capacity() <= REPLAY_LIMIT);
         let (replay, copy) = Replay::new(body(&[REPLAY_LIMIT, 1, 10]));
         replay.collect().await.unwrap();
         assert_eq!(copy.body(), None);
@@ -530,8 +537,9 @@ mod tests {
         let (mut replay, copy) = Replay::new(body(&[10, 10]));
         replay.frame().await.unwrap().unwrap();
         assert_eq!(copy.body(), None);
-        // No body at all: an empty replay.
+        // No body at all: an empty replay, and no copy kept.
         let (_replay, copy) = Replay::new(http_body_util::Empty::<Bytes>::new());
         assert_eq!(copy.body(), Some(Bytes::new()));
+        assert!(copy.0.is_none());
     }
 }

@@ -73,15 +73,7 @@ fn hop_by_hop_token(token: &str) -> bool {
 /// path. (Measured by instructions per request: bench/forward.sh, docs/forward.md.)
 pub(crate) fn strip(headers: &mut HeaderMap, skip: impl Fn(&HeaderName) -> bool) {
     // Owned (the map may be taken apart below); empty, so no allocation, in the usual case.
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|token| !token.is_empty() && !hop_by_hop_token(token))
-        .map(str::to_ascii_lowercase)
-        .collect();
+    let named = connection_named(headers);
     let doomed = |name: &HeaderName| {
         hop_by_hop(name.as_str()) || skip(name) || named.iter().any(|token| token == name.as_str())
     };
@@ -113,6 +105,48 @@ pub(crate) fn strip(headers: &mut HeaderMap, skip: impl Fn(&HeaderName) -> bool)
             headers.append(name, value);
         }
     }
+}
+
+/// The names `Connection` lists besides the hop-by-hop ones, lower case.
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && !hop_by_hop_token(token))
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// What [`strip`] would leave of `headers`, as a new map, `headers` unchanged (values shared,
+/// not copied; no allocation when nothing is left).
+fn stripped(headers: &HeaderMap, skip: impl Fn(&HeaderName) -> bool) -> HeaderMap {
+    let named = connection_named(headers);
+    let doomed = |name: &HeaderName| {
+        hop_by_hop(name.as_str()) || skip(name) || named.iter().any(|token| token == name.as_str())
+    };
+    let kept = headers.keys().filter(|name| !doomed(name)).count();
+    let mut out = HeaderMap::with_capacity(kept);
+    for name in headers.keys().filter(|name| !doomed(name)) {
+        for value in headers.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The request headers every hop sends: the caller's end-to-end headers without
+/// `Authorization`, `Host` and `LP-*`, and `LP-authorization-override` as `Authorization`.
+fn relayed(caller: &HeaderMap) -> HeaderMap {
+    let mut headers = stripped(caller, |name| {
+        name == header::AUTHORIZATION || name == header::HOST || name.as_str().starts_with("lp-")
+    });
+    if let Some(value) = caller.get(&LP_AUTHORIZATION_OVERRIDE) {
+        headers.insert(header::AUTHORIZATION, value.clone());
+    }
+    headers
 }
 
 /// The route for the call: by (account, service, URL), or by (account, URL) when no service is
@@ -220,18 +254,39 @@ pub(crate) async fn send_watched(
 struct Hop {
     method: Method,
     uri: Uri,
+    /// This hop's request headers, until it is sent.
     headers: HeaderMap,
+    /// The caller's headers, which each redirect's hop is sent ([`relayed`]): kept instead of
+    /// a copy of the first hop's, so that a call that meets no redirect copies nothing.
+    caller: HeaderMap,
+    /// A 301, 302 or 303 was followed: the next hops have no body, nor its headers.
+    bodyless: bool,
 }
 
 impl Hop {
-    /// The request, the hop kept for the next one (its headers copied: the one cost of
-    /// following redirects on a call that meets none).
-    fn request(&self, body: ForwardBody) -> axum::http::Request<ForwardBody> {
+    /// This hop's request; the next hop's headers are made from the caller's again.
+    fn request(&mut self, body: ForwardBody) -> axum::http::Request<ForwardBody> {
         let mut request = axum::http::Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = std::mem::take(&mut self.headers);
         request
+    }
+
+    /// The next hop, to `uri`: the caller's headers again, without the body's after a 301,
+    /// 302 or 303.
+    fn next(&mut self, uri: Uri) {
+        self.uri = uri;
+        self.headers = relayed(&self.caller);
+        if self.bodyless {
+            for name in [
+                header::CONTENT_LENGTH,
+                header::CONTENT_TYPE,
+                header::TRANSFER_ENCODING,
+            ] {
+                self.headers.remove(name);
+            }
+        }
     }
 
     fn into_request(self, body: ForwardBody) -> axum::http::Request<ForwardBody> {
@@ -283,13 +338,7 @@ async fn send_following(
         let body = match step {
             NextMethod::WithoutBody(method) => {
                 hop.method = method;
-                for name in [
-                    header::CONTENT_LENGTH,
-                    header::CONTENT_TYPE,
-                    header::TRANSFER_ENCODING,
-                ] {
-                    hop.headers.remove(name);
-                }
+                hop.bodyless = true;
                 Bytes::new()
             }
             NextMethod::Repeat => match replayed.clone().or_else(|| copy.body()) {
@@ -302,7 +351,7 @@ async fn send_following(
             return Ok(response);
         }
         discard(response, state.control().forwarder().timeouts.body_idle).await;
-        hop.uri = uri;
+        hop.next(uri);
         replayed = Some(body.clone());
         let body = http_body_util::Full::new(body)
             .map_err(|never| match never {})
@@ -445,16 +494,10 @@ pub async fn forward(
     let (parts, body) = request.into_parts();
     let axum::http::request::Parts {
         method,
-        headers: mut upstream_headers,
+        headers: caller_headers,
         ..
     } = parts;
-    let authorization_override = upstream_headers.get(&LP_AUTHORIZATION_OVERRIDE).cloned();
-    strip(&mut upstream_headers, |name| {
-        name == header::AUTHORIZATION || name == header::HOST || name.as_str().starts_with("lp-")
-    });
-    if let Some(value) = authorization_override {
-        upstream_headers.insert(header::AUTHORIZATION, value);
-    }
+    let upstream_headers = relayed(&caller_headers);
     let limit = state.inner.forward.max_body_bytes;
     let declared = upstream_headers
         .get(header::CONTENT_LENGTH)
@@ -470,6 +513,8 @@ pub async fn forward(
         method,
         uri,
         headers: upstream_headers,
+        caller: caller_headers,
+        bodyless: false,
     };
     let started = std::time::Instant::now();
     let response = send_following(&state, &client, first, body, &clock).await;
