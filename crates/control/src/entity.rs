@@ -92,3 +92,76 @@ impl Certificate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtls_store::{CertificateRow, RenewalRow, SecretState};
+
+    fn row(pending: bool, renewal: Option<RenewalRow>) -> CertificateRow {
+        CertificateRow {
+            id: 1,
+            account_id: "acme".to_owned(),
+            name: "brand-a".to_owned(),
+            deleted: false,
+            version: 1,
+            secret_state: SecretState::Stored,
+            subject: "CN=brand-a".to_owned(),
+            issuer: if pending { "" } else { "CN=CA" }.to_owned(),
+            serial_number: String::new(),
+            not_before: if pending { 0 } else { 100 },
+            not_after: if pending { 0 } else { 1_000 },
+            fingerprint_sha256: String::new(),
+            key_type: "ECDSA-P256".to_owned(),
+            chain_length: if pending { 0 } else { 2 },
+            created_at: 0,
+            updated_at: 0,
+            pending,
+            renewal,
+        }
+    }
+
+    #[test]
+    fn a_pending_request_has_no_leaf_fields_and_a_renewal_shows_its_state() {
+        let pending = serde_json::to_value(Certificate::from_row(&row(true, None), 500)).unwrap();
+        assert_eq!(pending["status"], "Pending");
+        assert_eq!(pending["subject"], "CN=brand-a");
+        for absent in [
+            "expirationDate",
+            "issuer",
+            "serialNumber",
+            "notBefore",
+            "fingerprintSha256",
+            "chainLength",
+            "renewal",
+        ] {
+            assert!(pending.get(absent).is_none(), "{absent}: {pending}");
+        }
+        let renewal = |scheduled| RenewalRow {
+            secret_version: mtls_secrets::RENEWAL_VERSIONS,
+            key_type: "ECDSA-P256".to_owned(),
+            scheduled,
+            activate_at: scheduled.then_some(900),
+            created_at: 0,
+        };
+        let renewing = serde_json::to_value(Certificate::from_row(
+            &row(false, Some(renewal(false))),
+            500,
+        ))
+        .unwrap();
+        assert_eq!(renewing["status"], "Available");
+        assert_eq!(renewing["chainLength"], 2);
+        assert_eq!(renewing["expirationDate"], "1970-01-01T00:16:40Z");
+        assert_eq!(
+            renewing["renewal"],
+            serde_json::json!({ "status": "Pending" })
+        );
+        let scheduled =
+            serde_json::to_value(Certificate::from_row(&row(false, Some(renewal(true))), 500))
+                .unwrap();
+        assert_eq!(
+            scheduled["renewal"],
+            serde_json::json!({ "status": "Scheduled", "activateAt": "1970-01-01T00:15:00Z" })
+        );
+    }
+}

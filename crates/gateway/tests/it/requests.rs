@@ -340,6 +340,27 @@ async fn a_requested_key_is_signed_uploaded_mapped_and_forwarded_with() {
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert_eq!(body["error"]["code"], "certificate_pending");
 
+        // Mappable while pending, but nothing is presented through it yet.
+        let tenant = Tenant {
+            app: &app,
+            account: api.account.clone(),
+            token: api.token.clone(),
+        };
+        let target = format!("https://localhost:{}/requested", server.port);
+        tenant.map(id, "1", &target).await;
+        let (status, _, body) = answer(
+            tenant
+                .forward(reqwest::Method::GET, &target)
+                .header("LP-service-name", "IDP"),
+        )
+        .await;
+        assert_ne!(
+            status,
+            StatusCode::OK,
+            "a pending certificate was presented: {body}"
+        );
+        assert!(body["fingerprint"].is_null(), "{body}");
+
         // Signed by the OpenSSL CA, uploaded: Available at once.
         let leaf = ca.sign(&csr, CLIENT_AUTH);
         let (status, done) = api.chain(id, ca.chain(&leaf)).await;
@@ -370,14 +391,7 @@ async fn a_requested_key_is_signed_uploaded_mapped_and_forwarded_with() {
         let (status, _) = api.send(client().get(api.url(&format!("/{id}/csr")))).await;
         assert_eq!(status, StatusCode::OK);
 
-        // Mapped and forwarded with: the server saw this certificate.
-        let tenant = Tenant {
-            app: &app,
-            account: api.account.clone(),
-            token: api.token.clone(),
-        };
-        let target = format!("https://localhost:{}/requested", server.port);
-        tenant.map(id, "1", &target).await;
+        // Forwarded with at once (mapped while pending): the server saw this certificate.
         let (status, _, body) = answer(
             tenant
                 .forward(reqwest::Method::GET, &target)
