@@ -104,8 +104,8 @@ fn control(config: &Config) -> Result<Control, String> {
     }))
 }
 
-/// `code: message` (the code as the API answers it; the detail of a dependency failure too,
-/// for the operator).
+/// `code: message`: the code the API answers (docs/errors.md); for a dependency failure its
+/// detail too (the operator's own log).
 fn failed(error: &ControlError) -> String {
     error.to_string()
 }

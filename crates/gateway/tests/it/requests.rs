@@ -606,6 +606,26 @@ async fn each_refusal_of_a_request_or_a_chain_has_its_code() {
     let (status, _) = stranger.chain(id, ca.chain(&good)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // A certificate from a PKCS#12 file has no CSR and waits for no chain.
+    if let Some(fixtures) = mtls_test_support::p12_fixtures() {
+        use base64::Engine;
+        let file = "openssl-default-p256.p12";
+        let item = json!([{ "name": "from-p12", "password": fixtures.case(file).password,
+            "p12": base64::engine::general_purpose::STANDARD.encode(fixtures.bytes(file)) }]);
+        let (status, saved) = api.send(client().post(api.url("")).json(&item)).await;
+        assert_eq!(status, StatusCode::CREATED, "{saved}");
+        let p12_id = saved["successfulySavedCertificates"][0]["id"]
+            .as_i64()
+            .unwrap();
+        let (status, _) = api
+            .send(client().get(api.url(&format!("/{p12_id}/csr"))))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, answer) = api.chain(p12_id, ca.chain(&good)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert_eq!(answer["error"]["code"], "not_pending");
+    }
+
     // Still pending after every refusal; the right chain completes it.
     let entity = api.entity(id).await;
     assert_eq!(
