@@ -448,7 +448,7 @@ fn operations() -> Vec<Operation> {
             method: "get",
             path: "/api/account/{accountId}/certificate/{id}",
             id: "collectCertificate",
-            summary: "Collect: the stored PKCS#12 in an AES-256 ZIP encrypted with its upload password.",
+            summary: "Collect: the stored PKCS#12 in an AES-256 ZIP encrypted with its upload password; for a key the gateway made (SPEC 4.6), an unencrypted ZIP of the certificate, chain and CSR (never the key).",
             tag: "certificates",
             privilege: Some("MTLS_WRITE_INTERNAL"),
             parameters: vec![account(), id("The certificate id.")],
