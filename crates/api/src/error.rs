@@ -208,6 +208,15 @@ impl From<ControlError> for ApiError {
                 )
             }
             ControlError::Transport { code, message } => Self::transport(code, message),
+            ControlError::Intake(IntakeError::KeyGeneration) => {
+                tracing::error!(request_id = %request_id::current(), "key generation failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IntakeError::KeyGeneration.code(),
+                    IntakeError::KeyGeneration.to_string(),
+                )
+            }
+            ControlError::Intake(error) => Self::from(error),
             ControlError::Internal(detail) => Self::internal(&detail),
         }
     }
@@ -371,6 +380,21 @@ mod control_errors {
                 ControlError::Internal("detail".to_owned()),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
+            ),
+            (
+                ControlError::Intake(IntakeError::ChainKeyMismatch),
+                StatusCode::BAD_REQUEST,
+                "chain_key_mismatch",
+            ),
+            (
+                ControlError::Intake(IntakeError::KeyGeneration),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "key_generation_failed",
+            ),
+            (
+                ControlError::conflict("not_pending", "x"),
+                StatusCode::CONFLICT,
+                "not_pending",
             ),
         ] {
             assert_eq!(error.code(), code);

@@ -448,7 +448,7 @@ fn operations() -> Vec<Operation> {
             method: "get",
             path: "/api/account/{accountId}/certificate/{id}",
             id: "collectCertificate",
-            summary: "Collect: the stored PKCS#12 in an AES-256 ZIP encrypted with its upload password.",
+            summary: "Collect: the stored PKCS#12 in an AES-256 ZIP encrypted with its upload password; for a key the gateway made (SPEC 4.6), an unencrypted ZIP of the certificate, chain and CSR (never the key).",
             tag: "certificates",
             privilege: Some("MTLS_WRITE_INTERNAL"),
             parameters: vec![account(), id("The certificate id.")],
@@ -468,6 +468,46 @@ fn operations() -> Vec<Operation> {
             parameters: vec![account(), id("The certificate id."), flag("isValidateUrlEnabled", "Call the URL with the certificate first.")],
             body: Some(json!({ "required": false, "content": { "application/json": { "schema": schema("ActivateBody") } } })),
             responses: vec![("201", json_response("The mapping made.", schema("Mapping")))],
+        },
+        // SPEC 4.6: certificate requests (request, CSR, chain)
+        Operation {
+            method: "post",
+            path: "/mtls/account/{accountId}/certificates/requests",
+            id: "requestCertificate",
+            summary: "Have the gateway make a key and answer its CSR (SPEC 4.6); the certificate is Pending until its chain is uploaded. The key never leaves the gateway.",
+            tag: "certificates",
+            privilege: Some("MTLS_WRITE_INTERNAL"),
+            parameters: vec![account()],
+            body: Some(json_body(schema("CertificateRequest"))),
+            responses: vec![("201", json_response("The pending certificate and its CSR.", schema("CertificateRequested")))],
+        },
+        Operation {
+            method: "get",
+            path: "/mtls/account/{accountId}/certificates/{id}/csr",
+            id: "getCertificateCsr",
+            summary: "The CSR of a certificate whose key the gateway made (SPEC 4.6); 404 for a certificate from a PKCS#12 file.",
+            tag: "certificates",
+            privilege: Some("MTLS_READ_INTERNAL"),
+            parameters: vec![account(), id("The certificate id.")],
+            body: None,
+            responses: vec![(
+                "200",
+                json!({ "description": "The PKCS#10 request, PEM.", "content": { "application/pkcs10": { "schema": { "type": "string" } } } }),
+            )],
+        },
+        Operation {
+            method: "put",
+            path: "/mtls/account/{accountId}/certificates/{id}/chain",
+            id: "uploadCertificateChain",
+            summary: "Complete a pending request with its signed certificate and chain, PEM, leaf first (SPEC 4.6); at most 64 KiB (413 past it). 409 not_pending when the certificate is not waiting for one.",
+            tag: "certificates",
+            privilege: Some("MTLS_WRITE_INTERNAL"),
+            parameters: vec![account(), id("The certificate id.")],
+            body: Some(json!({ "required": true, "content": {
+                "application/x-pem-file": { "schema": { "type": "string" } },
+                "text/plain": { "schema": { "type": "string" } }
+            } })),
+            responses: vec![("200", json_response("The certificate, now Available.", schema("Certificate")))],
         },
         Operation {
             method: "get",
@@ -683,6 +723,17 @@ fn handwritten_schemas() -> Map<String, Value> {
         },
         "required": ["name", "p12", "password"]
     }));
+    schemas.insert("CertificateRequest".into(), json!({
+        "type": "object",
+        "description": "A key made by the gateway (SPEC 4.6, docs/certificate-requests.md).",
+        "properties": {
+            "name": { "type": "string", "minLength": 1, "maxLength": 128 },
+            "subject": { "type": "string", "description": "RFC 4514, most specific first: CN=brand-a,O=Brand A." },
+            "keyType": { "type": "string", "enum": ["P-256", "P-384", "RSA-2048", "RSA-3072"], "description": "P-256 when absent." },
+            "subjectAltNames": { "type": "array", "maxItems": mtls_pki::MAX_ALT_NAMES, "items": { "type": "string" } }
+        },
+        "required": ["name", "subject"]
+    }));
     schemas.insert("MappingInput".into(), json!({
         "type": "object",
         "properties": {
@@ -769,6 +820,7 @@ pub fn document() -> Value {
     generator.subschema_for::<SaveResult>();
     generator.subschema_for::<Mapping>();
     generator.subschema_for::<TesterReport>();
+    generator.subschema_for::<crate::dto::CertificateRequested>();
     let mut schemas = generator.take_definitions(true);
     schemas.extend(handwritten_schemas());
 

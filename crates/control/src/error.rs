@@ -38,6 +38,9 @@ pub enum ControlError {
     SecretStore(String),
     /// A target refused or failed a call the control plane made for the caller (SPEC 7.4).
     Transport { code: &'static str, message: String },
+    /// A certificate request or an uploaded chain was refused (SPEC 4.6): 400 with the pki
+    /// code, except `key_generation_failed` (500: the gateway's failure, not the caller's).
+    Intake(mtls_pki::IntakeError),
     /// A bug or an unexpected failure (500); the detail is logged, never answered.
     Internal(String),
 }
@@ -69,6 +72,7 @@ impl ControlError {
             | Self::Precondition { code, .. }
             | Self::Transport { code, .. } => code,
             Self::Items(items) => items.first().map_or("invalid_request", |item| item.code),
+            Self::Intake(error) => error.code(),
             Self::NotFound(_) => "not_found",
             Self::TooLarge(_) => "payload_too_large",
             Self::Unavailable(_) | Self::Database(_) => "dependency_unavailable",
@@ -92,6 +96,7 @@ impl std::fmt::Display for ControlError {
             | Self::Unavailable(message) => write!(f, "{code}: {message}"),
             Self::Items(items) => write!(f, "{code}: {} item(s) are not valid", items.len()),
             Self::NotFound(what) => write!(f, "{code}: no such {what}"),
+            Self::Intake(error) => write!(f, "{code}: {error}"),
             Self::Database(detail) => write!(f, "{code}: database call failed: {detail}"),
             Self::SecretStore(detail) => write!(f, "{code}: secret store call failed: {detail}"),
             Self::Internal(detail) => write!(f, "{code}: {detail}"),

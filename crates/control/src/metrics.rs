@@ -39,6 +39,8 @@ pub struct Metrics {
     reloads: Counter,
     last_reload_millis: Gauge,
     certificates: RwLock<Option<Vec<CertificateExpiry>>>,
+    /// Requests waiting for their chain and renewals in progress (SPEC 4.6), once counted.
+    pending: RwLock<Option<(i64, i64)>>,
     /// The listeners' connections (recorded by the gateway's accept loops).
     pub connections: ConnectionMetrics,
     /// Cold identity loads, by stage (docs/forward.md, "Cold identities").
@@ -86,6 +88,12 @@ impl Metrics {
             .certificates
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(certificates);
+    }
+
+    /// The certificate requests still pending and the renewals in progress, over every account
+    /// (`Store::pending_counts`).
+    pub fn set_pending(&self, requests: i64, renewals: i64) {
+        *self.pending.write().unwrap_or_else(PoisonError::into_inner) = Some((requests, renewals));
     }
 
     /// Every metric in the Prometheus text format, as of `clock`; `tracing` adds the span
@@ -259,6 +267,23 @@ impl Metrics {
     }
 
     fn render_certificates(&self, clock: Clock, out: &mut String) {
+        let pending = *self.pending.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some((requests, renewals)) = pending {
+            help(
+                out,
+                "mtls_certificate_requests_pending",
+                "gauge",
+                "Certificate requests (keys made by the gateway) waiting for their signed chain.",
+            );
+            let _ = writeln!(out, "mtls_certificate_requests_pending {requests}");
+            help(
+                out,
+                "mtls_certificate_renewals_pending",
+                "gauge",
+                "Certificate renewals in progress (pending or scheduled).",
+            );
+            let _ = writeln!(out, "mtls_certificate_renewals_pending {renewals}");
+        }
         let certificates = self
             .certificates
             .read()

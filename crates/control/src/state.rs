@@ -201,4 +201,21 @@ impl Control {
             .await
             .map_err(|error| ControlError::internal(&error))
     }
+
+    /// Runs `work` on a blocking thread under the intake permits (key generation and chain
+    /// checks of SPEC 4.6 share them with PKCS#12 intake: RSA key generation takes a moment).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ControlError> {
+        let _permit = self
+            .inner
+            .intake_permits
+            .acquire()
+            .await
+            .map_err(|error| ControlError::internal(&error))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|error| ControlError::internal(&error))
+    }
 }

@@ -41,6 +41,9 @@ enum Command {
     /// PKCS#12 files.
     #[command(subcommand)]
     P12(cli::p12::P12Command),
+    /// Keys the gateway makes: certificate requests and their signed chains.
+    #[command(subcommand)]
+    Cert(cli::cert::CertCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +61,6 @@ fn main() -> ExitCode {
         Command::AppKey(command) => cli::app_key::run(&config, command),
         Command::Token(command) => cli::token::run(&config, command),
         Command::P12(command) => cli::p12::run(&config, command),
+        Command::Cert(command) => cli::cert::run(&config, command),
     }
 }

@@ -452,7 +452,7 @@ impl Store {
                 "SELECT m.account_id AS account_id, m.service_id AS service_id, m.url AS url, m.id AS mapping_id, \
                  m.certificate_id AS certificate_id, c.version AS version, c.secret_state AS secret_state, \
                  c.deleted AS certificate_deleted, c.not_before AS not_before, c.not_after AS not_after, \
-                 m.upstream_ca AS upstream_ca \
+                 m.upstream_ca AS upstream_ca, c.pending AS pending \
                  FROM mappings m JOIN certificates c ON c.id = m.certificate_id AND c.account_id = m.account_id \
                  WHERE m.deleted = 0 AND m.enabled = 1",
             )
@@ -467,8 +467,11 @@ impl Store {
                         mapping_id: row.try_get("mapping_id")?,
                         certificate_id: row.try_get("certificate_id")?,
                         certificate_version: row.try_get("version")?,
+                        // A pending request (SPEC 4.6) has a key and no certificate: nothing
+                        // to present, so nothing to load.
                         secret_stored: row.try_get::<String, _>("secret_state")? == "stored"
-                            && row.try_get::<i64, _>("certificate_deleted")? == 0,
+                            && row.try_get::<i64, _>("certificate_deleted")? == 0
+                            && row.try_get::<i64, _>("pending")? == 0,
                         not_before: row.try_get("not_before")?,
                         not_after: row.try_get("not_after")?,
                         upstream_ca: row.try_get("upstream_ca")?,

@@ -8,10 +8,11 @@ pub(crate) mod forward;
 mod health;
 mod mappings;
 mod oauth2;
+mod requests;
 mod tester;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 use crate::AppState;
 mod table;
@@ -94,6 +95,13 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
             .route(
                 &format!("{certificates}/activate/{{id}}"),
                 post(certificates::activate),
+            )
+            // SPEC 4.6: certificate requests (request, CSR, chain)
+            .route(&format!("{certificates}/requests"), post(requests::create))
+            .route(&format!("{certificates}/{{id}}/csr"), get(requests::csr))
+            .route(
+                &format!("{certificates}/{{id}}/chain"),
+                put(requests::chain),
             )
             .route("/mtls/account/{account_id}/audit", get(audit::list))
             .route(

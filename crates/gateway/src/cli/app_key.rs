@@ -53,7 +53,7 @@ pub fn run(config: &Config, command: AppKeyCommand) -> ExitCode {
     }
 }
 
-async fn connect(config: &Config) -> Result<(Store, SecretStore), String> {
+pub(crate) async fn connect(config: &Config) -> Result<(Store, SecretStore), String> {
     mtls_gateway::data_dir::ensure(&config.data_dir).map_err(|error| error.to_string())?;
     let store = Store::connect(&backends::store_options(config))
         .await
@@ -70,7 +70,7 @@ fn random_text(bytes: usize) -> Result<String, String> {
     Ok(URL_SAFE_NO_PAD.encode(buffer))
 }
 
-async fn audit(store: &Store, accounts: &str, action: &str, id: i64) {
+pub(crate) async fn audit(store: &Store, accounts: &str, action: &str, id: i64) {
     for account in accounts.split(',') {
         let entry = AuditEntry {
             id: mtls_store::new_id().unwrap_or(id),
