@@ -30,6 +30,32 @@ pub struct Certificate {
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// The renewal in progress (SPEC 4.6), absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewal: Option<Renewal>,
+}
+
+/// A renewal in progress: `Pending` (waiting for its chain) or `Scheduled` (the switch waits
+/// for `activateAt`).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Renewal {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activate_at: Option<String>,
+}
+
+impl From<&mtls_store::RenewalRow> for Renewal {
+    fn from(row: &mtls_store::RenewalRow) -> Self {
+        Self {
+            status: if row.scheduled {
+                "Scheduled"
+            } else {
+                "Pending"
+            },
+            activate_at: row.activate_at.map(rfc3339),
+        }
+    }
 }
 
 impl Certificate {
@@ -53,6 +79,7 @@ impl Certificate {
             version: row.version,
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
+            renewal: row.renewal.as_ref().map(Renewal::from),
         }
     }
 }

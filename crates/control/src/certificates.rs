@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use mtls_secrets::{SecretKey, SecretMaterial, Versions, Written};
+use mtls_secrets::{MaterialRef, SecretKey, SecretMaterial, Versions, Written};
 use mtls_store::{NewCertificate, Replacement, SecretState};
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -280,27 +280,31 @@ async fn inspect(
     // The file's bytes are kept for the secret store: intake reads a copy.
     let inspected = control.inspect(bytes.clone(), password.clone()).await?;
     Ok(inspected.map(|inspection| {
-        let report = inspection.report;
-        let leaf = &report.leaf;
-        let facts = Replacement {
-            name: String::new(),
-            subject: leaf.subject.clone(),
-            issuer: leaf.issuer.clone(),
-            serial_number: leaf.serial_hex.clone(),
-            not_before: leaf.not_before,
-            not_after: leaf.not_after,
-            fingerprint_sha256: leaf.fingerprint_sha256.clone(),
-            key_type: report.key_type.label(),
-            chain_length: i64::try_from(report.chain.len() + 1).unwrap_or(i64::MAX),
-        };
         (
-            facts,
+            facts(&inspection.report),
             SecretMaterial {
                 p12: bytes,
                 password,
             },
         )
     }))
+}
+
+/// The row's metadata for an accepted leaf and chain (a PKCS#12 file's or an uploaded
+/// chain's), without the name.
+pub fn facts(report: &mtls_pki::Report) -> Replacement {
+    let leaf = &report.leaf;
+    Replacement {
+        name: String::new(),
+        subject: leaf.subject.clone(),
+        issuer: leaf.issuer.clone(),
+        serial_number: leaf.serial_hex.clone(),
+        not_before: leaf.not_before,
+        not_after: leaf.not_after,
+        fingerprint_sha256: leaf.fingerprint_sha256.clone(),
+        key_type: report.key_type.label(),
+        chain_length: i64::try_from(report.chain.len() + 1).unwrap_or(i64::MAX),
+    }
 }
 
 /// A live (not deleted) certificate of `account`, or 404: another account's is not found either.
@@ -419,7 +423,7 @@ pub async fn create(
 /// its secret write and its row update leaves a claim this old.
 pub const ABANDONED_CLAIM_SECONDS: i64 = 300;
 
-fn concurrent_update() -> ControlError {
+pub(crate) fn concurrent_update() -> ControlError {
     ControlError::conflict(
         "concurrent_update",
         "the certificate was changed by another request; retry",
@@ -430,11 +434,11 @@ fn concurrent_update() -> ControlError {
 /// that version (the caller answers 409). A claim left by a writer that died before its row
 /// update (older than [`ABANDONED_CLAIM_SECONDS`], the row still at the version before it) is
 /// replaced, if it is still the write that was seen.
-async fn claim(
+pub(crate) async fn claim(
     backends: &Backends,
     key: SecretKey<'_>,
     version: i64,
-    material: &SecretMaterial,
+    material: MaterialRef<'_>,
     now: i64,
 ) -> Result<bool, ControlError> {
     if backends.secrets.put(key, version, material).await? == Written::Stored {
@@ -474,7 +478,7 @@ async fn claim(
 /// After a row update that did not happen (or whose outcome is unknown): removes the claimed
 /// `version` unless the row went live with it, and destroys every secret of a certificate
 /// deleted meanwhile (its delete may have run before this claim was written).
-async fn release(backends: &Backends, key: SecretKey<'_>, version: i64) {
+pub(crate) async fn release(backends: &Backends, key: SecretKey<'_>, version: i64) {
     let outcome = match backends
         .store
         .certificate(key.account, key.certificate_id)
@@ -527,7 +531,7 @@ pub async fn replace(
             certificate_id: row.id,
         };
         let version = row.version + 1;
-        match claim(backends, key, version, &item.material, now).await {
+        match claim(backends, key, version, (&item.material).into(), now).await {
             Ok(true) => {}
             Ok(false) => return Err(concurrent_update()),
             Err(error) => {

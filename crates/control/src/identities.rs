@@ -24,7 +24,7 @@ async fn identity(
 ) -> Result<ClientIdentity, ControlError> {
     let backends = control.backends().require()?;
     let started = std::time::Instant::now();
-    let material = crate::material::material(&backends, account, certificate_id, version).await;
+    let material = crate::material::secret(&backends, account, certificate_id, version).await;
     let read = started.elapsed();
     control.metrics().identity_stage("secret_store", read);
     let material = material?.ok_or_else(|| {
@@ -35,8 +35,13 @@ async fn identity(
     let policy = *control.intake();
     let now = control.clock().time();
     let started = std::time::Instant::now();
-    let inspection = tokio::task::spawn_blocking(move || {
-        mtls_pki::inspect(&material.p12, &material.password, &policy, now)
+    let inspection = tokio::task::spawn_blocking(move || match material {
+        mtls_secrets::Secret::P12(material) => {
+            mtls_pki::inspect(&material.p12, &material.password, &policy, now)
+        }
+        mtls_secrets::Secret::Key(material) => {
+            mtls_pki::inspect_key(&material.pkcs8, material.chain_pem.as_deref(), &policy, now)
+        }
     })
     .await;
     let parse = started.elapsed();

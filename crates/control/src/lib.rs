@@ -17,6 +17,7 @@ pub mod identities;
 pub mod mappings;
 mod material;
 pub mod metrics;
+pub mod renewal;
 pub mod report;
 pub mod routing;
 pub mod services;

@@ -1,7 +1,7 @@
 //! A certificate version's secret material as the row decides it: shared by collect and by the
 //! forward path's identity loads.
 
-use mtls_secrets::{SecretKey, SecretMaterial};
+use mtls_secrets::{Secret, SecretKey, SecretMaterial};
 
 use crate::backends::Backends;
 use crate::error::ControlError;
@@ -25,6 +25,29 @@ pub async fn material(
     match backends.store.certificate(account, id).await? {
         Some(row) if !row.deleted && row.version > version => {
             Ok(backends.secrets.get(key, row.version).await?)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// [`material`] for a secret in either form (a PKCS#12 file or a key the gateway made): what
+/// the forward path's identity loads read.
+pub async fn secret(
+    backends: &Backends,
+    account: &str,
+    id: i64,
+    version: i64,
+) -> Result<Option<Secret>, ControlError> {
+    let key = SecretKey {
+        account,
+        certificate_id: id,
+    };
+    if let Some(secret) = backends.secrets.get_secret(key, version).await? {
+        return Ok(Some(secret));
+    }
+    match backends.store.certificate(account, id).await? {
+        Some(row) if !row.deleted && row.version > version => {
+            Ok(backends.secrets.get_secret(key, row.version).await?)
         }
         _ => Ok(None),
     }

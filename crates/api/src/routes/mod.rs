@@ -8,10 +8,11 @@ pub(crate) mod forward;
 mod health;
 mod mappings;
 mod oauth2;
+mod renewal;
 mod tester;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 use crate::AppState;
 mod table;
@@ -94,6 +95,21 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
             .route(
                 &format!("{certificates}/activate/{{id}}"),
                 post(certificates::activate),
+            )
+            // SPEC 4.6: renewal
+            .route(
+                &format!("{certificates}/{{id}}/renewal"),
+                post(renewal::start)
+                    .delete(renewal::cancel)
+                    .layer(DefaultBodyLimit::max(json_limit)),
+            )
+            .route(
+                &format!("{certificates}/{{id}}/renewal/csr"),
+                get(renewal::csr),
+            )
+            .route(
+                &format!("{certificates}/{{id}}/renewal/chain"),
+                put(renewal::chain).layer(DefaultBodyLimit::disable()),
             )
             .route("/mtls/account/{account_id}/audit", get(audit::list))
             .route(

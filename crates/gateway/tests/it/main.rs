@@ -22,6 +22,7 @@ mod oauth;
 mod observability;
 mod openapi;
 mod operations;
+mod renewal;
 mod storage;
 mod support;
 mod tester;
