@@ -449,13 +449,16 @@ pub async fn cancel(
 pub struct Activation {
     pub account: String,
     pub id: i64,
-    /// `None`: switched; else the error code (`concurrent_update`: another node did it).
+    /// `None`: switched; else the code of why the renewal was dropped (its chain no longer
+    /// acceptable, such as `certificate_expired`).
     pub error_code: Option<&'static str>,
 }
 
 /// Makes every scheduled switch that is due (the sync task calls it on every node). Each
 /// switch is [`switch`]'s: of several nodes, one wins the version claim and the conditional
-/// update; the others get `concurrent_update` and change nothing (not reported).
+/// update; the others get `concurrent_update` and change nothing (not reported). A renewal
+/// whose chain is no longer acceptable at its time is dropped and reported; a dependency
+/// failure is only logged, and the next round tries again.
 pub async fn activate_due(control: &Control, backends: &Backends) -> Vec<Activation> {
     let due = match backends.store.due_renewals(control.now()).await {
         Ok(due) => due,
@@ -474,9 +477,25 @@ pub async fn activate_due(control: &Control, backends: &Backends) -> Vec<Activat
                 code: "concurrent_update",
                 ..
             }) => continue,
+            // The chain is no longer acceptable (its leaf expired meanwhile) or the renewal's
+            // key is gone: the renewal is dropped, once, rather than tried every round.
+            Err(
+                error @ (ControlError::Invalid { .. }
+                | ControlError::Conflict {
+                    code: "secret_missing",
+                    ..
+                }),
+            ) => {
+                tracing::warn!(account = %row.account_id, certificate_id = row.id, %error, "a scheduled renewal's chain is no longer acceptable; the renewal is cancelled");
+                if let Some(renewal) = &row.renewal {
+                    drop_renewal(control, backends, &row, renewal.secret_version).await;
+                }
+                Some(error.code())
+            }
+            // A dependency failed: the next round tries again (logged, not audited each time).
             Err(error) => {
                 tracing::warn!(account = %row.account_id, certificate_id = row.id, %error, "a scheduled renewal could not be activated; the next round retries");
-                Some(error.code())
+                continue;
             }
         };
         done.push(Activation {
@@ -486,6 +505,34 @@ pub async fn activate_due(control: &Control, backends: &Backends) -> Vec<Activat
         });
     }
     done
+}
+
+/// Forgets the renewal `secret_version` of `row` and removes its key (best effort).
+async fn drop_renewal(
+    control: &Control,
+    backends: &Backends,
+    row: &CertificateRow,
+    secret_version: i64,
+) {
+    match backends
+        .store
+        .cancel_renewal(&row.account_id, row.id, secret_version, control.now())
+        .await
+    {
+        Ok(true) => {
+            if let Err(error) = backends
+                .secrets
+                .remove(key_of(row), Versions::One(secret_version))
+                .await
+            {
+                tracing::warn!(account = %row.account_id, certificate_id = row.id, %error, "a dropped renewal's key could not be removed yet");
+            }
+        }
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(account = %row.account_id, certificate_id = row.id, %error, "a renewal could not be dropped");
+        }
+    }
 }
 
 async fn activate(
