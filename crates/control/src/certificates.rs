@@ -290,9 +290,9 @@ async fn inspect(
     }))
 }
 
-/// The row's metadata for an accepted leaf and chain (a PKCS#12 file's or an uploaded
-/// chain's), without the name.
-pub fn facts(report: &mtls_pki::Report) -> Replacement {
+/// The row's facts from an accepted leaf and chain (a PKCS#12 file's or an uploaded chain's
+/// report), without the name.
+pub(crate) fn facts(report: &mtls_pki::Report) -> Replacement {
     let leaf = &report.leaf;
     Replacement {
         name: String::new(),

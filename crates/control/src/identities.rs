@@ -5,6 +5,7 @@
 use mtls_runtime::Route;
 use mtls_runtime::forward::{ClientKey, LoadError, UpstreamClient};
 use mtls_runtime::identity::ClientIdentity;
+use mtls_secrets::Secret;
 use zeroize::Zeroizing;
 
 use crate::Control;
@@ -24,7 +25,7 @@ async fn identity(
 ) -> Result<ClientIdentity, ControlError> {
     let backends = control.backends().require()?;
     let started = std::time::Instant::now();
-    let material = crate::material::secret(&backends, account, certificate_id, version).await;
+    let material = crate::material::material(&backends, account, certificate_id, version).await;
     let read = started.elapsed();
     control.metrics().identity_stage("secret_store", read);
     let material = material?.ok_or_else(|| {
@@ -35,11 +36,11 @@ async fn identity(
     let policy = *control.intake();
     let now = control.clock().time();
     let started = std::time::Instant::now();
+    // A key the gateway made is loaded with its uploaded chain; a pending one has none and is
+    // never routed (its row has no validity), so it is never loaded either.
     let inspection = tokio::task::spawn_blocking(move || match material {
-        mtls_secrets::Secret::P12(material) => {
-            mtls_pki::inspect(&material.p12, &material.password, &policy, now)
-        }
-        mtls_secrets::Secret::Key(material) => {
+        Secret::P12(material) => mtls_pki::inspect(&material.p12, &material.password, &policy, now),
+        Secret::Key(material) => {
             mtls_pki::inspect_key(&material.pkcs8, material.chain_pem.as_deref(), &policy, now)
         }
     })

@@ -1,38 +1,16 @@
 //! A certificate version's secret material as the row decides it: shared by collect and by the
-//! forward path's identity loads.
+//! forward path's identity loads. Either form: a PKCS#12 file and its password, or a key the
+//! gateway made and its chain (SPEC 4.6).
 
-use mtls_secrets::{Secret, SecretKey, SecretMaterial};
+use mtls_secrets::{Secret, SecretKey};
 
 use crate::backends::Backends;
 use crate::error::ControlError;
 
-/// The secret material of `version` of a certificate. When that version's secret is gone
-/// because a replacement moved the row past it (and removed it) since the caller read the
-/// version, the row's live version is read instead: the row decides which secret is live.
+/// The secret of `version` of a certificate. When that version's secret is gone because a
+/// replacement moved the row past it (and removed it) since the caller read the version, the
+/// row's live version is read instead: the row decides which secret is live.
 pub async fn material(
-    backends: &Backends,
-    account: &str,
-    id: i64,
-    version: i64,
-) -> Result<Option<SecretMaterial>, ControlError> {
-    let key = SecretKey {
-        account,
-        certificate_id: id,
-    };
-    if let Some(material) = backends.secrets.get(key, version).await? {
-        return Ok(Some(material));
-    }
-    match backends.store.certificate(account, id).await? {
-        Some(row) if !row.deleted && row.version > version => {
-            Ok(backends.secrets.get(key, row.version).await?)
-        }
-        _ => Ok(None),
-    }
-}
-
-/// [`material`] for a secret in either form (a PKCS#12 file or a key the gateway made): what
-/// the forward path's identity loads read.
-pub async fn secret(
     backends: &Backends,
     account: &str,
     id: i64,

@@ -114,7 +114,7 @@ async fn current_leaf(
     backends: &Backends,
     row: &CertificateRow,
 ) -> Result<(Vec<u8>, mtls_pki::KeyType), ControlError> {
-    let secret = crate::material::secret(backends, &row.account_id, row.id, row.version)
+    let secret = crate::material::material(backends, &row.account_id, row.id, row.version)
         .await?
         .ok_or_else(|| {
             ControlError::conflict(
@@ -125,7 +125,7 @@ async fn current_leaf(
     let policy = *control.intake();
     let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(row.not_before).unwrap_or(0));
     let inspection = control
-        .intake_blocking(move || match secret {
+        .blocking(move || match secret {
             Secret::P12(material) => {
                 mtls_pki::inspect(&material.p12, &material.password, &policy, at)
             }
@@ -194,7 +194,7 @@ pub async fn start(
     };
     let subject = input.subject;
     let request = control
-        .intake_blocking(move || mtls_pki::renewal_request(key_type, &leaf, subject.as_deref()))
+        .blocking(move || mtls_pki::renewal_request(key_type, &leaf, subject.as_deref()))
         .await?
         .map_err(intake)?;
     let material = KeyMaterial {
@@ -315,7 +315,7 @@ pub async fn upload_chain(
     let time = control.clock().time();
     let pkcs8 = material.pkcs8.clone();
     let inspection = control
-        .intake_blocking(move || mtls_pki::accept_chain(&pem, &pkcs8, &policy, time))
+        .blocking(move || mtls_pki::accept_chain(&pem, &pkcs8, &policy, time))
         .await?
         .map_err(intake)?;
     let chain_pem = mtls_pki::chain_pem(&inspection.identity.certificate_chain);
@@ -553,7 +553,7 @@ async fn activate(
     let pkcs8 = key.pkcs8.clone();
     let chain = chain_pem.clone();
     let inspection = control
-        .intake_blocking(move || mtls_pki::inspect_key(&pkcs8, Some(&chain), &policy, time))
+        .blocking(move || mtls_pki::inspect_key(&pkcs8, Some(&chain), &policy, time))
         .await?
         .map_err(intake)?;
     let facts = certificates::facts(&inspection.report);

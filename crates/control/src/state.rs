@@ -181,23 +181,6 @@ impl Control {
         self.inner.draining.load(Ordering::Acquire)
     }
 
-    /// Runs `work` (key generation, a chain's check) on a blocking thread under the intake
-    /// permits, like [`Control::inspect`].
-    pub async fn intake_blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ControlError> {
-        let _permit = self
-            .inner
-            .intake_permits
-            .acquire()
-            .await
-            .map_err(|error| ControlError::internal(&error))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|error| ControlError::internal(&error))
-    }
-
     /// Runs PKCS#12 intake on `bytes` with `password` on a blocking thread, under the intake
     /// permits, as of [`Control::clock`]. The outer error is the control plane's, the inner
     /// one the file's.
@@ -215,6 +198,23 @@ impl Control {
         let policy = self.inner.intake;
         let now = self.inner.clock.time();
         tokio::task::spawn_blocking(move || mtls_pki::inspect(&bytes, &password, &policy, now))
+            .await
+            .map_err(|error| ControlError::internal(&error))
+    }
+
+    /// Runs `work` on a blocking thread under the intake permits (key generation and chain
+    /// checks of SPEC 4.6 share them with PKCS#12 intake: RSA key generation takes a moment).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ControlError> {
+        let _permit = self
+            .inner
+            .intake_permits
+            .acquire()
+            .await
+            .map_err(|error| ControlError::internal(&error))?;
+        tokio::task::spawn_blocking(work)
             .await
             .map_err(|error| ControlError::internal(&error))
     }

@@ -38,6 +38,15 @@ pub async fn collect(
                     "the secret store holds no file for this certificate; upload it again with PUT",
                 )
             })?;
+        // A key the gateway made is never handed out (SPEC 4.6; its collect is the requests
+        // branch's).
+        let mtls_secrets::Secret::P12(material) = material else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "certificate_key_form",
+                "this certificate's key was made by the gateway and cannot be collected",
+            ));
+        };
         let archive = tokio::task::spawn_blocking(move || {
             zip_encrypted(&material.p12, &material.password, id)
         })
