@@ -8,80 +8,16 @@ pub use mtls_control::report::{
     ChainElement, Protection, TesterReport, Warning, live_report, status,
 };
 
-/// The certificate entity of SPEC 4.1, with the additive fields.
+/// The certificate entity of SPEC 4.1 (shared with the command line: `mtls_control::entity`).
+pub use mtls_control::entity::{Certificate, Renewal};
+
+/// The answer to a certificate request (SPEC 4.6): the pending entity and its CSR.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Certificate {
-    pub id: i64,
-    pub deleted: bool,
-    pub name: String,
-    pub display_name: String,
-    pub site_id: String,
-    /// `Available`, `Expired` or `UnAvailable`, computed when read.
-    pub status: &'static str,
-    pub expiration_date: String,
-    pub subject: String,
-    pub issuer: String,
-    pub serial_number: String,
-    pub not_before: String,
-    pub fingerprint_sha256: String,
-    pub key_type: String,
-    pub chain_length: i64,
-    pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
-    /// The renewal in progress (SPEC 4.6), absent when there is none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub renewal: Option<Renewal>,
-}
-
-/// A renewal in progress: `Pending` (waiting for its chain) or `Scheduled` (the switch waits
-/// for `activateAt`).
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Renewal {
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub activate_at: Option<String>,
-}
-
-impl From<&mtls_store::RenewalRow> for Renewal {
-    fn from(row: &mtls_store::RenewalRow) -> Self {
-        Self {
-            status: if row.scheduled {
-                "Scheduled"
-            } else {
-                "Pending"
-            },
-            activate_at: row.activate_at.map(rfc3339),
-        }
-    }
-}
-
-impl Certificate {
-    /// The entity for `row` as of `now` (Unix seconds).
-    pub fn from_row(row: &mtls_store::CertificateRow, now: i64) -> Self {
-        Self {
-            id: row.id,
-            deleted: row.deleted,
-            name: row.name.clone(),
-            display_name: row.name.clone(),
-            site_id: row.account_id.clone(),
-            status: status(row, now),
-            expiration_date: rfc3339(row.not_after),
-            subject: row.subject.clone(),
-            issuer: row.issuer.clone(),
-            serial_number: row.serial_number.clone(),
-            not_before: rfc3339(row.not_before),
-            fingerprint_sha256: row.fingerprint_sha256.clone(),
-            key_type: row.key_type.clone(),
-            chain_length: row.chain_length,
-            version: row.version,
-            created_at: rfc3339(row.created_at),
-            updated_at: rfc3339(row.updated_at),
-            renewal: row.renewal.as_ref().map(Renewal::from),
-        }
-    }
+pub struct CertificateRequested {
+    #[serde(flatten)]
+    pub certificate: Certificate,
+    /// The PKCS#10 request (PEM), signed by the key the gateway made.
+    pub csr: String,
 }
 
 /// The save result of SPEC 4.3, key names exactly as the contract spells them.

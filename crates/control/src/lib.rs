@@ -12,6 +12,7 @@ pub mod audit;
 pub mod backends;
 pub mod certificates;
 pub mod clock;
+pub mod entity;
 mod error;
 pub mod identities;
 pub mod mappings;

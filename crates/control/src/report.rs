@@ -123,9 +123,13 @@ impl From<&CertificateInfo> for ChainElement {
     }
 }
 
-/// SPEC 4.1: `Available` when not deleted, the secret is stored and now is within the leaf's
-/// validity; `Expired` when now is past `notAfter`; `UnAvailable` otherwise.
+/// SPEC 4.1: `Pending` while a key the gateway made waits for its signed certificate (4.6);
+/// `Available` when not deleted, the secret is stored and now is within the leaf's validity;
+/// `Expired` when now is past `notAfter`; `UnAvailable` otherwise.
 pub fn status(row: &mtls_store::CertificateRow, now: i64) -> &'static str {
+    if row.pending && !row.deleted {
+        return "Pending";
+    }
     let valid_now = row.not_before <= now && now <= row.not_after;
     if !row.deleted && row.secret_state == mtls_store::SecretState::Stored && valid_now {
         "Available"
