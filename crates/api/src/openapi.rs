@@ -672,7 +672,8 @@ fn operations() -> Vec<Operation> {
             ],
             body: Some(json!({ "required": true, "content": {
                 "application/x-pem-file": { "schema": { "type": "string", "maxLength": mtls_pki::MAX_CHAIN_PEM_BYTES } },
-                "text/plain": { "schema": { "type": "string", "maxLength": mtls_pki::MAX_CHAIN_PEM_BYTES } }
+                "text/plain": { "schema": { "type": "string", "maxLength": mtls_pki::MAX_CHAIN_PEM_BYTES } },
+                "application/pem-certificate-chain": { "schema": { "type": "string", "maxLength": mtls_pki::MAX_CHAIN_PEM_BYTES } }
             } })),
             responses: vec![("200", json_response("The certificate: switched (version + 1), or its renewal Scheduled.", schema("Certificate")))],
         },

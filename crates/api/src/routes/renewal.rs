@@ -111,6 +111,26 @@ pub async fn csr(
         .into_response())
 }
 
+/// Whether the chain upload's `Content-Type` is PEM text (or absent), as for a request's chain.
+fn pem_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "application/x-pem-file" | "text/plain" | "application/pem-certificate-chain"
+    )
+}
+
 /// The body, refused (413) at the first byte past `cap` (or when announced larger).
 async fn capped_body(request: Request, cap: usize) -> Result<Vec<u8>, ApiError> {
     let too_large = || {
@@ -130,7 +150,7 @@ async fn capped_body(request: Request, cap: usize) -> Result<Vec<u8>, ApiError> 
     let mut read = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| {
-            ApiError::bad_request("invalid_body", "the request body could not be read")
+            ApiError::bad_request("invalid_request_body", "the request body could not be read")
         })?;
         if let Ok(data) = frame.into_data() {
             if read.len().saturating_add(data.len()) > cap {
@@ -154,6 +174,13 @@ pub async fn chain(
     let ids = ids_of(&id);
     let result: Result<Json<Certificate>, ApiError> = async {
         let id = path_id(&id, "certificate")?;
+        if !pem_content_type(request.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the chain as PEM text: Content-Type application/x-pem-file or text/plain",
+            ));
+        }
         let pem = capped_body(request, mtls_pki::MAX_CHAIN_PEM_BYTES).await?;
         let backends = state.control().backends().require()?;
         let uploaded = renewal::upload_chain(

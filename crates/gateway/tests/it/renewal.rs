@@ -354,6 +354,18 @@ async fn one_stack(stack: &Stack, fixtures: &P12Fixtures, ca: &Ca, server: &Upst
             "{bad}"
         );
     }
+    let (status, body) = send(
+        client()
+            .put(certificate_url(&tenant, id, "/renewal/chain"))
+            .bearer_auth(&tenant.token)
+            .header("content-type", "application/json")
+            .body(chain.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
     let huge = "A".repeat(mtls_pki::MAX_CHAIN_PEM_BYTES + 1);
     let (status, _) = put_chain(&tenant, id, &huge, None).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
