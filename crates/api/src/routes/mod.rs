@@ -96,6 +96,19 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
                 &format!("{certificates}/activate/{{id}}"),
                 post(certificates::activate),
             )
+            .route("/mtls/account/{account_id}/audit", get(audit::list))
+            .route(
+                "/api/account/{account_id}/configuration/ac-common/mtls",
+                get(mappings::list)
+                    .post(mappings::create)
+                    .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
+            )
+            .route(
+                "/api/account/{account_id}/configuration/ac-common/mtls/{id}",
+                get(mappings::get)
+                    .put(mappings::update)
+                    .delete(mappings::delete),
+            )
             // SPEC 4.6: renewal
             .route(
                 &format!("{certificates}/{{id}}/renewal"),
@@ -110,19 +123,6 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
             .route(
                 &format!("{certificates}/{{id}}/renewal/chain"),
                 put(renewal::chain).layer(DefaultBodyLimit::disable()),
-            )
-            .route("/mtls/account/{account_id}/audit", get(audit::list))
-            .route(
-                "/api/account/{account_id}/configuration/ac-common/mtls",
-                get(mappings::list)
-                    .post(mappings::create)
-                    .layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
-            )
-            .route(
-                "/api/account/{account_id}/configuration/ac-common/mtls/{id}",
-                get(mappings::get)
-                    .put(mappings::update)
-                    .delete(mappings::delete),
             )
     } else {
         router
