@@ -187,6 +187,9 @@ impl From<ControlError> for ApiError {
             ControlError::Invalid { code, message } => Self::bad_request(code, message),
             ControlError::Items(items) => Self::items(items),
             ControlError::NotFound(what) => Self::not_found(what),
+            ControlError::Missing { code, message } => {
+                Self::new(StatusCode::NOT_FOUND, code, message)
+            }
             ControlError::Conflict { code, message } => {
                 Self::new(StatusCode::CONFLICT, code, message)
             }
@@ -329,6 +332,14 @@ mod control_errors {
                 ControlError::Items(vec![item]),
                 StatusCode::BAD_REQUEST,
                 "invalid_name",
+            ),
+            (
+                ControlError::Missing {
+                    code: "no_renewal",
+                    message: "x".to_owned(),
+                },
+                StatusCode::NOT_FOUND,
+                "no_renewal",
             ),
             (
                 ControlError::NotFound("certificate"),

@@ -649,6 +649,75 @@ fn operations() -> Vec<Operation> {
             ],
         });
     }
+    // SPEC 4.6: renewal
+    let renewal = "/mtls/account/{accountId}/certificates/{id}/renewal";
+    let pem_text = json!({ "type": "string", "description": "PEM text." });
+    list.extend([
+        Operation {
+            method: "post",
+            path: renewal,
+            id: "startRenewal",
+            summary: "Renew a certificate without a gap: a new key made inside the gateway and its CSR; the current key stays live (SPEC 4.6).",
+            tag: "certificates",
+            privilege: Some("MTLS_WRITE_INTERNAL"),
+            parameters: vec![account(), id("The certificate id.")],
+            body: Some(json!({ "required": false, "content": { "application/json": { "schema": {
+                "type": "object",
+                "properties": {
+                    "keyType": { "type": "string", "enum": ["P-256", "P-384", "RSA-2048", "RSA-3072"], "description": "The new key's type; the current key's by default." },
+                    "subject": { "type": "string", "description": "RFC 4514; the current certificate's subject by default." }
+                }
+            } } } })),
+            responses: vec![(
+                "201",
+                json_response("The renewal's CSR (PKCS#10, PEM).", json!({ "type": "object", "properties": { "csr": pem_text }, "required": ["csr"] })),
+            )],
+        },
+        Operation {
+            method: "delete",
+            path: renewal,
+            id: "cancelRenewal",
+            summary: "Cancel the renewal in progress; its key is destroyed (404 no_renewal when there is none).",
+            tag: "certificates",
+            privilege: Some("MTLS_WRITE_INTERNAL"),
+            parameters: vec![account(), id("The certificate id.")],
+            body: None,
+            responses: vec![("200", json_response("The certificate.", schema("Certificate")))],
+        },
+        Operation {
+            method: "get",
+            path: "/mtls/account/{accountId}/certificates/{id}/renewal/csr",
+            id: "getRenewalCsr",
+            summary: "The renewal's CSR again.",
+            tag: "certificates",
+            privilege: Some("MTLS_READ_INTERNAL"),
+            parameters: vec![account(), id("The certificate id.")],
+            body: None,
+            responses: vec![(
+                "200",
+                json!({ "description": "The CSR.", "content": { "application/pkcs10": { "schema": pem_text } } }),
+            )],
+        },
+        Operation {
+            method: "put",
+            path: "/mtls/account/{accountId}/certificates/{id}/renewal/chain",
+            id: "uploadRenewalChain",
+            summary: "The renewal's signed certificate and its chain (PEM, leaf first): the certificate switches to the new key and the next version at once or at activateAt (SPEC 4.6).",
+            tag: "certificates",
+            privilege: Some("MTLS_WRITE_INTERNAL"),
+            parameters: vec![
+                account(),
+                id("The certificate id."),
+                query("activateAt", "RFC 3339; when to switch (at most a year ahead). Absent or past: at once.", json!({ "type": "string" })),
+            ],
+            body: Some(json!({ "required": true, "content": {
+                "application/x-pem-file": { "schema": { "type": "string", "maxLength": mtls_pki::MAX_CHAIN_PEM_BYTES } },
+                "text/plain": { "schema": { "type": "string", "maxLength": mtls_pki::MAX_CHAIN_PEM_BYTES } },
+                "application/pem-certificate-chain": { "schema": { "type": "string", "maxLength": mtls_pki::MAX_CHAIN_PEM_BYTES } }
+            } })),
+            responses: vec![("200", json_response("The certificate: switched (version + 1), or its renewal Scheduled.", schema("Certificate")))],
+        },
+    ]);
     list
 }
 

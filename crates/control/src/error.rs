@@ -23,6 +23,8 @@ pub enum ControlError {
     Items(Vec<ItemError>),
     /// No such thing in the caller's account (404).
     NotFound(&'static str),
+    /// 404 with its own code: the thing exists, but not the state asked for (`no_renewal`).
+    Missing { code: &'static str, message: String },
     /// The change conflicts with the state (409: a name or triplet in use, a cap reached, a
     /// concurrent update, a missing secret).
     Conflict { code: &'static str, message: String },
@@ -70,6 +72,7 @@ impl ControlError {
             Self::Invalid { code, .. }
             | Self::Conflict { code, .. }
             | Self::Precondition { code, .. }
+            | Self::Missing { code, .. }
             | Self::Transport { code, .. } => code,
             Self::Items(items) => items.first().map_or("invalid_request", |item| item.code),
             Self::Intake(error) => error.code(),
@@ -91,6 +94,7 @@ impl std::fmt::Display for ControlError {
             Self::Invalid { message, .. }
             | Self::Conflict { message, .. }
             | Self::Precondition { message, .. }
+            | Self::Missing { message, .. }
             | Self::Transport { message, .. }
             | Self::TooLarge(message)
             | Self::Unavailable(message) => write!(f, "{code}: {message}"),

@@ -18,6 +18,7 @@ pub mod identities;
 pub mod mappings;
 mod material;
 pub mod metrics;
+pub mod renewal;
 pub mod report;
 pub mod requests;
 pub mod routing;

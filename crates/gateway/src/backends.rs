@@ -198,6 +198,7 @@ async fn install(config: &Config, control: &Control, backends: Backends) {
         .runtime
         .sync_interval_seconds
         .max(Duration::from_millis(50));
+    crate::renewal::spawn(control, interval);
     let control = control.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

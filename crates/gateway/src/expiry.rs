@@ -4,7 +4,8 @@
 //! set, POSTed as JSON. Each (certificate, `notAfter`, threshold) is claimed in the database
 //! first, so a notification goes out once: not again after a restart, not from two nodes; a
 //! renewed certificate (new `notAfter`) re-arms its thresholds. A webhook call that fails gives
-//! its claims back, and the next round tries again.
+//! its claims back, and the next round tries again. The log line and the webhook say whether a
+//! renewal is under way (`renewalPending`, and `renewal`: its status and `activateAt`).
 
 use std::time::Duration;
 
@@ -144,12 +145,24 @@ async fn notify(
     let Some(threshold) = claimed.iter().min().copied() else {
         return Ok(());
     };
+    let renewal = row.renewal.as_ref().map(|renewal| {
+        (
+            if renewal.scheduled {
+                "Scheduled"
+            } else {
+                "Pending"
+            },
+            renewal.activate_at.map(mtls_control::clock::rfc3339),
+        )
+    });
     tracing::warn!(
         account = %row.account_id,
         certificate_id = row.id,
         name = %row.name,
         days_left = left as f64 / DAY as f64,
         threshold_days = threshold,
+        renewal_pending = renewal.is_some(),
+        renewal = renewal.as_ref().map_or("none", |(status, _)| *status),
         "certificate expires soon"
     );
     let Some(webhook) = &settings.webhook else {
@@ -165,6 +178,9 @@ async fn notify(
         "notAfter": row.not_after,
         "secondsLeft": left,
         "thresholdDays": threshold,
+        // SPEC 4.6: whether a renewal is under way, and its state.
+        "renewalPending": renewal.is_some(),
+        "renewal": renewal.map(|(status, activate_at)| json!({ "status": status, "activateAt": activate_at })),
     });
     let sent = webhook.client.post(&webhook.url).json(&body).send().await;
     let failure = match sent {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod data_dir;
 pub mod expiry;
 pub mod listen;
+mod renewal;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -8,6 +8,7 @@ pub(crate) mod forward;
 mod health;
 mod mappings;
 mod oauth2;
+mod renewal;
 mod requests;
 mod tester;
 
@@ -115,6 +116,21 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
                 get(mappings::get)
                     .put(mappings::update)
                     .delete(mappings::delete),
+            )
+            // SPEC 4.6: renewal
+            .route(
+                &format!("{certificates}/{{id}}/renewal"),
+                post(renewal::start)
+                    .delete(renewal::cancel)
+                    .layer(DefaultBodyLimit::max(json_limit)),
+            )
+            .route(
+                &format!("{certificates}/{{id}}/renewal/csr"),
+                get(renewal::csr),
+            )
+            .route(
+                &format!("{certificates}/{{id}}/renewal/chain"),
+                put(renewal::chain).layer(DefaultBodyLimit::disable()),
             )
     } else {
         router

@@ -22,6 +22,7 @@ mod oauth;
 mod observability;
 mod openapi;
 mod operations;
+mod renewal;
 mod requests;
 mod storage;
 mod support;
