@@ -9,7 +9,7 @@ use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 
 /// Why [`array`] gave up.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ArrayError {
+pub(crate) enum ArrayError {
     /// More than the allowed number of elements: refused at the first one past it, unread.
     TooMany,
     /// Not a JSON array of `T`.
@@ -19,7 +19,10 @@ pub enum ArrayError {
 /// A JSON array of at most `max` elements of `T`, the element past `max` refused before it is
 /// parsed: a body of many tiny elements (`[{},{},...]`) would otherwise become a vector of
 /// full-size values, about a hundred times its own size, before its length is checked.
-pub fn array<T: de::DeserializeOwned>(json: &[u8], max: usize) -> Result<Vec<T>, ArrayError> {
+pub(crate) fn array<T: de::DeserializeOwned>(
+    json: &[u8],
+    max: usize,
+) -> Result<Vec<T>, ArrayError> {
     let too_many = Cell::new(false);
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let seed = CappedArray {

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::ratelimit::Group;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 
-pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
     let peer = request
         .extensions()

@@ -11,15 +11,15 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// The parts of a multipart body, by lower-cased name.
-pub struct Parts(HashMap<String, Zeroizing<Vec<u8>>>);
+pub(crate) struct Parts(HashMap<String, Zeroizing<Vec<u8>>>);
 
 impl Parts {
-    pub fn take(&mut self, name: &str) -> Option<Zeroizing<Vec<u8>>> {
+    pub(crate) fn take(&mut self, name: &str) -> Option<Zeroizing<Vec<u8>>> {
         self.0.remove(name)
     }
 
     /// A part as UTF-8 text.
-    pub fn text(
+    pub(crate) fn text(
         &mut self,
         name: &str,
         code: &'static str,
@@ -38,7 +38,7 @@ impl Parts {
 
 /// Reads every part of `request`; `file` may hold up to the PKCS#12 limit, other parts
 /// `small_limit` bytes (past it: 400 with `small_code`).
-pub async fn read(
+pub(crate) async fn read(
     request: Request,
     state: &AppState,
     small_code: &'static str,

@@ -110,7 +110,7 @@ impl fmt::Display for RequestId {
 }
 
 /// The id of the request being served, or `-` outside of one.
-pub fn current() -> String {
+pub(crate) fn current() -> String {
     REQUEST_ID
         .try_with(ToString::to_string)
         .unwrap_or_else(|_| "-".to_owned())

@@ -45,7 +45,7 @@ impl Limits<'_> {
 }
 
 /// The items of a JSON body (`[{id?, name, p12, password}]`), read from `request` as it arrives.
-pub async fn items(
+pub(crate) async fn items(
     request: axum::extract::Request,
     state: &AppState,
 ) -> Result<Vec<ItemInput>, ApiError> {
@@ -114,7 +114,7 @@ fn parse_from(
 }
 
 /// One item from the multipart `certificate` part (already bounded by the part limit).
-pub fn item(json: &[u8], file: usize) -> Result<ItemInput, serde_json::Error> {
+pub(crate) fn item(json: &[u8], file: usize) -> Result<ItemInput, serde_json::Error> {
     let refusal = Cell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let item = ItemSeed {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mtls_control::Control;
 
 /// Starts the timer on the current runtime (after the dependencies are installed).
-pub fn spawn(control: &Control, interval: Duration) {
+pub(crate) fn spawn(control: &Control, interval: Duration) {
     let control = control.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

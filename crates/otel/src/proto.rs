@@ -99,7 +99,7 @@ fn span(out: &mut Vec<u8>, span: &Span) {
 }
 
 /// The `ExportTraceServiceRequest` body for `spans`.
-pub fn export_request(service_name: &str, spans: &[Span]) -> Vec<u8> {
+pub(crate) fn export_request(service_name: &str, spans: &[Span]) -> Vec<u8> {
     let mut out = Vec::new();
     message(&mut out, 1, |resource_spans| {
         message(resource_spans, 1, |resource| {

@@ -7,7 +7,7 @@ use spki::AlgorithmIdentifierOwned;
 
 /// `PFX ::= SEQUENCE { version, authSafe ContentInfo, macData MacData OPTIONAL }`
 #[derive(Clone, Debug, Sequence)]
-pub struct Pfx {
+pub(crate) struct Pfx {
     pub version: u8,
     pub auth_safe: ContentInfo,
     pub mac_data: Option<MacData>,
@@ -15,7 +15,7 @@ pub struct Pfx {
 
 /// `MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations INTEGER DEFAULT 1 }`
 #[derive(Clone, Debug, Sequence)]
-pub struct MacData {
+pub(crate) struct MacData {
     pub mac: DigestInfo,
     pub mac_salt: OctetString,
     #[asn1(default = "one")]
@@ -28,14 +28,14 @@ fn one() -> u32 {
 
 /// `DigestInfo ::= SEQUENCE { digestAlgorithm AlgorithmIdentifier, digest OCTET STRING }`
 #[derive(Clone, Debug, Sequence)]
-pub struct DigestInfo {
+pub(crate) struct DigestInfo {
     pub algorithm: AlgorithmIdentifierOwned,
     pub digest: OctetString,
 }
 
 /// `ContentInfo ::= SEQUENCE { contentType OID, content [0] EXPLICIT ANY OPTIONAL }`
 #[derive(Clone, Debug, Sequence)]
-pub struct ContentInfo {
+pub(crate) struct ContentInfo {
     pub content_type: ObjectIdentifier,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     pub content: Option<Any>,
@@ -43,7 +43,7 @@ pub struct ContentInfo {
 
 /// `EncryptedData ::= SEQUENCE { version, encryptedContentInfo, unprotectedAttrs [1] OPTIONAL }`
 #[derive(Clone, Debug, Sequence)]
-pub struct EncryptedData {
+pub(crate) struct EncryptedData {
     pub version: u8,
     pub encrypted_content_info: EncryptedContentInfo,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
@@ -53,7 +53,7 @@ pub struct EncryptedData {
 /// `EncryptedContentInfo ::= SEQUENCE { contentType, contentEncryptionAlgorithm,
 /// encryptedContent [0] IMPLICIT OCTET STRING OPTIONAL }`
 #[derive(Clone, Debug, Sequence)]
-pub struct EncryptedContentInfo {
+pub(crate) struct EncryptedContentInfo {
     pub content_type: ObjectIdentifier,
     pub algorithm: AlgorithmIdentifierOwned,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
@@ -62,7 +62,7 @@ pub struct EncryptedContentInfo {
 
 /// `SafeBag ::= SEQUENCE { bagId OID, bagValue [0] EXPLICIT ANY, bagAttributes SET OF OPTIONAL }`
 #[derive(Clone, Debug, Sequence)]
-pub struct SafeBag {
+pub(crate) struct SafeBag {
     pub bag_id: ObjectIdentifier,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
     pub bag_value: Any,
@@ -71,7 +71,7 @@ pub struct SafeBag {
 
 /// `CertBag ::= SEQUENCE { certId OID, certValue [0] EXPLICIT ANY }`
 #[derive(Clone, Debug, Sequence)]
-pub struct CertBag {
+pub(crate) struct CertBag {
     pub cert_id: ObjectIdentifier,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
     pub cert_value: Any,
@@ -80,14 +80,14 @@ pub struct CertBag {
 /// `EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData OCTET STRING }`,
 /// decoded with an open algorithm so that PKCS#12 PBE identifiers are accepted too.
 #[derive(Clone, Debug, Sequence)]
-pub struct EncryptedPrivateKeyInfo {
+pub(crate) struct EncryptedPrivateKeyInfo {
     pub algorithm: AlgorithmIdentifierOwned,
     pub encrypted_data: OctetString,
 }
 
 /// `pkcs-12PbeParams ::= SEQUENCE { salt OCTET STRING, iterations INTEGER }`
 #[derive(Clone, Debug, Sequence)]
-pub struct Pkcs12PbeParams {
+pub(crate) struct Pkcs12PbeParams {
     pub salt: OctetString,
     pub iterations: u32,
 }
@@ -95,7 +95,7 @@ pub struct Pkcs12PbeParams {
 /// `PBES2-params ::= SEQUENCE { keyDerivationFunc, encryptionScheme }`, both left open so the
 /// parser can name an unsupported algorithm before handing the parameters to `pkcs5`.
 #[derive(Clone, Debug, Sequence)]
-pub struct Pbes2ParamsOpen {
+pub(crate) struct Pbes2ParamsOpen {
     pub kdf: AlgorithmIdentifierOwned,
     pub encryption: AlgorithmIdentifierOwned,
 }
@@ -103,7 +103,7 @@ pub struct Pbes2ParamsOpen {
 /// `PBKDF2-params ::= SEQUENCE { salt, iterationCount, keyLength OPTIONAL, prf DEFAULT hmacWithSHA1 }`
 /// with an open `prf`, read only to check the cost and the algorithms.
 #[derive(Clone, Debug, Sequence)]
-pub struct Pbkdf2ParamsOpen {
+pub(crate) struct Pbkdf2ParamsOpen {
     pub salt: Any,
     pub iteration_count: u64,
     pub key_length: Option<u32>,
@@ -111,6 +111,9 @@ pub struct Pbkdf2ParamsOpen {
 }
 
 /// Decodes `T` from BER (a superset of DER), naming `part` when it does not decode.
-pub fn decode<'a, T: Decode<'a>>(bytes: &'a [u8], part: &'static str) -> Result<T, &'static str> {
+pub(crate) fn decode<'a, T: Decode<'a>>(
+    bytes: &'a [u8],
+    part: &'static str,
+) -> Result<T, &'static str> {
     T::from_ber(bytes).map_err(|_| part)
 }

@@ -23,18 +23,18 @@ impl Default for CostLimits {
 
 /// The running account of one parse.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     limits: CostLimits,
     spent: u64,
 }
 
 impl Budget {
-    pub fn new(limits: CostLimits) -> Self {
+    pub(crate) fn new(limits: CostLimits) -> Self {
         Self { limits, spent: 0 }
     }
 
     /// Reserves `iterations` for one derivation, or refuses with `p12_too_costly`.
-    pub fn charge(&mut self, iterations: u64) -> Result<(), IntakeError> {
+    pub(crate) fn charge(&mut self, iterations: u64) -> Result<(), IntakeError> {
         if iterations > u64::from(self.limits.max_iterations) {
             return Err(IntakeError::TooCostly {
                 iterations,

@@ -13,7 +13,7 @@ use crate::{IntakeError, oids};
 
 /// Why one decryption attempt failed: the caller tries another password form on `WrongKey`.
 #[derive(Debug)]
-pub enum DecryptError {
+pub(crate) enum DecryptError {
     WrongKey,
     Fatal(IntakeError),
 }
@@ -25,7 +25,7 @@ impl From<IntakeError> for DecryptError {
 }
 
 /// A human description of an encryption algorithm identifier, for the report.
-pub fn describe(algorithm: &AlgorithmIdentifierOwned) -> String {
+pub(crate) fn describe(algorithm: &AlgorithmIdentifierOwned) -> String {
     if algorithm.oid == oids::PBES2
         && let Some(open) = pbes2_open(algorithm)
     {
@@ -54,12 +54,12 @@ pub fn describe(algorithm: &AlgorithmIdentifierOwned) -> String {
 }
 
 /// Whether the algorithm is one of the legacy (weak) PKCS#12 PBE schemes.
-pub fn is_legacy(algorithm: &AlgorithmIdentifierOwned) -> bool {
+pub(crate) fn is_legacy(algorithm: &AlgorithmIdentifierOwned) -> bool {
     algorithm.oid != oids::PBES2
 }
 
 /// Decrypts `ciphertext` protected by `algorithm` with `password` encoded in `form`.
-pub fn decrypt(
+pub(crate) fn decrypt(
     algorithm: &AlgorithmIdentifierOwned,
     ciphertext: &[u8],
     password: &str,

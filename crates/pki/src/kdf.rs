@@ -5,7 +5,7 @@ use zeroize::Zeroizing;
 
 /// What the derived bytes are for (RFC 7292 B.3, the "ID" byte).
 #[derive(Clone, Copy, Debug)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     Key = 1,
     Iv = 2,
     Mac = 3,
@@ -68,7 +68,7 @@ impl PasswordForm {
 
 /// RFC 7292 B.2 with hash `D` (block size `block_len` bytes): `output_len` bytes derived from
 /// the encoded password, the salt and `iterations` rounds. The caller has checked the cost.
-pub fn derive<D: Digest>(
+pub(crate) fn derive<D: Digest>(
     password: &[u8],
     salt: &[u8],
     purpose: Purpose,

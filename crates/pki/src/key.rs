@@ -65,7 +65,7 @@ impl KeyType {
 /// A key that loaded into the signing library: its type and its public key bytes as they
 /// appear in a certificate's `subjectPublicKey`.
 #[derive(Debug)]
-pub struct CheckedKey {
+pub(crate) struct CheckedKey {
     pub key_type: KeyType,
     pub public_key: Vec<u8>,
 }
@@ -74,7 +74,7 @@ const RSA_MIN_BITS: u32 = 2048;
 const RSA_MAX_BITS: u32 = 8192;
 
 /// Loads `pkcs8` as a signing key, or says why TLS cannot use it.
-pub fn check(pkcs8: &[u8]) -> Result<CheckedKey, IntakeError> {
+pub(crate) fn check(pkcs8: &[u8]) -> Result<CheckedKey, IntakeError> {
     let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8)
         .map_err(|_| IntakeError::Malformed("private key structure"))?;
     let algorithm = info.algorithm.oid;

@@ -8,7 +8,7 @@ use crate::kdf::{self, PasswordForm, Purpose};
 use crate::{IntakeError, oids};
 
 /// A human description of the MAC, for the report.
-pub fn describe(mac: &MacData) -> String {
+pub(crate) fn describe(mac: &MacData) -> String {
     format!(
         "HMAC-{} ({} iterations)",
         oids::name(&mac.mac.algorithm.oid),
@@ -17,12 +17,12 @@ pub fn describe(mac: &MacData) -> String {
 }
 
 /// Whether the MAC's hash is SHA-1.
-pub fn is_legacy(mac: &MacData) -> bool {
+pub(crate) fn is_legacy(mac: &MacData) -> bool {
     mac.mac.algorithm.oid == oids::SHA1
 }
 
 /// Checks `mac` over `content` with `password` in `form`: `Ok(true)` when it matches.
-pub fn verify(
+pub(crate) fn verify(
     mac: &MacData,
     content: &[u8],
     password: &str,

@@ -2,60 +2,60 @@
 
 use const_oid::ObjectIdentifier as Oid;
 
-pub const DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
-pub const ENCRYPTED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.6");
-pub const ENVELOPED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.3");
+pub(crate) const DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
+pub(crate) const ENCRYPTED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.6");
+pub(crate) const ENVELOPED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.3");
 
-pub const KEY_BAG: Oid = Oid::new_unwrap("1.2.840.113549.1.12.10.1.1");
-pub const SHROUDED_KEY_BAG: Oid = Oid::new_unwrap("1.2.840.113549.1.12.10.1.2");
-pub const CERT_BAG: Oid = Oid::new_unwrap("1.2.840.113549.1.12.10.1.3");
-pub const SAFE_CONTENTS_BAG: Oid = Oid::new_unwrap("1.2.840.113549.1.12.10.1.6");
-pub const X509_CERTIFICATE: Oid = Oid::new_unwrap("1.2.840.113549.1.9.22.1");
+pub(crate) const KEY_BAG: Oid = Oid::new_unwrap("1.2.840.113549.1.12.10.1.1");
+pub(crate) const SHROUDED_KEY_BAG: Oid = Oid::new_unwrap("1.2.840.113549.1.12.10.1.2");
+pub(crate) const CERT_BAG: Oid = Oid::new_unwrap("1.2.840.113549.1.12.10.1.3");
+pub(crate) const SAFE_CONTENTS_BAG: Oid = Oid::new_unwrap("1.2.840.113549.1.12.10.1.6");
+pub(crate) const X509_CERTIFICATE: Oid = Oid::new_unwrap("1.2.840.113549.1.9.22.1");
 
-pub const PBE_SHA1_RC4_128: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.1");
-pub const PBE_SHA1_RC4_40: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.2");
-pub const PBE_SHA1_3DES: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.3");
-pub const PBE_SHA1_2DES: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.4");
-pub const PBE_SHA1_RC2_128: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.5");
-pub const PBE_SHA1_RC2_40: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.6");
-pub const PBES2: Oid = Oid::new_unwrap("1.2.840.113549.1.5.13");
-pub const PBKDF2: Oid = Oid::new_unwrap("1.2.840.113549.1.5.12");
-pub const PBMAC1: Oid = Oid::new_unwrap("1.2.840.113549.1.5.14");
+pub(crate) const PBE_SHA1_RC4_128: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.1");
+pub(crate) const PBE_SHA1_RC4_40: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.2");
+pub(crate) const PBE_SHA1_3DES: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.3");
+pub(crate) const PBE_SHA1_2DES: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.4");
+pub(crate) const PBE_SHA1_RC2_128: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.5");
+pub(crate) const PBE_SHA1_RC2_40: Oid = Oid::new_unwrap("1.2.840.113549.1.12.1.6");
+pub(crate) const PBES2: Oid = Oid::new_unwrap("1.2.840.113549.1.5.13");
+pub(crate) const PBKDF2: Oid = Oid::new_unwrap("1.2.840.113549.1.5.12");
+pub(crate) const PBMAC1: Oid = Oid::new_unwrap("1.2.840.113549.1.5.14");
 
-pub const SHA1: Oid = Oid::new_unwrap("1.3.14.3.2.26");
-pub const SHA224: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.4");
-pub const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
-pub const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
-pub const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
+pub(crate) const SHA1: Oid = Oid::new_unwrap("1.3.14.3.2.26");
+pub(crate) const SHA224: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.4");
+pub(crate) const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+pub(crate) const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
+pub(crate) const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
 
-pub const HMAC_SHA1: Oid = Oid::new_unwrap("1.2.840.113549.2.7");
-pub const HMAC_SHA224: Oid = Oid::new_unwrap("1.2.840.113549.2.8");
-pub const HMAC_SHA256: Oid = Oid::new_unwrap("1.2.840.113549.2.9");
-pub const HMAC_SHA384: Oid = Oid::new_unwrap("1.2.840.113549.2.10");
-pub const HMAC_SHA512: Oid = Oid::new_unwrap("1.2.840.113549.2.11");
+pub(crate) const HMAC_SHA1: Oid = Oid::new_unwrap("1.2.840.113549.2.7");
+pub(crate) const HMAC_SHA224: Oid = Oid::new_unwrap("1.2.840.113549.2.8");
+pub(crate) const HMAC_SHA256: Oid = Oid::new_unwrap("1.2.840.113549.2.9");
+pub(crate) const HMAC_SHA384: Oid = Oid::new_unwrap("1.2.840.113549.2.10");
+pub(crate) const HMAC_SHA512: Oid = Oid::new_unwrap("1.2.840.113549.2.11");
 
-pub const AES_128_CBC: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.2");
-pub const AES_192_CBC: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.22");
-pub const AES_256_CBC: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.42");
-pub const AES_128_GCM: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.6");
-pub const AES_256_GCM: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.46");
-pub const DES_EDE3_CBC: Oid = Oid::new_unwrap("1.2.840.113549.3.7");
+pub(crate) const AES_128_CBC: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.2");
+pub(crate) const AES_192_CBC: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.22");
+pub(crate) const AES_256_CBC: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.42");
+pub(crate) const AES_128_GCM: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.6");
+pub(crate) const AES_256_GCM: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.1.46");
+pub(crate) const DES_EDE3_CBC: Oid = Oid::new_unwrap("1.2.840.113549.3.7");
 
-pub const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
-pub const RSASSA_PSS: Oid = Oid::new_unwrap("1.2.840.113549.1.1.10");
-pub const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
-pub const ED25519: Oid = Oid::new_unwrap("1.3.101.112");
-pub const ED448: Oid = Oid::new_unwrap("1.3.101.113");
-pub const DSA: Oid = Oid::new_unwrap("1.2.840.10040.4.1");
-pub const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
-pub const P384: Oid = Oid::new_unwrap("1.3.132.0.34");
-pub const P521: Oid = Oid::new_unwrap("1.3.132.0.35");
+pub(crate) const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
+pub(crate) const RSASSA_PSS: Oid = Oid::new_unwrap("1.2.840.113549.1.1.10");
+pub(crate) const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
+pub(crate) const ED25519: Oid = Oid::new_unwrap("1.3.101.112");
+pub(crate) const ED448: Oid = Oid::new_unwrap("1.3.101.113");
+pub(crate) const DSA: Oid = Oid::new_unwrap("1.2.840.10040.4.1");
+pub(crate) const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
+pub(crate) const P384: Oid = Oid::new_unwrap("1.3.132.0.34");
+pub(crate) const P521: Oid = Oid::new_unwrap("1.3.132.0.35");
 
-pub const EXT_KEY_USAGE_CLIENT_AUTH: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.2");
-pub const EXT_KEY_USAGE_ANY: Oid = Oid::new_unwrap("2.5.29.37.0");
+pub(crate) const EXT_KEY_USAGE_CLIENT_AUTH: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.2");
+pub(crate) const EXT_KEY_USAGE_ANY: Oid = Oid::new_unwrap("2.5.29.37.0");
 
 /// A readable name for the algorithms a report or an error may mention; the dotted form otherwise.
-pub fn name(oid: &Oid) -> String {
+pub(crate) fn name(oid: &Oid) -> String {
     let known = [
         (PBE_SHA1_RC4_128, "pbeWithSHAAnd128BitRC4"),
         (PBE_SHA1_RC4_40, "pbeWithSHAAnd40BitRC4"),

@@ -20,7 +20,7 @@ const MAX_DEPTH: u8 = 4;
 
 /// Everything found in the file, before any certificate is interpreted.
 #[derive(Debug, Default)]
-pub struct Contents {
+pub(crate) struct Contents {
     pub keys: Vec<Zeroizing<Vec<u8>>>,
     pub certificates: Vec<Vec<u8>>,
     pub protection: Protection,
@@ -51,7 +51,7 @@ struct Walker<'p> {
 }
 
 /// Parses `file` with `password`, charging every derivation to `budget`.
-pub fn walk(file: &[u8], password: &str, budget: Budget) -> Result<Contents, IntakeError> {
+pub(crate) fn walk(file: &[u8], password: &str, budget: Budget) -> Result<Contents, IntakeError> {
     let pfx: Pfx = asn1::decode(file, "outer structure").map_err(IntakeError::Malformed)?;
     if pfx.version != 3 {
         return Err(IntakeError::Malformed("unsupported version"));

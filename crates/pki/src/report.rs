@@ -43,7 +43,7 @@ impl Warning {
 
 /// Orders `others` from the leaf's issuer upwards, following issuer names. Returns the chain
 /// and the certificates that belong to no chain from the leaf.
-pub fn order_chain(
+pub(crate) fn order_chain(
     leaf: &CertificateInfo,
     mut others: Vec<CertificateInfo>,
 ) -> (Vec<CertificateInfo>, Vec<CertificateInfo>) {
@@ -64,7 +64,7 @@ pub fn order_chain(
 }
 
 /// The warnings for an accepted identity at `now` (Unix seconds).
-pub fn warnings(
+pub(crate) fn warnings(
     leaf: &CertificateInfo,
     chain: &[CertificateInfo],
     unrelated: &[CertificateInfo],
@@ -79,7 +79,7 @@ pub fn warnings(
 
 /// The warnings about the certificates themselves, whatever carried them (a PKCS#12 file or an
 /// uploaded chain).
-pub fn certificate_warnings(
+pub(crate) fn certificate_warnings(
     leaf: &CertificateInfo,
     chain: &[CertificateInfo],
     unrelated: &[CertificateInfo],

@@ -565,7 +565,7 @@ fn parse_alt_names(alt_names: &[String]) -> Result<Vec<GeneralName>, IntakeError
 /// one, a URI when it holds `://`, an e-mail address when it holds `@`, a DNS name otherwise.
 /// DNS names are letters, digits and hyphens in labels of 1 to 63 characters (a leading `*.`
 /// allowed), 253 characters at most; internationalized names go in their `xn--` form.
-pub fn parse_alt_name(text: &str) -> Result<GeneralName, IntakeError> {
+pub(crate) fn parse_alt_name(text: &str) -> Result<GeneralName, IntakeError> {
     let bad = |why: &str| {
         IntakeError::InvalidSubjectAltName(format!(
             "\"{}\": {why}",

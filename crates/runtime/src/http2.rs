@@ -312,7 +312,7 @@ where
 
 /// The target's answer body: capacity given back as it is read, trailers handed on, and a
 /// reset with `NO_ERROR` (an answer that ends before the request's body did) a clean end.
-pub struct H2Body {
+pub(crate) struct H2Body {
     recv: RecvStream,
     data_done: bool,
     /// What `Content-Length` says is left (for the size hint), when it said anything.

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::extract::{Authorized, ReadConfiguration};
 
 #[derive(Debug, Default, Deserialize)]
-pub struct AuditQuery {
+pub(super) struct AuditQuery {
     /// RFC 3339 time or Unix seconds; default: everything.
     #[serde(default)]
     since: Option<String>,
@@ -36,7 +36,7 @@ fn parse_since(text: &str) -> Option<i64> {
     })
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<ReadConfiguration>,
     Query(query): Query<AuditQuery>,

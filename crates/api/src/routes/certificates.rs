@@ -25,7 +25,7 @@ use crate::extract::{
 use crate::multipart;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     #[serde(default)]
     include_deleted: Option<String>,
     /// Additive: only live certificates whose `notAfter` is at most this many days away
@@ -35,7 +35,7 @@ pub struct ListQuery {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct DeleteQuery {
+pub(super) struct DeleteQuery {
     #[serde(default)]
     force: Option<String>,
 }
@@ -120,7 +120,7 @@ async fn save(
     audited(state, caller, account, action, ids, result).await
 }
 
-pub async fn create_json(
+pub(super) async fn create_json(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -131,7 +131,7 @@ pub async fn create_json(
     save(&state, &caller, &account, items, false).await
 }
 
-pub async fn create_multipart(
+pub(super) async fn create_multipart(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -142,7 +142,7 @@ pub async fn create_multipart(
     save(&state, &caller, &account, items, false).await
 }
 
-pub async fn update_json(
+pub(super) async fn update_json(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -153,7 +153,7 @@ pub async fn update_json(
     save(&state, &caller, &account, items, true).await
 }
 
-pub async fn update_multipart(
+pub(super) async fn update_multipart(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -164,7 +164,7 @@ pub async fn update_multipart(
     save(&state, &caller, &account, items, true).await
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<ReadConfiguration>,
     Query(query): Query<ListQuery>,
@@ -204,7 +204,7 @@ pub async fn list(
     ))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<ReadConfiguration>,
     Path((_, id)): Path<(String, String)>,
@@ -215,7 +215,7 @@ pub async fn get(
     Ok(Json(Certificate::from_row(&row, state.control().now())))
 }
 
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -238,14 +238,14 @@ pub async fn delete(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ActivateQuery {
+pub(super) struct ActivateQuery {
     #[serde(default)]
     is_validate_url_enabled: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ActivateBody {
+pub(super) struct ActivateBody {
     #[serde(default)]
     service_name: Option<String>,
     #[serde(default)]
@@ -254,7 +254,7 @@ pub struct ActivateBody {
 
 /// SPEC 4.4: a mapping for the certificate from `{serviceName, url}`, named
 /// `<serviceName>-<uuid>`.
-pub async fn activate(
+pub(super) async fn activate(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..

@@ -23,7 +23,7 @@ use crate::extract::{Authorized, Privileged, ReadChecks};
 const MAX_TRIPLETS: usize = 1000;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct CheckQuery {
+pub(super) struct CheckQuery {
     #[serde(default)]
     v: Option<String>,
 }
@@ -66,7 +66,7 @@ fn text<'a>(item: &'a Map<String, Value>, key: &str) -> &'a str {
     item.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-pub async fn global(
+pub(super) async fn global(
     State(state): State<AppState>,
     privileged: Privileged<ReadChecks>,
     Query(query): Query<CheckQuery>,
@@ -132,7 +132,7 @@ pub async fn global(
     Ok(Json(answer))
 }
 
-pub async fn account(
+pub(super) async fn account(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<ReadChecks>,
     body: Bytes,

@@ -22,7 +22,7 @@ use crate::audit::audited;
 use crate::error::ApiError;
 use crate::extract::{Authorized, WriteConfiguration, path_id};
 
-pub async fn collect(
+pub(super) async fn collect(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..

@@ -450,7 +450,7 @@ pub(crate) async fn direct(state: AppState, account: AccountId, request: Request
         .into_response()
 }
 
-pub async fn forward(
+pub(crate) async fn forward(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<Forward>,
     request: Request,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 
-pub async fn healthz() -> Json<Value> {
+pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
@@ -20,7 +20,7 @@ fn describe(result: Option<&Result<(), String>>) -> Value {
     }
 }
 
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.control().draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -19,7 +19,7 @@ use crate::extract::{Authorized, ReadConfiguration, WriteConfiguration, path_id,
 use mtls_control::mappings::{self, MappingInput};
 
 #[derive(Debug, Default, Deserialize)]
-pub struct MappingQuery {
+pub(super) struct MappingQuery {
     #[serde(default)]
     v: Option<String>,
     #[serde(default)]
@@ -78,7 +78,7 @@ fn item_count() -> ApiError {
     )
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -119,7 +119,7 @@ pub async fn create(
     audited(&state, &caller, &account, "mapping.create", ids, result).await
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<ReadConfiguration>,
     Query(query): Query<MappingQuery>,
@@ -136,7 +136,7 @@ pub async fn list(
     Ok(with_revision(StatusCode::OK, revision, Json(body)))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<ReadConfiguration>,
     Path((_, id)): Path<(String, String)>,
@@ -156,7 +156,7 @@ pub async fn get(
     }
 }
 
-pub async fn update(
+pub(super) async fn update(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -193,7 +193,7 @@ pub async fn update(
     audited(&state, &caller, &account, "mapping.update", ids, result).await
 }
 
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..

@@ -23,7 +23,7 @@ use crate::extract::Caller;
 
 /// Largest form accepted, in bytes: a client id, a secret, a grant type and a scope fit many
 /// times over. Enforced while reading.
-pub const MAX_FORM_BYTES: usize = 8 * 1024;
+pub(super) const MAX_FORM_BYTES: usize = 8 * 1024;
 
 /// An RFC 6749 5.2 error answer.
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +78,11 @@ enum ClientAuth {
     Post,
 }
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match issue(&state, &headers, body).await {
         Ok(response) => response,
         Err(error) => {

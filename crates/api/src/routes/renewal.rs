@@ -31,13 +31,13 @@ struct StartBody {
 
 /// `POST .../renewal`'s answer.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct RenewalStarted {
+pub(super) struct RenewalStarted {
     /// The renewal's PKCS#10 request, PEM.
     pub csr: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct ChainQuery {
+pub(super) struct ChainQuery {
     #[serde(default, rename = "activateAt")]
     activate_at: Option<String>,
 }
@@ -46,7 +46,7 @@ fn ids_of(id: &str) -> Vec<i64> {
     id.parse().into_iter().collect()
 }
 
-pub async fn start(
+pub(super) async fn start(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -93,7 +93,7 @@ pub async fn start(
     .await
 }
 
-pub async fn csr(
+pub(super) async fn csr(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<ReadConfiguration>,
     Path((_, id)): Path<(String, String)>,
@@ -162,7 +162,7 @@ async fn capped_body(request: Request, cap: usize) -> Result<Vec<u8>, ApiError> 
     Ok(read)
 }
 
-pub async fn chain(
+pub(super) async fn chain(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -209,7 +209,7 @@ pub async fn chain(
     .await
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..

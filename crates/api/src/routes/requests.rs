@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::extract::{Authorized, ReadConfiguration, WriteConfiguration, path_id};
 
 /// Largest request body: a subject of at most 1024 characters and 64 names fit many times.
-pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
+pub(super) const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
 
 /// The body of `POST .../requests`.
 #[derive(Debug, Deserialize)]
@@ -69,7 +69,7 @@ pub(crate) async fn read_capped(
     Ok(bytes)
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..
@@ -122,7 +122,7 @@ pub async fn create(
     .await
 }
 
-pub async fn csr(
+pub(super) async fn csr(
     State(state): State<AppState>,
     Authorized { account, .. }: Authorized<ReadConfiguration>,
     Path((_, id)): Path<(String, String)>,
@@ -158,7 +158,7 @@ fn pem_content_type(headers: &HeaderMap) -> bool {
     )
 }
 
-pub async fn chain(
+pub(super) async fn chain(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..

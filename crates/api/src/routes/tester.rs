@@ -31,7 +31,7 @@ use crate::extract::{Authorized, Query, RunTester, query_flag};
 use crate::multipart;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct TesterQuery {
+pub(super) struct TesterQuery {
     #[serde(default)]
     report: Option<String>,
 }
@@ -84,7 +84,7 @@ fn live_call(headers: &HeaderMap, target: &str) -> Result<Call, ApiError> {
     })
 }
 
-pub async fn test_multipart(
+pub(super) async fn test_multipart(
     State(state): State<AppState>,
     Authorized {
         caller, account, ..

@@ -14,7 +14,7 @@ use mtls_secrets::{APP_KEYS, SecretKey, SecretStore};
 use mtls_store::{AppKeyRow, AuditEntry, GLOBAL, Store};
 
 #[derive(Debug, Subcommand)]
-pub enum AppKeyCommand {
+pub(crate) enum AppKeyCommand {
     /// Create a key and print its four values (the secrets only this once).
     Create(CreateArgs),
     /// List the keys (no secrets).
@@ -24,7 +24,7 @@ pub enum AppKeyCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// Account ids the key may act on, comma-separated, or `*`.
     #[arg(long, value_delimiter = ',', required = true)]
     account: Vec<String>,
@@ -33,7 +33,7 @@ pub struct CreateArgs {
     privileges: Vec<String>,
 }
 
-pub fn run(config: &Config, command: AppKeyCommand) -> ExitCode {
+pub(crate) fn run(config: &Config, command: AppKeyCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -21,7 +21,7 @@ use mtls_gateway::config::Config;
 use super::app_key::{audit, connect};
 
 #[derive(Debug, Subcommand)]
-pub enum CertCommand {
+pub(crate) enum CertCommand {
     /// Make a key in the gateway and write its certificate signing request (CSR) to a file.
     Request(RequestArgs),
     /// Complete a request with the signed certificate and its chain (PEM, leaf first).
@@ -29,7 +29,7 @@ pub enum CertCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct RequestArgs {
+pub(crate) struct RequestArgs {
     /// The account.
     #[arg(long)]
     account: String,
@@ -51,7 +51,7 @@ pub struct RequestArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ChainArgs {
+pub(crate) struct ChainArgs {
     /// The account.
     #[arg(long)]
     account: String,
@@ -63,7 +63,7 @@ pub struct ChainArgs {
     chain: PathBuf,
 }
 
-pub fn run(config: &Config, command: CertCommand) -> ExitCode {
+pub(crate) fn run(config: &Config, command: CertCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

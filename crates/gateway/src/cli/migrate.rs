@@ -6,7 +6,7 @@ use mtls_gateway::backends;
 use mtls_gateway::config::Config;
 use mtls_store::Store;
 
-pub fn run(config: &Config) -> ExitCode {
+pub(crate) fn run(config: &Config) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,9 +1,9 @@
 //! The subcommands. They print to stdout by design.
 #![allow(clippy::print_stdout)]
 
-pub mod app_key;
-pub mod cert;
-pub mod migrate;
-pub mod p12;
-pub mod serve;
-pub mod token;
+pub(crate) mod app_key;
+pub(crate) mod cert;
+pub(crate) mod migrate;
+pub(crate) mod p12;
+pub(crate) mod serve;
+pub(crate) mod token;

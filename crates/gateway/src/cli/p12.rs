@@ -16,7 +16,7 @@ use mtls_gateway::config::Config;
 use zeroize::Zeroizing;
 
 #[derive(Debug, Subcommand)]
-pub enum P12Command {
+pub(crate) enum P12Command {
     /// Check a PKCS#12 file and print what the tester reports. Without a password option the
     /// empty password is used (files written with no password open with it).
     Inspect(InspectArgs),
@@ -26,7 +26,7 @@ pub enum P12Command {
 }
 
 #[derive(Debug, Args)]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     #[command(flatten)]
     inspect: InspectArgs,
     /// The URL to call (the egress policy of the configuration applies).
@@ -38,7 +38,7 @@ pub struct TestArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// The PKCS#12 file (.p12 / .pfx).
     file: PathBuf,
     /// Read the password from this environment variable.
@@ -58,7 +58,7 @@ pub struct InspectArgs {
 /// A failure: the stable code and a message, printed as `code: message` on stderr.
 struct Failure(String, String);
 
-pub fn run(config: &Config, command: P12Command) -> ExitCode {
+pub(crate) fn run(config: &Config, command: P12Command) -> ExitCode {
     let args = match command {
         P12Command::Inspect(args) => args,
         P12Command::Test(args) => return test(config, &args),

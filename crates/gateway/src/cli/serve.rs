@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use mtls_gateway::config::Config;
 use mtls_gateway::{server, telemetry};
 
-pub fn run(config: &Config) -> ExitCode {
+pub(crate) fn run(config: &Config) -> ExitCode {
     telemetry::init(&config.log);
     // This runtime runs start-up, the background tasks and the database and secret store
     // connections; connections are served by the worker threads (`listen`), each on its own.

@@ -10,13 +10,13 @@ use mtls_gateway::config::Config;
 use mtls_gateway::server;
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Print a new token.
     Issue(IssueArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct IssueArgs {
+pub(crate) struct IssueArgs {
     /// Account ids the token may act on, comma-separated, or `*` for every account.
     #[arg(long, value_delimiter = ',', required = true)]
     account: Vec<String>,
@@ -31,7 +31,7 @@ pub struct IssueArgs {
     subject: String,
 }
 
-pub fn run(config: &Config, command: TokenCommand) -> ExitCode {
+pub(crate) fn run(config: &Config, command: TokenCommand) -> ExitCode {
     let TokenCommand::Issue(args) = command;
     match issue(config, &args) {
         Ok(token) => {

@@ -558,7 +558,7 @@ async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (boo
 }
 
 /// A raw HTTP/1.1 answer: status, head (lower-case names), body (by `Content-Length`).
-pub struct RawAnswer {
+pub(crate) struct RawAnswer {
     pub status: u16,
     pub head: String,
     pub body: String,
@@ -566,7 +566,9 @@ pub struct RawAnswer {
 
 /// Reads one HTTP/1.1 answer framed by `Content-Length`, and not a byte more (the next
 /// answer on the connection stays to be read); `None` when the connection closes first.
-pub async fn read_answer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<RawAnswer> {
+pub(crate) async fn read_answer<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Option<RawAnswer> {
     use tokio::io::AsyncReadExt;
     let mut buffer = Vec::new();
     while !buffer.ends_with(b"\r\n\r\n") {
@@ -785,7 +787,7 @@ async fn connections_past_the_per_address_cap_are_refused_at_once() {
 // ---- Request heads hyper would accept: refused with a JSON error ----
 
 /// Sends `bytes` on a fresh connection and reads one answer.
-pub async fn raw_exchange(address: std::net::SocketAddr, bytes: &[u8]) -> RawAnswer {
+pub(crate) async fn raw_exchange(address: std::net::SocketAddr, bytes: &[u8]) -> RawAnswer {
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.write_all(bytes).await.unwrap();
@@ -793,7 +795,7 @@ pub async fn raw_exchange(address: std::net::SocketAddr, bytes: &[u8]) -> RawAns
 }
 
 /// A JSON error body's code; the answer also carries a request id like every other.
-pub fn error_code(answer: &RawAnswer) -> String {
+pub(crate) fn error_code(answer: &RawAnswer) -> String {
     assert!(answer.head.contains("x-request-id:"), "{}", answer.head);
     assert!(
         answer.head.contains("content-type: application/json"),

@@ -9,19 +9,19 @@ use mtls_gateway::config::Config;
 use mtls_gateway::server::{self, Running};
 use mtls_test_support::temp_dir;
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub base: String,
     pub running: Running,
     pub config: Config,
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// A token signed with this gateway's own secret.
-    pub fn token(&self, accounts: &[&str], privileges: &[Privilege]) -> String {
+    pub(crate) fn token(&self, accounts: &[&str], privileges: &[Privilege]) -> String {
         let secret = server::hs256_secret(&self.config).unwrap().unwrap();
         let grant = Grant {
             subject: "test-suite".to_owned(),
@@ -40,7 +40,7 @@ impl TestApp {
 }
 
 /// Starts the gateway on 127.0.0.1:0 with a fresh data directory, after `customize`.
-pub async fn spawn(customize: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn spawn(customize: impl FnOnce(&mut Config)) -> TestApp {
     let dir = temp_dir("gateway");
     let mut config = Config {
         data_dir: dir.join("data"),
@@ -65,7 +65,7 @@ pub async fn spawn(customize: impl FnOnce(&mut Config)) -> TestApp {
 
 /// The value of the `/metrics` series `series` (`name` or `name{labels}`, exactly as printed),
 /// read over plain HTTP; `None` when the gateway prints no such series.
-pub async fn metric_value<T>(app: &TestApp, series: &str) -> Option<T>
+pub(crate) async fn metric_value<T>(app: &TestApp, series: &str) -> Option<T>
 where
     T: std::str::FromStr,
     T::Err: std::fmt::Debug,
@@ -83,7 +83,7 @@ where
         .map(|value| value.trim().parse().unwrap())
 }
 
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
@@ -91,7 +91,7 @@ pub fn client() -> reqwest::Client {
 /// The stacks an API test runs on: SQLite + the embedded store always, MariaDB + Vault
 /// (OpenBao) whenever both are reachable (always in CI).
 #[derive(Clone, Debug)]
-pub enum Stack {
+pub(crate) enum Stack {
     SqliteLocal,
     MariaDbVault {
         mysql_url: String,
@@ -100,7 +100,7 @@ pub enum Stack {
     },
 }
 
-pub fn stacks() -> Vec<Stack> {
+pub(crate) fn stacks() -> Vec<Stack> {
     let mut stacks = vec![Stack::SqliteLocal];
     if let (Some(mysql_url), Some((vault_address, vault_token))) =
         (mtls_test_support::mysql_url(), mtls_test_support::vault())
@@ -115,7 +115,7 @@ pub fn stacks() -> Vec<Stack> {
 }
 
 impl Stack {
-    pub fn apply(&self, config: &mut Config) {
+    pub(crate) fn apply(&self, config: &mut Config) {
         if let Stack::MariaDbVault {
             mysql_url,
             vault_address,
@@ -130,7 +130,7 @@ impl Stack {
         }
     }
 
-    pub fn vault(&self) -> Option<(&str, &str)> {
+    pub(crate) fn vault(&self) -> Option<(&str, &str)> {
         match self {
             Stack::SqliteLocal => None,
             Stack::MariaDbVault {
@@ -143,7 +143,7 @@ impl Stack {
 }
 
 /// Starts the gateway on `stack`.
-pub async fn spawn_on(stack: &Stack, customize: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn spawn_on(stack: &Stack, customize: impl FnOnce(&mut Config)) -> TestApp {
     spawn(|config| {
         stack.apply(config);
         customize(config);
@@ -153,14 +153,14 @@ pub async fn spawn_on(stack: &Stack, customize: impl FnOnce(&mut Config)) -> Tes
 
 /// A TCP relay to a real dependency that a test can switch off (connections refused, open
 /// ones cut) and on again: an outage of the real MariaDB or OpenBao, seen from the gateway.
-pub struct Switch {
+pub(crate) struct Switch {
     pub address: std::net::SocketAddr,
     on: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cut: tokio::sync::watch::Sender<u64>,
 }
 
 impl Switch {
-    pub async fn to(upstream: &str) -> Switch {
+    pub(crate) async fn to(upstream: &str) -> Switch {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -189,12 +189,12 @@ impl Switch {
         Switch { address, on, cut }
     }
 
-    pub fn off(&self) {
+    pub(crate) fn off(&self) {
         self.on.store(false, std::sync::atomic::Ordering::SeqCst);
         self.cut.send_modify(|generation| *generation += 1);
     }
 
-    pub fn on(&self) {
+    pub(crate) fn on(&self) {
         self.on.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -16,14 +16,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub port: u16,
     /// The CA that signed the server's certificate (to trust it on the gateway).
     pub ca_pem: PathBuf,
 }
 
 /// A server CA and a certificate for localhost / 127.0.0.1, made by OpenSSL.
-pub fn server_pki() -> Option<PathBuf> {
+pub(crate) fn server_pki() -> Option<PathBuf> {
     let dir = temp_dir("upstream-pki");
     openssl(
         &dir,
@@ -55,7 +55,7 @@ pub fn server_pki() -> Option<PathBuf> {
 
 /// A P-256 server certificate for localhost / 127.0.0.1 with `subject`, signed by the CA in
 /// `ca_dir` (made by [`server_pki`]): `server.key` and `server.pem` in `dir`.
-pub fn server_certificate(ca_dir: &Path, dir: &Path, subject: &str) -> Option<()> {
+pub(crate) fn server_certificate(ca_dir: &Path, dir: &Path, subject: &str) -> Option<()> {
     openssl(
         dir,
         &[
@@ -104,12 +104,12 @@ pub fn server_certificate(ca_dir: &Path, dir: &Path, subject: &str) -> Option<()
 }
 
 /// Starts the server; `client_roots` (PEM) makes it require client certificates from that CA.
-pub async fn start(pki: &Path, client_roots: Option<&Path>) -> Upstream {
+pub(crate) async fn start(pki: &Path, client_roots: Option<&Path>) -> Upstream {
     start_with(pki, client_roots, true, true).await
 }
 
 /// The server with options: `required` client certificates (else optional), `h2` offered.
-pub async fn start_with(
+pub(crate) async fn start_with(
     pki: &Path,
     client_roots: Option<&Path>,
     required: bool,
@@ -121,7 +121,7 @@ pub async fn start_with(
 /// A TLS 1.2-only server requiring client certificates from `client_roots`: it refuses a
 /// client's certificate inside the handshake, so the client always sees the alert (TLS 1.3
 /// servers judge it after the client's handshake is over, racing the request).
-pub async fn start_tls12(pki: &Path, client_roots: &Path) -> Upstream {
+pub(crate) async fn start_tls12(pki: &Path, client_roots: &Path) -> Upstream {
     start_versions(
         pki,
         Some(client_roots),
@@ -134,7 +134,7 @@ pub async fn start_tls12(pki: &Path, client_roots: &Path) -> Upstream {
 
 /// A server requiring client certificates from `client_roots` that accepts only RSA
 /// signatures from the client: a P-256 or Ed25519 client key cannot answer its request.
-pub async fn start_rsa_signatures_only(pki: &Path, client_roots: &Path) -> Upstream {
+pub(crate) async fn start_rsa_signatures_only(pki: &Path, client_roots: &Path) -> Upstream {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let rsa = |scheme: &rustls::SignatureScheme| {
         matches!(
@@ -351,7 +351,7 @@ async fn echo(
 /// * `/listed-length`: `Content-Length: N, N`; `/repeated-length`: two equal fields;
 /// * `/stall-body`: the head and part of the body, then nothing for 20 s;
 /// * `/early`: 413 as soon as the head is in, the body left unread for 3 s, then closed.
-pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
+pub(crate) async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
     use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -497,7 +497,7 @@ pub async fn start_scripted(pki: &Path, client_roots: &Path) -> Upstream {
 
 /// nginx (Debian's) as an upstream that requires client certificates from `client_ca` and
 /// answers with the subject of the certificate it verified. Stopped on drop.
-pub struct Nginx {
+pub(crate) struct Nginx {
     pub port: u16,
     child: std::process::Child,
 }
@@ -519,7 +519,7 @@ impl Drop for Nginx {
     }
 }
 
-pub fn nginx(pki: &Path, client_ca: &Path) -> Option<Nginx> {
+pub(crate) fn nginx(pki: &Path, client_ca: &Path) -> Option<Nginx> {
     if std::process::Command::new("nginx")
         .arg("-v")
         .output()
@@ -601,7 +601,7 @@ http {{
 /// * `/large`: 4096 bytes of body, under its `Content-Length`;
 /// * `/stall`: `Content-Length: 100`, 9 bytes, then nothing for 10 s;
 /// * anything else: `{"ok":true}`, whole.
-pub async fn start_broken(pki: &Path, client_roots: &Path) -> Upstream {
+pub(crate) async fn start_broken(pki: &Path, client_roots: &Path) -> Upstream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let config = config(pki, Some(client_roots), true, false, rustls::ALL_VERSIONS);
@@ -662,7 +662,7 @@ pub async fn start_broken(pki: &Path, client_roots: &Path) -> Upstream {
 /// when it refuses one, sends its alert and then keeps the TCP connection open (reading and
 /// dropping what comes) for 5 s: the client always reads the alert, after its own handshake
 /// is over, on the connection it has started to use (no reset races it away).
-pub async fn start_refusing_after_handshake(pki: &Path, client_roots: &Path) -> Upstream {
+pub(crate) async fn start_refusing_after_handshake(pki: &Path, client_roots: &Path) -> Upstream {
     use tokio::io::AsyncReadExt;
 
     let config = config(
@@ -699,7 +699,7 @@ pub async fn start_refusing_after_handshake(pki: &Path, client_roots: &Path) -> 
 /// The echo server of [`start`] (client certificates from `client_roots` required) whose
 /// answers carry the target's own `X-Request-Id: target-own-id` on paths starting with
 /// `/own-request-id`, and none elsewhere.
-pub async fn start_with_request_id(pki: &Path, client_roots: &Path) -> Upstream {
+pub(crate) async fn start_with_request_id(pki: &Path, client_roots: &Path) -> Upstream {
     let config = config(pki, Some(client_roots), true, true, rustls::ALL_VERSIONS);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -736,21 +736,21 @@ pub async fn start_with_request_id(pki: &Path, client_roots: &Path) -> Upstream 
 }
 
 /// A server that answers redirects, from [`start_redirecting`], and what it received.
-pub struct Redirecting {
+pub(crate) struct Redirecting {
     pub upstream: Upstream,
     /// `METHOD path?query` of every request received, in order.
     pub seen: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Redirecting {
-    pub fn seen(&self) -> Vec<String> {
+    pub(crate) fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
 }
 
 /// The body of every redirect [`start_redirecting`] answers: none of it may reach the caller
 /// when the gateway follows.
-pub const REDIRECT_BODY: &str = "REDIRECT-BODY-NEVER-RELAYED";
+pub(crate) const REDIRECT_BODY: &str = "REDIRECT-BODY-NEVER-RELAYED";
 
 /// A server like [`start`] (client certificates from `client_roots` required, HTTP/2 and
 /// HTTP/1.1 offered) that reads each request body whole and then answers, by path:
@@ -759,12 +759,16 @@ pub const REDIRECT_BODY: &str = "REDIRECT-BODY-NEVER-RELAYED";
 ///   verbatim) and [`REDIRECT_BODY`];
 /// * `/loop/{n}`: 302 to `/loop/{n + 1}` (a relative `Location`);
 /// * anything else: the echo of [`start`] (method, path, headers, body, fingerprint).
-pub async fn start_redirecting(pki: &Path, client_roots: &Path) -> Redirecting {
+pub(crate) async fn start_redirecting(pki: &Path, client_roots: &Path) -> Redirecting {
     start_redirecting_with(pki, client_roots, true).await
 }
 
 /// [`start_redirecting`], offering HTTP/2 or not (HTTP/1.1 only: the gateway's own client).
-pub async fn start_redirecting_with(pki: &Path, client_roots: &Path, h2: bool) -> Redirecting {
+pub(crate) async fn start_redirecting_with(
+    pki: &Path,
+    client_roots: &Path,
+    h2: bool,
+) -> Redirecting {
     let config = config(pki, Some(client_roots), true, h2, rustls::ALL_VERSIONS);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
