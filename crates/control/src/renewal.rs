@@ -455,7 +455,7 @@ pub struct Activation {
 }
 
 /// Makes every scheduled switch that is due (the sync task calls it on every node). Each
-/// switch is [`switch`]'s: of several nodes, one wins the version claim and the conditional
+/// switch is `switch`'s: of several nodes, one wins the version claim and the conditional
 /// update; the others get `concurrent_update` and change nothing (not reported). A renewal
 /// whose chain is no longer acceptable at its time is dropped and reported; a dependency
 /// failure is only logged, and the next round tries again.

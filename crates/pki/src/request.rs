@@ -121,7 +121,7 @@ pub fn check_request(subject: &str, alt_names: &[String]) -> Result<String, Inta
 }
 
 /// Makes a key of `key_type` and a PKCS#10 request for `subject` (RFC 4514) with the
-/// subject alternative names `alt_names` (see [`parse_alt_name`]), signed by that key. The
+/// subject alternative names `alt_names` (see `parse_alt_name`), signed by that key. The
 /// request is checked before any key is made. RSA keys take a moment: call it off the async
 /// threads.
 pub fn request(
