@@ -20,7 +20,8 @@
 # their upstream pools; then runs alternate between the two; medians of RUNS runs are
 # reported, with their ratio, the median of the ratios of each pair of runs side by side
 # (steadier when the machine's speed drifts), the gateway's upstream TLS handshakes of the
-# whole case (full and resumed, from /metrics) and its resident memory (VmRSS after start, after
+# whole case (full and resumed, from /metrics; and how many of them came after the warm-up,
+# during the measured runs) and its resident memory (VmRSS after start, after
 # the case, and its peak). The first-request latency of a cold identity (secret fetch + PKCS#12
 # parse + handshake) is printed once, for tenant 1.
 # Each run also reports the CPU time (user + system, from /proc) the gateway's process, or the
@@ -182,6 +183,10 @@ metric() { # scheme name-with-labels: its value in the gateway's /metrics, 0 whe
   curl -fsk "$1://127.0.0.1:$gateway_port/metrics" | awk -v name="$2" '$1 == name {print $2; found=1} END {if (!found) print 0}'
 }
 rss_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
+handshakes() { # scheme: the gateway's upstream handshakes so far, full and resumed
+  echo $(($(metric "$1" 'mtls_forward_upstream_connections_total{handshake="full"}' | cut -d. -f1) +
+    $(metric "$1" 'mtls_forward_upstream_connections_total{handshake="resumed"}' | cut -d. -f1)))
+}
 start_gateway http
 token=$("$bin" token issue --account '*' --privileges MTLS_WRITE_INTERNAL,MTLS_FORWARD --ttl 4h)
 echo "registering $most tenants (a certificate and two mappings each)"
@@ -329,6 +334,7 @@ for upstream in $upstreams; do
       else gateway_url="http://127.0.0.1:$gateway_port/mtls/account/t1"; nginx_url="http://127.0.0.1:$proxy_port/"; fi
       echo "== upstream $upstream, $n tenants, $mode listeners"
       warm_up "$mode" "$gateway_url" "$nginx_url" "$n" 2
+      warm_handshakes=$(handshakes "$mode")
       for _ in $(seq 1 "$runs"); do
         measure gateway "$gateway_url" "$work/gateway.lua" | tee -a "$results"
         measure nginx "$nginx_url" "$work/nginx.lua" | tee -a "$results"
@@ -336,7 +342,8 @@ for upstream in $upstreams; do
       report "$results"
       full=$(metric "$mode" 'mtls_forward_upstream_connections_total{handshake="full"}')
       resumed=$(metric "$mode" 'mtls_forward_upstream_connections_total{handshake="resumed"}')
-      echo "gateway: upstream handshakes ${full%.*} full, ${resumed%.*} resumed; identities loaded" \
+      echo "gateway: upstream handshakes ${full%.*} full, ${resumed%.*} resumed" \
+        "($(($(handshakes "$mode") - warm_handshakes)) during the measured runs); identities loaded" \
         "$(metric "$mode" mtls_forward_identities_loaded); RSS $((rss_start / 1024)) MiB at start," \
         "$(($(rss_kib "$gateway_pid" VmRSS) / 1024)) MiB after, peak $(($(rss_kib "$gateway_pid" VmHWM) / 1024)) MiB"
     done

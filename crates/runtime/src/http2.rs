@@ -17,8 +17,8 @@
 //! whose caller goes away resetting its stream.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use h2::client::SendRequest;
@@ -45,7 +45,21 @@ pub(crate) struct Sender {
     send: SendRequest<Bytes>,
     /// Set when the connection's task has ended.
     ended: Arc<AtomicBool>,
+    /// The last finished answer's stream, whose release waits for the next request.
+    parked: Parked,
 }
+
+/// Where a finished answer's stream waits to be released.
+///
+/// h2 wakes the connection's task when the last handle of a closed stream goes, only so that
+/// the task may notice a connection with nothing left to do. With one request at a time on a
+/// connection (each tenant on its own connection), that was a third run of the connection's
+/// task per request, after the one that sent the request and the one that read the answer.
+/// A stream that is closed both ways (its request sent whole, its answer read to the end)
+/// is parked here instead, and released right after the next request has woken the task
+/// anyway, or when the connection's last handle goes. Only closed streams are parked: a
+/// stream whose release would reset it is released at once.
+type Parked = Arc<Mutex<Option<RecvStream>>>;
 
 /// Makes the HTTP/2 connection over `io` (TLS with ALPN `h2`), and spawns its task.
 pub(crate) async fn handshake<T>(io: T) -> Result<Sender, h2::Error>
@@ -71,7 +85,11 @@ where
         }
         flag.store(true, Ordering::Release);
     });
-    Ok(Sender { send, ended })
+    Ok(Sender {
+        send,
+        ended,
+        parked: Arc::default(),
+    })
 }
 
 /// Headers that belong to one HTTP/1.1 connection and are refused by HTTP/2 (RFC 9113
@@ -139,7 +157,12 @@ impl Sender {
         }
         let end = body.is_end_stream();
         let (response, stream) = self.send.send_request(head, end)?;
+        // The request has woken the connection's task: the parked stream goes without a
+        // wake-up of its own.
+        let parked = self.parked.lock().ok().and_then(|mut parked| parked.take());
+        drop(parked);
         let mut cancel = None;
+        let mut sent = true;
         if !end {
             let mut pipe = Pipe {
                 stream,
@@ -149,6 +172,7 @@ impl Sender {
             // Most bodies are in hand: sent now, without a task.
             let mut context = Context::from_waker(std::task::Waker::noop());
             if Pin::new(&mut pipe).poll_send(&mut context).is_pending() {
+                sent = false;
                 let (tell, told) = tokio::sync::oneshot::channel();
                 cancel = Some(tell);
                 tokio::spawn(Piped { pipe, cancel: told });
@@ -158,7 +182,10 @@ impl Sender {
         let response = response.await?;
         guard.disarm();
         let (parts, recv) = response.into_parts();
-        let body = H2Body::new(recv, &parts.headers);
+        let mut body = H2Body::new(recv, &parts.headers);
+        if sent {
+            body.park = Some(Arc::clone(&self.parked));
+        }
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -313,10 +340,29 @@ where
 /// The target's answer body: capacity given back as it is read, trailers handed on, and a
 /// reset with `NO_ERROR` (an answer that ends before the request's body did) a clean end.
 pub(crate) struct H2Body {
-    recv: RecvStream,
+    /// Taken only when the body is dropped.
+    recv: Option<RecvStream>,
     data_done: bool,
     /// What `Content-Length` says is left (for the size hint), when it said anything.
     left: Option<u64>,
+    /// Where the stream is parked when dropped closed, if its request went whole at once
+    /// (a body still on its way from a task of its own leaves the stream open).
+    park: Option<Parked>,
+}
+
+impl Drop for H2Body {
+    fn drop(&mut self) {
+        let Some(recv) = self.recv.take() else {
+            return;
+        };
+        if let Some(park) = &self.park
+            && recv.is_end_stream()
+            && let Ok(mut parked) = park.lock()
+            && parked.is_none()
+        {
+            *parked = Some(recv);
+        }
+    }
 }
 
 impl H2Body {
@@ -324,11 +370,12 @@ impl H2Body {
     /// and holds the body to it).
     fn new(recv: RecvStream, headers: &HeaderMap) -> Self {
         Self {
-            recv,
+            recv: Some(recv),
             data_done: false,
             left: headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|value| value.to_str().ok()?.parse().ok()),
+            park: None,
         }
     }
 }
@@ -341,11 +388,15 @@ impl Body for H2Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
+        let this = &mut *self;
+        let Some(recv) = this.recv.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if !this.data_done {
+            match ready!(recv.poll_data(cx)) {
                 Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    if let Some(left) = &mut self.left {
+                    let _ = recv.flow_control().release_capacity(data.len());
+                    if let Some(left) = &mut this.left {
                         *left = left.saturating_sub(u64::try_from(data.len()).unwrap_or(u64::MAX));
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -354,10 +405,10 @@ impl Body for H2Body {
                     return Poll::Ready(None);
                 }
                 Some(Err(error)) => return Poll::Ready(Some(Err(Box::new(error)))),
-                None => self.data_done = true,
+                None => this.data_done = true,
             }
         }
-        match ready!(self.recv.poll_trailers(cx)) {
+        match ready!(recv.poll_trailers(cx)) {
             Ok(trailers) => Poll::Ready(trailers.map(|trailers| Ok(Frame::trailers(trailers)))),
             Err(error) if error.reason() == Some(h2::Reason::NO_ERROR) => Poll::Ready(None),
             Err(error) => Poll::Ready(Some(Err(Box::new(error)))),
@@ -365,7 +416,7 @@ impl Body for H2Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
+        self.recv.as_ref().is_none_or(RecvStream::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -526,5 +577,193 @@ mod tests {
         })
         .await
         .expect("the closed connection is seen");
+    }
+
+    /// The client's end of the pipe, counting how often the connection's task reads it (once
+    /// per run of the task).
+    struct Counted {
+        io: tokio::io::DuplexStream,
+        reads: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.io).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// Serves every stream with `answer` (its first `sent` bytes), until the client goes
+    /// away; tells, for each stream, the reset the client sent on it.
+    async fn serve_all(
+        mut server: h2::server::Connection<tokio::io::DuplexStream, Bytes>,
+        answer: &'static [u8],
+        sent: usize,
+        tell: tokio::sync::mpsc::UnboundedSender<Option<h2::Reason>>,
+    ) {
+        while let Some(accepted) = server.accept().await {
+            let (request, mut respond) = accepted.unwrap();
+            drop(request);
+            // Each stream is answered by a task of its own, while the connection is driven.
+            let tell = tell.clone();
+            tokio::spawn(async move {
+                let head = hyper::Response::builder()
+                    .header("content-length", answer.len())
+                    .body(())
+                    .unwrap();
+                let mut stream = respond.send_response(head, false).unwrap();
+                stream
+                    .send_data(Bytes::from_static(&answer[..sent]), sent == answer.len())
+                    .unwrap();
+                let reset = if sent == answer.len() {
+                    None
+                } else {
+                    // A stream left open waits for the client's reset.
+                    tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        std::future::poll_fn(|cx| stream.poll_reset(cx)),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                };
+                let _ = tell.send(reset);
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_answer_wakes_no_connection_task_and_the_connection_still_closes() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Counted {
+            io: client,
+            reads: Arc::clone(&reads),
+        };
+        let server = tokio::spawn(h2::server::handshake(server));
+        let mut sender = handshake(counted).await.unwrap();
+        let (tell, mut told) = tokio::sync::mpsc::unbounded_channel();
+        let served = tokio::spawn(serve_all(server.await.unwrap().unwrap(), b"done", 4, tell));
+        for _ in 0..3 {
+            let request = Request::get("https://target.example/")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+            let mut body = sender.send(request).await.unwrap().into_body();
+            while let Some(frame) = body.frame().await {
+                frame.unwrap();
+            }
+            assert!(body.is_end_stream());
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let before = reads.load(Ordering::Relaxed);
+            // The answer is done: letting it go costs the connection's task no run.
+            drop(body);
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(reads.load(Ordering::Relaxed), before, "the task ran again");
+        }
+        // With its last handle gone, the connection ends (the parked stream holds it not).
+        drop(sender);
+        tokio::time::timeout(std::time::Duration::from_secs(5), served)
+            .await
+            .expect("the connection ends")
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(told.recv().await, Some(None), "no stream was reset");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_given_up_before_its_end_still_resets_its_stream() {
+        let (mut sender, server) = pair().await;
+        let (tell, mut told) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(serve_all(server, b"long answer", 4, tell));
+        let request = Request::get("https://target.example/")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let mut body = sender.send(request).await.unwrap().into_body();
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "long"
+        );
+        // Given up: the target hears of it at once, not when the connection goes.
+        drop(body);
+        assert_eq!(told.recv().await, Some(Some(h2::Reason::CANCEL)));
+        drop(sender);
+    }
+
+    #[tokio::test]
+    async fn a_parked_stream_does_not_keep_a_connection_the_target_leaves() {
+        let (mut sender, mut server) = pair().await;
+        let (answered, told) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            let (request, mut respond) = server.accept().await.unwrap().unwrap();
+            let head = hyper::Response::builder()
+                .header("content-length", "2")
+                .body(())
+                .unwrap();
+            let mut stream = respond.send_response(head, false).unwrap();
+            stream.send_data(Bytes::from_static(b"ok"), true).unwrap();
+            drop((request, respond, stream));
+            // Once the answer is in, the target goes away.
+            let mut told = std::pin::pin!(told);
+            loop {
+                tokio::select! {
+                    _ = &mut told => break,
+                    _ = server.accept() => {}
+                }
+            }
+            server.abrupt_shutdown(h2::Reason::NO_ERROR);
+            while server.accept().await.is_some() {}
+        });
+        let request = Request::get("https://target.example/")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send(request).await.unwrap();
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(answer, "ok");
+        assert!(
+            sender.parked.lock().unwrap().is_some(),
+            "the stream is parked"
+        );
+        answered.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while !sender.is_closed() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the connection the target left is seen closed");
+        tokio::time::timeout(std::time::Duration::from_secs(5), served)
+            .await
+            .expect("the target's side ends")
+            .unwrap();
     }
 }
