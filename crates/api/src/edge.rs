@@ -74,7 +74,7 @@ where
             .into_response();
         }
         if let Err(refused) =
-            crate::ratelimit::admit(&state.inner.rate_limiter, group, peer, request.headers())
+            crate::ratelimit::admit(state.rate_limiter(), group, peer, request.headers())
         {
             return refused.into_response();
         }

@@ -48,9 +48,9 @@ impl FromRequestParts<AppState> for Caller {
                 .get(..5)
                 .is_some_and(|scheme| scheme.eq_ignore_ascii_case("oauth"))
         });
-        let origin = match (&state.inner.public_base_url, oauth) {
+        let origin = match (state.public_base_url(), oauth) {
             (_, false) => String::new(),
-            (Some(base), true) => base.clone(),
+            (Some(base), true) => base.to_owned(),
             (None, true) => {
                 let host = parts
                     .headers
@@ -71,7 +71,7 @@ impl FromRequestParts<AppState> for Caller {
             form_body: form_body.as_deref(),
         };
         let now = state.control().now();
-        let verified = state.inner.authenticator.authenticate(
+        let verified = state.authenticator().authenticate(
             &Credentials {
                 authorization,
                 request,
@@ -84,7 +84,7 @@ impl FromRequestParts<AppState> for Caller {
             let backends = state.control().backends().require()?;
             let expires_at = nonce
                 .timestamp
-                .saturating_add(state.inner.authenticator.oauth_window())
+                .saturating_add(state.authenticator().oauth_window())
                 .saturating_add(1);
             // Boxed, as every rare path of the request: inline, its size would be part of every
             // request's future, which is moved as a whole.
@@ -114,8 +114,7 @@ fn by_certificate(state: &AppState, der: &[u8]) -> Result<Principal, ApiError> {
     };
     let (subject, alternative_names) = mtls_pki::certificate_names(der).ok_or_else(refused)?;
     state
-        .inner
-        .certificate_principals
+        .certificate_principals()
         .principal(&subject, &alternative_names)
         .map_err(|_| {
             tracing::info!(%subject, "a verified client certificate is not mapped");
@@ -390,8 +389,5 @@ fn authorize(
         .0
         .authorize(account.as_str(), privilege)
         .map_err(|_| ApiError::denied(caller.0.scheme))?;
-    state
-        .inner
-        .rate_limiter
-        .check_account(group, account.as_str())
+    state.rate_limiter().check_account(group, account.as_str())
 }

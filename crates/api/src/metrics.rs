@@ -36,7 +36,7 @@ pub fn group_name(group: Option<Group>, path: &str) -> &'static str {
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(expected) = &state.inner.metrics_token {
+    if let Some(expected) = state.metrics_token() {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -72,7 +72,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
 /// The span export (only when `[tracing] otlp_endpoint` is set): spans exported, dropped
 /// because the queue was full, and lost to failed export calls.
 fn render_tracing(state: &AppState, out: &mut String) {
-    let Some(exporter) = &state.inner.tracing else {
+    let Some(exporter) = state.exporter() else {
         return;
     };
     help(

@@ -74,23 +74,63 @@ impl Default for ForwardSettings {
 /// Shared application state; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub control: Control,
-    pub authenticator: Authenticator,
-    pub rate_limiter: RateLimiter,
-    pub public_base_url: Option<String>,
-    pub forward: ForwardSettings,
-    pub certificate_principals: mtls_auth::certificate::CertificatePrincipals,
-    pub metrics_token: Option<zeroize::Zeroizing<String>>,
-    pub tracing: Option<Arc<mtls_otel::Exporter>>,
-    pub token_endpoint: Option<TokenEndpoint>,
+struct Inner {
+    control: Control,
+    authenticator: Authenticator,
+    rate_limiter: RateLimiter,
+    public_base_url: Option<String>,
+    forward: ForwardSettings,
+    certificate_principals: mtls_auth::certificate::CertificatePrincipals,
+    metrics_token: Option<zeroize::Zeroizing<String>>,
+    tracing: Option<Arc<mtls_otel::Exporter>>,
+    token_endpoint: Option<TokenEndpoint>,
 }
 
 impl AppState {
+    /// Who callers are: Bearer, OAuth 1.0a and client-certificate verification.
+    pub(crate) fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    /// Which verified client certificates name which callers (`auth.client_certificates`).
+    pub(crate) fn certificate_principals(&self) -> &mtls_auth::certificate::CertificatePrincipals {
+        &self.inner.certificate_principals
+    }
+
+    /// The rate limits by address and by account.
+    pub(crate) fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.rate_limiter
+    }
+
+    /// The origin clients address the gateway by, for OAuth signatures, when configured.
+    pub(crate) fn public_base_url(&self) -> Option<&str> {
+        self.inner.public_base_url.as_deref()
+    }
+
+    /// The forward route's settings (SPEC 6.2).
+    pub(crate) fn forward(&self) -> &ForwardSettings {
+        &self.inner.forward
+    }
+
+    /// The bearer token `/metrics` requires, when set.
+    pub(crate) fn metrics_token(&self) -> Option<&zeroize::Zeroizing<String>> {
+        self.inner.metrics_token.as_ref()
+    }
+
+    /// The span exporter, when tracing export is on.
+    pub(crate) fn exporter(&self) -> Option<&Arc<mtls_otel::Exporter>> {
+        self.inner.tracing.as_ref()
+    }
+
+    /// `POST /oauth2/token`'s issuer, when served.
+    pub(crate) fn token_endpoint(&self) -> Option<&TokenEndpoint> {
+        self.inner.token_endpoint.as_ref()
+    }
+
     /// The control plane behind the routes.
     pub fn control(&self) -> &Control {
         &self.inner.control

@@ -50,7 +50,7 @@ impl ServerSpan {
     /// `tracing.sample_ratio`). Probes and scrapes (`group` `health` and `metrics`) get no
     /// span: they would flood the collector with traces nobody reads.
     pub(crate) fn start(state: &AppState, group: &str, headers: &HeaderMap) -> Option<Self> {
-        let exporter = state.inner.tracing.as_ref()?;
+        let exporter = state.exporter()?;
         let clock = state.control().clock();
         if matches!(group, "health" | "metrics") {
             return None;
@@ -138,7 +138,7 @@ impl ClientSpan {
         state: &AppState,
         request: &mut axum::http::Request<ForwardBody>,
     ) -> Option<Self> {
-        let exporter = state.inner.tracing.as_ref()?;
+        let exporter = state.exporter()?;
         let clock = state.control().clock();
         let server = mtls_otel::server();
         let context = TraceContext {

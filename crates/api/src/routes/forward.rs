@@ -212,7 +212,7 @@ pub(crate) async fn send_watched(
             Ok(response)
         }
         Err(Stopped::Caller(CallerFault::TooLarge)) => {
-            let limit = state.inner.forward.max_body_bytes;
+            let limit = state.forward().max_body_bytes;
             Err(ApiError::too_large(format!(
                 "the request body is larger than {limit} bytes"
             )))
@@ -311,7 +311,7 @@ async fn send_following(
     body: Upload<http_body_util::Limited<Body>>,
     clock: &UploadClock,
 ) -> Result<axum::http::Response<UpstreamBody>, ApiError> {
-    let policy = state.inner.forward.follow_redirects;
+    let policy = state.forward().follow_redirects;
     if policy == FollowRedirects::Never {
         return send_watched(state, client, hop.into_request(body.boxed_unsync()), clock).await;
     }
@@ -478,7 +478,7 @@ pub(crate) async fn forward(
     let service = text(headers, &LP_SERVICE_NAME);
     let stop = text(headers, &LP_STOP).is_some_and(|value| value.eq_ignore_ascii_case("true"));
     let route = route(&state, account.as_str(), service, &normalized)?;
-    if route.is_none() && (stop || !state.inner.forward.allow_unmapped) {
+    if route.is_none() && (stop || !state.forward().allow_unmapped) {
         return Err(ApiError::bad_request(
             "no_certificate_mapping",
             "no certificate is mapped to this target",
@@ -498,7 +498,7 @@ pub(crate) async fn forward(
         ..
     } = parts;
     let upstream_headers = relayed(&caller_headers);
-    let limit = state.inner.forward.max_body_bytes;
+    let limit = state.forward().max_body_bytes;
     let declared = upstream_headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());

@@ -49,7 +49,7 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
         .route("/metrics", get(crate::metrics::metrics))
         .route("/openapi.json", get(crate::openapi::openapi));
     // On every surface: clients of the runtime fetch their tokens too. Its body limit is its own.
-    let router = if state.inner.token_endpoint.is_some() {
+    let router = if state.token_endpoint().is_some() {
         router.route(
             "/oauth2/token",
             post(oauth2::token).layer(DefaultBodyLimit::disable()),

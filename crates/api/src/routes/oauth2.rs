@@ -97,7 +97,7 @@ pub(super) async fn token(
 }
 
 async fn issue(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, OAuthError> {
-    let Some(endpoint) = state.inner.token_endpoint.clone() else {
+    let Some(endpoint) = state.token_endpoint().cloned() else {
         return Err(OAuthError {
             error: "unsupported_grant_type",
             description: "the token endpoint is disabled",

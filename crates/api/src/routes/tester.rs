@@ -134,7 +134,7 @@ pub(super) async fn test_multipart(
             policy: forwarder.policy(),
             roots: forwarder.roots(),
             timeouts: forwarder.timeouts,
-            max_response_bytes: state.inner.forward.max_body_bytes,
+            max_response_bytes: state.forward().max_body_bytes,
         };
         let seen = probe::probe(&settings, &identity, call).await;
         drop(identity);
