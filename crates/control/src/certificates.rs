@@ -498,6 +498,45 @@ pub(crate) async fn release(backends: &Backends, key: SecretKey<'_>, version: i6
     }
 }
 
+/// Moves a certificate to the next version (`row_version + 1`) holding `material`: the version
+/// claimed ([`claim`]), the row moved by `update` (a conditional update on `row_version`), the
+/// claim released when the update did not happen, then the older versions removed (best
+/// effort: a failure leaves garbage, never a wrong key). 409 `concurrent_update` when another
+/// writer came first. Answers the new version. Shared by a request's chain and a renewal's
+/// switch; a PKCS#12 replacement ([`replace`]) reports a failed write per item instead.
+pub(crate) async fn advance<F, Fut>(
+    backends: &Backends,
+    key: SecretKey<'_>,
+    row_version: i64,
+    material: MaterialRef<'_>,
+    now: i64,
+    update: F,
+) -> Result<i64, ControlError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, mtls_store::StoreError>>,
+{
+    let version = row_version + 1;
+    if !claim(backends, key, version, material, now).await? {
+        return Err(concurrent_update());
+    }
+    match update().await {
+        Ok(true) => {}
+        Ok(false) => {
+            release(backends, key, version).await;
+            return Err(concurrent_update());
+        }
+        Err(error) => {
+            release(backends, key, version).await;
+            return Err(error.into());
+        }
+    }
+    if let Err(error) = backends.secrets.remove(key, Versions::Below(version)).await {
+        tracing::warn!(account = key.account, certificate_id = key.certificate_id, %error, "older secret versions could not be removed yet");
+    }
+    Ok(version)
+}
+
 /// Replaces every item in place: same id, version + 1, the new version's secret first, then
 /// the conditional row update, then the older versions' secrets removed.
 pub async fn replace(

@@ -365,35 +365,24 @@ async fn switch(
 ) -> Result<CertificateRow, ControlError> {
     let account = row.account_id.as_str();
     let key = key_of(row);
-    let version = row.version + 1;
     let now = control.now();
-    if !certificates::claim(backends, key, version, material.into(), now).await? {
-        return Err(certificates::concurrent_update());
-    }
     let facts = Replacement {
         name: row.name.clone(),
         ..facts
     };
-    match backends
-        .store
-        .complete_renewal(account, row.id, row.version, secret_version, &facts, now)
+    let version = certificates::advance(backends, key, row.version, material.into(), now, || {
+        backends
+            .store
+            .complete_renewal(account, row.id, row.version, secret_version, &facts, now)
+    })
+    .await?;
+    // The renewal's slot is no longer needed (best effort, as for older versions).
+    if let Err(error) = backends
+        .secrets
+        .remove(key, Versions::One(secret_version))
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
-            certificates::release(backends, key, version).await;
-            return Err(certificates::concurrent_update());
-        }
-        Err(error) => {
-            certificates::release(backends, key, version).await;
-            return Err(error.into());
-        }
-    }
-    // As after a replacement: a failure here leaves garbage, never a wrong key.
-    for versions in [Versions::Below(version), Versions::One(secret_version)] {
-        if let Err(error) = backends.secrets.remove(key, versions).await {
-            tracing::warn!(account, certificate_id = row.id, %error, "superseded secret versions could not be removed yet");
-        }
+        tracing::warn!(account, certificate_id = row.id, %error, "the renewal's secret version could not be removed yet");
     }
     certificates::changed(control, backends, account).await?;
     tracing::info!(

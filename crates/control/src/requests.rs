@@ -5,15 +5,14 @@
 //! to it with a conditional update, then the older version removed.
 
 use mtls_pki::{RequestKeyType, accept_chain, check_request};
-use mtls_secrets::{KeyMaterial, Secret, SecretKey, Versions, Written};
+use mtls_secrets::{KeyMaterial, Secret, SecretKey, Written};
 use mtls_store::{CertificateRow, NewRequest, SecretState};
 use zeroize::Zeroizing;
 
 use crate::Control;
 use crate::backends::Backends;
 use crate::certificates::{
-    NAME_RULE, changed, claim, concurrent_update, conflict, facts, live, over_cap, release,
-    valid_name,
+    NAME_RULE, advance, changed, conflict, facts, live, over_cap, valid_name,
 };
 use crate::error::ControlError;
 
@@ -197,29 +196,13 @@ pub async fn complete(
     };
     drop(inspection);
     let now = control.now();
-    let version = row.version + 1;
-    if !claim(backends, key, version, (&material).into(), now).await? {
-        return Err(concurrent_update());
-    }
+    advance(backends, key, row.version, (&material).into(), now, || {
+        backends
+            .store
+            .complete_request(account, id, row.version, &replacement, now)
+    })
+    .await?;
     drop(material);
-    match backends
-        .store
-        .complete_request(account, id, row.version, &replacement, now)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            release(backends, key, version).await;
-            return Err(concurrent_update());
-        }
-        Err(error) => {
-            release(backends, key, version).await;
-            return Err(error.into());
-        }
-    }
-    if let Err(error) = backends.secrets.remove(key, Versions::Below(version)).await {
-        tracing::warn!(account, certificate_id = id, %error, "the request's key version could not be removed yet");
-    }
     let row = backends
         .store
         .certificate(account, id)

@@ -1,6 +1,7 @@
 //! The route table: one file per resource.
 
 mod audit;
+mod capped_body;
 mod certificates;
 mod checks;
 mod collect;

@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use mtls_control::renewal::{self, RenewalInput};
@@ -18,6 +17,8 @@ use crate::audit::audited;
 use crate::dto::Certificate;
 use crate::error::ApiError;
 use crate::extract::{Authorized, Query, ReadConfiguration, WriteConfiguration, path_id};
+
+use super::capped_body::{read_capped, require_pem};
 
 /// `POST .../renewal`'s body: both optional, an empty body too.
 #[derive(Debug, Default, Deserialize)]
@@ -111,57 +112,6 @@ pub(super) async fn csr(
         .into_response())
 }
 
-/// Whether the chain upload's `Content-Type` is PEM text (or absent), as for a request's chain.
-fn pem_content_type(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return true;
-    };
-    let Ok(value) = value.to_str() else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    matches!(
-        essence.as_str(),
-        "application/x-pem-file" | "text/plain" | "application/pem-certificate-chain"
-    )
-}
-
-/// The body, refused (413) at the first byte past `cap` (or when announced larger).
-async fn capped_body(request: Request, cap: usize) -> Result<Vec<u8>, ApiError> {
-    let too_large = || {
-        ApiError::too_large(format!(
-            "the chain is larger than {cap} bytes (PEM text of the leaf and its issuers)"
-        ))
-    };
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > cap as u64) {
-        return Err(too_large());
-    }
-    let mut body = request.into_body();
-    let mut read = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            ApiError::bad_request("invalid_request_body", "the request body could not be read")
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if read.len().saturating_add(data.len()) > cap {
-                return Err(too_large());
-            }
-            read.extend_from_slice(&data);
-        }
-    }
-    Ok(read)
-}
-
 pub(super) async fn chain(
     State(state): State<AppState>,
     Authorized {
@@ -174,14 +124,9 @@ pub(super) async fn chain(
     let ids = ids_of(&id);
     let result: Result<Json<Certificate>, ApiError> = async {
         let id = path_id(&id, "certificate")?;
-        if !pem_content_type(request.headers()) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the chain as PEM text: Content-Type application/x-pem-file or text/plain",
-            ));
-        }
-        let pem = capped_body(request, mtls_pki::MAX_CHAIN_PEM_BYTES).await?;
+        let (parts, body) = request.into_parts();
+        require_pem(&parts.headers)?;
+        let pem = read_capped(body, &parts.headers, mtls_pki::MAX_CHAIN_PEM_BYTES).await?;
         let backends = state.control().backends().require()?;
         let uploaded = renewal::upload_chain(
             state.control(),

@@ -6,11 +6,9 @@
 //! `pki::MAX_CHAIN_PEM_BYTES` while it is read). What they do is `mtls_control::requests`'.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use mtls_control::requests::{self, RequestInput};
@@ -20,6 +18,8 @@ use crate::audit::audited;
 use crate::dto::{Certificate, CertificateRequested};
 use crate::error::ApiError;
 use crate::extract::{Authorized, ReadConfiguration, WriteConfiguration, path_id};
+
+use super::capped_body::{read_capped, require_pem};
 
 /// Largest request body: a subject of at most 1024 characters and 64 names fit many times.
 pub(super) const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
@@ -36,37 +36,6 @@ struct RequestBody {
     key_type: Option<String>,
     #[serde(default)]
     subject_alt_names: Option<Vec<String>>,
-}
-
-/// The body of `request`, refused at the first byte past `cap` (and at once when its
-/// `Content-Length` says so).
-pub(crate) async fn read_capped(
-    body: Body,
-    headers: &HeaderMap,
-    cap: usize,
-) -> Result<Vec<u8>, ApiError> {
-    let too_large = || ApiError::too_large(format!("the request body is larger than {cap} bytes"));
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > cap as u64) {
-        return Err(too_large());
-    }
-    let mut body = body;
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            ApiError::bad_request("invalid_request_body", "the request body could not be read")
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len().saturating_add(data.len()) > cap {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
 }
 
 pub(super) async fn create(
@@ -138,26 +107,6 @@ pub(super) async fn csr(
         .into_response())
 }
 
-/// Whether the chain upload's `Content-Type` is PEM text (or absent).
-fn pem_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return true;
-    };
-    let Ok(value) = value.to_str() else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    matches!(
-        essence.as_str(),
-        "application/x-pem-file" | "text/plain" | "application/pem-certificate-chain"
-    )
-}
-
 pub(super) async fn chain(
     State(state): State<AppState>,
     Authorized {
@@ -170,13 +119,7 @@ pub(super) async fn chain(
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;
         let (parts, body) = request.into_parts();
-        if !pem_content_type(&parts.headers) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the chain as PEM text: Content-Type application/x-pem-file or text/plain",
-            ));
-        }
+        require_pem(&parts.headers)?;
         let pem = read_capped(body, &parts.headers, mtls_pki::MAX_CHAIN_PEM_BYTES).await?;
         let control = state.control();
         let backends = control.backends().require()?;

@@ -10,6 +10,7 @@
 
 mod audit;
 mod auth;
+mod ca;
 mod certificates;
 mod cli;
 mod failures;

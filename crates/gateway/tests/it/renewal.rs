@@ -21,87 +21,27 @@ use mtls_test_support::{P12Fixtures, openssl, p12_fixtures, random_account, shor
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::ca::Ca;
 use crate::forward::{Tenant, answer, trusting};
 use crate::support::{Stack, TestApp, client, spawn, spawn_on, stacks};
 use crate::upstream::{self, Upstream};
 
-/// An OpenSSL CA in a temp dir that signs the renewals' CSRs.
-struct Ca {
-    dir: PathBuf,
+/// The extensions of a renewed client certificate.
+const CLIENT_EXTENSIONS: &str =
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n";
+
+/// `csr` signed by `ca` with clientAuth usage: the leaf and the CA, PEM.
+fn sign(ca: &Ca, csr: &str) -> String {
+    ca.chain(&ca.sign(csr, CLIENT_EXTENSIONS))
 }
 
-impl Ca {
-    fn new() -> Option<Ca> {
-        let dir = mtls_test_support::temp_dir("renewal-ca");
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=Renewal Test CA",
-                "-addext",
-                "basicConstraints=critical,CA:true",
-                "-addext",
-                "keyUsage=critical,keyCertSign",
-            ],
-        )?;
-        std::fs::write(
-            dir.join("client.ext"),
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-        )
-        .unwrap();
-        Some(Ca { dir })
-    }
-
-    /// `csr` signed with clientAuth usage: the leaf and the CA, PEM.
-    fn sign(&self, csr: &str) -> String {
-        std::fs::write(self.dir.join("renewal.csr"), csr).unwrap();
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "renewal.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "renewal.pem",
-                "-days",
-                "30",
-                "-extfile",
-                "client.ext",
-            ],
-        )
-        .unwrap();
-        let leaf = std::fs::read_to_string(self.dir.join("renewal.pem")).unwrap();
-        let ca = std::fs::read_to_string(self.dir.join("ca.pem")).unwrap();
-        format!("{leaf}{ca}")
-    }
-
-    /// The fixtures' root and this CA: what the upstream accepts client certificates from.
-    fn roots_with(&self, fixtures: &P12Fixtures) -> PathBuf {
-        let mut roots = std::fs::read_to_string(fixtures.path("root.pem")).unwrap();
-        roots.push_str(&std::fs::read_to_string(self.dir.join("ca.pem")).unwrap());
-        let path = self.dir.join("client-roots.pem");
-        std::fs::write(&path, roots).unwrap();
-        path
-    }
+/// The fixtures' root and `ca`: what the upstream accepts client certificates from.
+fn roots_with(ca: &Ca, fixtures: &P12Fixtures) -> PathBuf {
+    let mut roots = std::fs::read_to_string(fixtures.path("root.pem")).unwrap();
+    roots.push_str(&std::fs::read_to_string(ca.pem()).unwrap());
+    let path = ca.dir.join("client-roots.pem");
+    std::fs::write(&path, roots).unwrap();
+    path
 }
 
 /// The PEM of a fixture's own certificate (for the `chain_key_mismatch` refusal).
@@ -132,8 +72,8 @@ struct Setup {
 async fn setup() -> Option<Setup> {
     let fixtures = p12_fixtures()?;
     let pki = upstream::server_pki()?;
-    let ca = Ca::new()?;
-    let roots = ca.roots_with(&fixtures);
+    let ca = Ca::new("Renewal Test CA")?;
+    let roots = roots_with(&ca, &fixtures);
     let server = upstream::start(&pki, Some(&roots)).await;
     Some(Setup {
         fixtures,
@@ -345,7 +285,7 @@ async fn one_stack(stack: &Stack, fixtures: &P12Fixtures, ca: &Ca, server: &Upst
         (status, error_code(&body)),
         (StatusCode::BAD_REQUEST, "chain_key_mismatch")
     );
-    let chain = ca.sign(&csr);
+    let chain = sign(ca, &csr);
     for bad in ["tomorrow", "2027-13-01T00:00:00Z", "2999-01-01T00:00:00Z"] {
         let (status, body) = put_chain(&tenant, id, &chain, Some(bad)).await;
         assert_eq!(
@@ -501,7 +441,7 @@ async fn a_scheduled_renewal_switches_at_its_time() {
         tenant.map(id, "1", &target).await;
         let (status, body) = start_renewal(&tenant, id, Some(json!({}))).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let chain = ca.sign(body["csr"].as_str().unwrap());
+        let chain = sign(&ca, body["csr"].as_str().unwrap());
         let at = mtls_control::clock::rfc3339(
             i64::try_from(mtls_control::clock::unix_now()).unwrap() + 2,
         );

@@ -5,7 +5,7 @@
 //! by one; collect without the key; the command line's `cert request` and `cert chain`.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,93 +15,16 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::ca::Ca;
 use crate::forward::{Tenant, answer, trusting};
 use crate::support::{Stack, TestApp, client, metric_value, spawn_on, stacks};
 use crate::upstream;
 
-/// A CA made by OpenSSL in a temporary directory: `ca.key`, `ca.pem`.
-struct Ca {
-    dir: PathBuf,
-}
-
-impl Ca {
-    fn new() -> Option<Ca> {
-        let dir = temp_dir("request-ca");
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=Request Test CA",
-                "-addext",
-                "basicConstraints=critical,CA:true",
-                "-addext",
-                "keyUsage=critical,keyCertSign",
-            ],
-        )?;
-        Some(Ca { dir })
-    }
-
-    fn pem(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    /// Signs `csr` (PEM) with `openssl x509 -req`, with `extensions` (an extfile's lines);
-    /// answers the leaf's PEM.
-    fn sign(&self, csr: &str, extensions: &str) -> String {
-        let work = temp_dir("request-sign");
-        std::fs::write(work.join("r.csr"), csr).unwrap();
-        std::fs::write(work.join("ext"), extensions).unwrap();
-        let ca = self.pem();
-        let key = self.dir.join("ca.key");
-        openssl(
-            &work,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "r.csr",
-                "-CA",
-                ca.to_str().unwrap(),
-                "-CAkey",
-                key.to_str().unwrap(),
-                "-CAcreateserial",
-                "-CAserial",
-                work.join("ca.srl").to_str().unwrap(),
-                "-out",
-                "leaf.pem",
-                "-days",
-                "30",
-                "-extfile",
-                "ext",
-            ],
-        )
-        .unwrap();
-        std::fs::read_to_string(work.join("leaf.pem")).unwrap()
-    }
-
-    /// The leaf followed by this CA.
-    fn chain(&self, leaf: &str) -> String {
-        format!("{leaf}{}", std::fs::read_to_string(self.pem()).unwrap())
-    }
-
-    /// Signs `csr` with pyca/cryptography (an independent implementation), valid from
-    /// `start_days` to `end_days` from now (negative: in the past), with clientAuth; after it
-    /// checked the CSR's signature itself.
-    fn sign_with_pyca(&self, csr: &str, start_days: i64, end_days: i64) -> String {
-        let script = r#"
+/// Signs `csr` with `ca`'s key through pyca/cryptography (an independent implementation),
+/// valid from `start_days` to `end_days` from now (negative: in the past), with clientAuth;
+/// after it checked the CSR's signature itself.
+fn sign_with_pyca(ca: &Ca, csr: &str, start_days: i64, end_days: i64) -> String {
+    let script = r#"
 import datetime, sys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -119,25 +42,24 @@ cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca.subje
     .sign(key, hashes.SHA256()))
 sys.stdout.write(cert.public_bytes(serialization.Encoding.PEM).decode())
 "#;
-        let work = temp_dir("request-pyca");
-        std::fs::write(work.join("r.csr"), csr).unwrap();
-        let output = Command::new(python())
-            .arg("-c")
-            .arg(script)
-            .arg(work.join("r.csr"))
-            .arg(self.pem())
-            .arg(self.dir.join("ca.key"))
-            .arg(start_days.to_string())
-            .arg(end_days.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "pyca: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
+    let work = temp_dir("request-pyca");
+    std::fs::write(work.join("r.csr"), csr).unwrap();
+    let output = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(work.join("r.csr"))
+        .arg(ca.pem())
+        .arg(ca.key())
+        .arg(start_days.to_string())
+        .arg(end_days.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "pyca: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 const CLIENT_AUTH: &str = "extendedKeyUsage=clientAuth\nsubjectAltName=DNS:brand-a.example\n";
@@ -265,7 +187,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test]
 async fn a_requested_key_is_signed_uploaded_mapped_and_forwarded_with() {
-    let Some(ca) = Ca::new() else {
+    let Some(ca) = Ca::new("Request Test CA") else {
         return;
     };
     let Some(pki) = upstream::server_pki() else {
@@ -330,7 +252,7 @@ async fn a_requested_key_is_signed_uploaded_mapped_and_forwarded_with() {
         assert_eq!(response.headers()["content-type"], "application/pkcs10");
         assert_eq!(response.text().await.unwrap(), csr);
         openssl_verifies(&csr);
-        let _ = ca.sign_with_pyca(&csr, 0, 1);
+        let _ = sign_with_pyca(&ca, &csr, 0, 1);
 
         // Listed as Pending; nothing to collect yet.
         let listed = api.send(client().get(api.url(""))).await.1;
@@ -483,7 +405,7 @@ async fn raw(app: &TestApp, head: &str, body: &[u8]) -> u16 {
 
 #[tokio::test]
 async fn each_refusal_of_a_request_or_a_chain_has_its_code() {
-    let Some(ca) = Ca::new() else {
+    let Some(ca) = Ca::new("Request Test CA") else {
         return;
     };
     let stack = Stack::SqliteLocal;
@@ -527,11 +449,11 @@ async fn each_refusal_of_a_request_or_a_chain_has_its_code() {
         (ca.chain(&foreign), "chain_key_mismatch"),
         (format!("{ca_pem}{good}"), "chain_order"),
         (
-            ca.chain(&ca.sign_with_pyca(&csr, 1, 30)),
+            ca.chain(&sign_with_pyca(&ca, &csr, 1, 30)),
             "certificate_not_yet_valid",
         ),
         (
-            ca.chain(&ca.sign_with_pyca(&csr, -30, -1)),
+            ca.chain(&sign_with_pyca(&ca, &csr, -30, -1)),
             "certificate_expired",
         ),
         (
@@ -653,7 +575,7 @@ fn run_cli(envs: &[(String, String)], args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test]
 async fn the_command_line_requests_and_completes_a_certificate() {
-    let Some(ca) = Ca::new() else {
+    let Some(ca) = Ca::new("Request Test CA") else {
         return;
     };
     for stack in stacks() {
