@@ -121,9 +121,7 @@ pub(crate) fn routes(state: AppState, surface: Surface) -> Routed {
             // SPEC 4.6: renewal
             .route(
                 &format!("{certificates}/{{id}}/renewal"),
-                post(renewal::start)
-                    .delete(renewal::cancel)
-                    .layer(DefaultBodyLimit::max(json_limit)),
+                post(renewal::start).delete(renewal::cancel),
             )
             .route(
                 &format!("{certificates}/{{id}}/renewal/csr"),

@@ -4,7 +4,6 @@
 //! (cancel). What they do is `mtls_control::renewal`'s.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -53,11 +52,19 @@ pub(super) async fn start(
         caller, account, ..
     }: Authorized<WriteConfiguration>,
     Path((_, id)): Path<(String, String)>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let ids = ids_of(&id);
     let result: Result<Response, ApiError> = async {
         let id = path_id(&id, "certificate")?;
+        let (parts, body) = request.into_parts();
+        // The same cap as a request's body: the same two optional fields, smaller.
+        let body = read_capped(
+            body,
+            &parts.headers,
+            super::requests::REQUEST_BODY_MAX_BYTES,
+        )
+        .await?;
         let input: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
             StartBody::default()
         } else {

@@ -531,6 +531,27 @@ async fn renewal_routes_authorize_first() {
     app.running.stop().await.unwrap();
 }
 
+/// An oversized `POST .../renewal` body is the project's JSON 413, like every other refusal
+/// (it was axum's plain-text one).
+#[tokio::test]
+async fn an_oversized_renewal_body_is_a_json_413() {
+    let app = spawn(|_| {}).await;
+    let account = random_account();
+    let writer = app.token(&[&account], &[Privilege::WriteInternal]);
+    let base = app.url(&format!(
+        "/mtls/account/{account}/certificates/12345/renewal"
+    ));
+    let request = client()
+        .post(&base)
+        .bearer_auth(&writer)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 70 * 1024]);
+    let (status, body) = send(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "payload_too_large", "{body}");
+    app.running.stop().await.unwrap();
+}
+
 /// A webhook receiver: every JSON body POSTed to it.
 async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let received = Arc::new(Mutex::new(Vec::new()));
