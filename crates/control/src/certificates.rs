@@ -615,15 +615,38 @@ pub async fn replace(
     Ok(result)
 }
 
-/// After a certificate change: revisions bumped (other nodes resync) and this node's routing
-/// table rebuilt before the answer leaves.
-pub async fn changed(
+/// After a change to a certificate row that routes nothing differently (a renewal started,
+/// scheduled or cancelled): revisions bumped (other nodes resync) and the pending gauges
+/// refreshed.
+pub async fn noted(
     control: &Control,
     backends: &Backends,
     account: &str,
 ) -> Result<(), ControlError> {
     backends.store.bump_revisions(account).await?;
+    refresh_pending(control, backends).await;
+    Ok(())
+}
+
+/// After a certificate change: [`noted`], and this node's routing table rebuilt before the
+/// answer leaves.
+pub async fn changed(
+    control: &Control,
+    backends: &Backends,
+    account: &str,
+) -> Result<(), ControlError> {
+    noted(control, backends, account).await?;
     crate::routing::refresh(control, backends).await
+}
+
+/// Refreshes `mtls_certificate_requests_pending` and `mtls_certificate_renewals_pending`
+/// from the database (after every certificate change, and at every expiry check); a failure
+/// keeps the last values.
+pub async fn refresh_pending(control: &Control, backends: &Backends) {
+    match backends.store.pending_counts().await {
+        Ok((requests, renewals)) => control.metrics().set_pending(requests, renewals),
+        Err(error) => tracing::debug!(%error, "pending counts not refreshed"),
+    }
 }
 
 /// Soft-deletes a live certificate of `account`: refused (409 `certificate_in_use`) while

@@ -240,7 +240,7 @@ pub async fn start(
             certificates::concurrent_update()
         });
     }
-    backends.store.bump_revisions(account).await?;
+    certificates::noted(control, backends, account).await?;
     tracing::info!(
         account,
         certificate_id = id,
@@ -329,7 +329,7 @@ pub async fn upload_chain(
             {
                 return Err(certificates::concurrent_update());
             }
-            backends.store.bump_revisions(account).await?;
+            certificates::noted(control, backends, account).await?;
             tracing::info!(
                 account,
                 certificate_id = id,
@@ -424,7 +424,7 @@ pub async fn cancel(
     {
         tracing::warn!(account, certificate_id = id, %error, "a cancelled renewal's key could not be removed yet");
     }
-    backends.store.bump_revisions(account).await?;
+    certificates::noted(control, backends, account).await?;
     tracing::info!(
         account,
         certificate_id = id,

@@ -122,7 +122,6 @@ pub async fn create(
         .await?
         .ok_or_else(|| ControlError::internal(&"row vanished"))?;
     changed(control, backends, account).await?;
-    refresh_pending(control, backends).await;
     Ok(Requested {
         row,
         csr_pem: request.csr_pem,
@@ -209,7 +208,6 @@ pub async fn complete(
         .await?
         .ok_or(ControlError::NotFound("certificate"))?;
     changed(control, backends, account).await?;
-    refresh_pending(control, backends).await;
     Ok(row)
 }
 
@@ -251,16 +249,6 @@ fn pem_sections(text: &str) -> Vec<String> {
         rest = after.get(stop..).unwrap_or_default();
     }
     sections
-}
-
-/// Refreshes `mtls_certificate_requests_pending` and `mtls_certificate_renewals_pending`
-/// from the database (after a change here, and at every expiry check); a failure keeps the
-/// last values.
-pub async fn refresh_pending(control: &Control, backends: &Backends) {
-    match backends.store.pending_counts().await {
-        Ok((requests, renewals)) => control.metrics().set_pending(requests, renewals),
-        Err(error) => tracing::debug!(%error, "pending counts not refreshed"),
-    }
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ async fn round(control: &Control, backends: &Backends, settings: &Settings) {
             })
             .collect(),
     );
-    mtls_control::requests::refresh_pending(control, backends).await;
+    mtls_control::certificates::refresh_pending(control, backends).await;
     for row in &rows {
         if let Err(error) = notify(backends, settings, row, now).await {
             tracing::warn!(account = %row.account_id, certificate_id = row.id, %error, "expiry notification failed; next round retries");
