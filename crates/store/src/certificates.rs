@@ -70,11 +70,18 @@ pub struct RenewalRow {
     pub secret_version: i64,
     /// `RSA-2048`, `ECDSA-P256`, ... as the entity names key types.
     pub key_type: String,
-    /// The chain was uploaded and the switch waits for `activate_at` (SPEC 4.6 `Scheduled`);
-    /// `false`: waiting for the chain (`Pending`).
-    pub scheduled: bool,
+    /// Set once the chain was uploaded with a later activateAt: the switch waits for it.
     pub activate_at: Option<i64>,
     pub created_at: i64,
+}
+
+impl RenewalRow {
+    /// The chain was uploaded and the switch waits for `activate_at` (SPEC 4.6 `Scheduled`);
+    /// `false`: waiting for the chain (`Pending`). Derived from `activate_at`, which only a
+    /// scheduled renewal has (the `renewal_state` column says the same for the SQL conditions).
+    pub fn scheduled(&self) -> bool {
+        self.activate_at.is_some()
+    }
 }
 
 /// A renewal's request and, once scheduled, its chain.
@@ -202,7 +209,7 @@ pub(crate) fn row(row: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
 fn renewal_row(row: &AnyRow) -> Result<Option<RenewalRow>, sqlx::Error> {
     let state: Option<String> = row.try_get("renewal_state")?;
     let version: Option<i64> = row.try_get("renewal_version")?;
-    let (Some(state), Some(secret_version)) = (state, version) else {
+    let (Some(_), Some(secret_version)) = (state, version) else {
         return Ok(None);
     };
     Ok(Some(RenewalRow {
@@ -210,7 +217,6 @@ fn renewal_row(row: &AnyRow) -> Result<Option<RenewalRow>, sqlx::Error> {
         key_type: row
             .try_get::<Option<String>, _>("renewal_key_type")?
             .unwrap_or_default(),
-        scheduled: state == "scheduled",
         activate_at: row.try_get("renewal_activate_at")?,
         created_at: row
             .try_get::<Option<i64>, _>("renewal_created_at")?

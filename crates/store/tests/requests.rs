@@ -178,7 +178,7 @@ async fn a_request_goes_pending_then_available_then_renews() {
         assert_eq!(
             (
                 shown.secret_version,
-                shown.scheduled,
+                shown.scheduled(),
                 shown.activate_at,
                 shown.created_at
             ),
@@ -206,7 +206,7 @@ async fn a_request_goes_pending_then_available_then_renews() {
         let detail = store.renewal(&account, id).await.unwrap().unwrap();
         assert_eq!(
             (
-                detail.row.scheduled,
+                detail.row.scheduled(),
                 detail.row.activate_at,
                 detail.chain_pem.as_deref()
             ),
