@@ -79,15 +79,12 @@ impl Certificate {
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
             renewal: row.renewal.as_ref().map(|renewal| Renewal {
-                status: if renewal.scheduled {
+                status: if renewal.scheduled() {
                     "Scheduled"
                 } else {
                     "Pending"
                 },
-                activate_at: renewal
-                    .activate_at
-                    .filter(|_| renewal.scheduled)
-                    .map(rfc3339),
+                activate_at: renewal.activate_at.map(rfc3339),
             }),
         }
     }
@@ -137,10 +134,9 @@ mod tests {
         ] {
             assert!(pending.get(absent).is_none(), "{absent}: {pending}");
         }
-        let renewal = |scheduled| RenewalRow {
+        let renewal = |scheduled: bool| RenewalRow {
             secret_version: mtls_secrets::RENEWAL_VERSIONS,
             key_type: "ECDSA-P256".to_owned(),
-            scheduled,
             activate_at: scheduled.then_some(900),
             created_at: 0,
         };

@@ -303,7 +303,7 @@ pub async fn upload_chain(
         .renewal(account, id)
         .await?
         .ok_or_else(no_renewal)?;
-    if detail.row.scheduled {
+    if detail.row.scheduled() {
         return Err(ControlError::conflict(
             "renewal_scheduled",
             "the renewal's chain was already uploaded and waits for its activation time; cancel it to start again",
@@ -532,7 +532,7 @@ async fn activate(
     let Some(detail) = backends.store.renewal(&row.account_id, row.id).await? else {
         return Err(certificates::concurrent_update());
     };
-    let (true, Some(chain_pem)) = (detail.row.scheduled, detail.chain_pem) else {
+    let (true, Some(chain_pem)) = (detail.row.scheduled(), detail.chain_pem) else {
         return Err(certificates::concurrent_update());
     };
     let secret_version = detail.row.secret_version;

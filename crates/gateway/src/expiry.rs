@@ -147,7 +147,7 @@ async fn notify(
     };
     let renewal = row.renewal.as_ref().map(|renewal| {
         (
-            if renewal.scheduled {
+            if renewal.scheduled() {
                 "Scheduled"
             } else {
                 "Pending"

@@ -452,6 +452,39 @@ mod tests {
     }
 
     #[test]
+    fn hostile_blobs_are_errors_or_secrets_never_panics() {
+        let key = KeyMaterial {
+            pkcs8: Zeroizing::new(vec![0x30, 1, 2, 3]),
+            chain_pem: Some("PEM".to_owned()),
+        };
+        for blob in [
+            encode((&key).into()).unwrap(),
+            encode((&p12("x")).into()).unwrap(),
+        ] {
+            // Every truncation, and every byte of the lengths and tag set to each edge value.
+            for end in 0..=blob.len() {
+                let _ = decode(blob.get(..end).unwrap());
+            }
+            for at in 0..blob.len().min(9) {
+                for value in [0x00, 0x7F, 0x80, 0xFF, b'K'] {
+                    let mut bad = blob.to_vec();
+                    if let Some(byte) = bad.get_mut(at) {
+                        *byte = value;
+                    }
+                    let _ = decode(&bad);
+                }
+            }
+        }
+        // A length past the end, and a chain that is not UTF-8, in the key form.
+        let mut long = KEY_FORM_TAG.to_vec();
+        long.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode(&long).is_err());
+        let mut not_text = KEY_FORM_TAG.to_vec();
+        not_text.extend_from_slice(&[0, 0, 0, 1, 0x30, 0xFF]);
+        assert!(decode(&not_text).is_err());
+    }
+
+    #[test]
     fn debug_prints_no_key() {
         let key = KeyMaterial {
             pkcs8: Zeroizing::new(b"SECRETKEY".to_vec()),

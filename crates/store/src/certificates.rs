@@ -70,11 +70,18 @@ pub struct RenewalRow {
     pub secret_version: i64,
     /// `RSA-2048`, `ECDSA-P256`, ... as the entity names key types.
     pub key_type: String,
-    /// The chain was uploaded and the switch waits for `activate_at` (SPEC 4.6 `Scheduled`);
-    /// `false`: waiting for the chain (`Pending`).
-    pub scheduled: bool,
+    /// Set once the chain was uploaded with a later activateAt: the switch waits for it.
     pub activate_at: Option<i64>,
     pub created_at: i64,
+}
+
+impl RenewalRow {
+    /// The chain was uploaded and the switch waits for `activate_at` (SPEC 4.6 `Scheduled`);
+    /// `false`: waiting for the chain (`Pending`). Derived from `activate_at`, which only a
+    /// scheduled renewal has (the `renewal_state` column says the same for the SQL conditions).
+    pub fn scheduled(&self) -> bool {
+        self.activate_at.is_some()
+    }
 }
 
 /// A renewal's request and, once scheduled, its chain.
@@ -140,6 +147,42 @@ macro_rules! columns {
 }
 pub(crate) use columns;
 
+/// The assignments that install a new version's leaf facts (bound by [`bind_facts`]): version
+/// + 1, secret stored, no longer pending. Shared by every UPDATE that installs a certificate.
+macro_rules! set_facts {
+    () => {
+        "name = ?, active_name = ?, version = version + 1, secret_state = 'stored', subject = ?, \
+         issuer = ?, serial_number = ?, not_before = ?, not_after = ?, fingerprint_sha256 = ?, \
+         key_type = ?, chain_length = ?, updated_at = ?, pending = 0"
+    };
+}
+
+/// The assignments that forget a renewal in progress.
+macro_rules! clear_renewal {
+    () => {
+        "renewal_state = NULL, renewal_version = NULL, renewal_key_type = NULL, renewal_csr_pem = NULL, \
+         renewal_chain_pem = NULL, renewal_activate_at = NULL, renewal_created_at = NULL"
+    };
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the placeholders of [`set_facts!`], in its order.
+fn bind_facts<'q>(query: Query<'q>, facts: &Replacement, now: i64) -> Query<'q> {
+    query
+        .bind(&facts.name)
+        .bind(&facts.name)
+        .bind(&facts.subject)
+        .bind(&facts.issuer)
+        .bind(&facts.serial_number)
+        .bind(facts.not_before)
+        .bind(facts.not_after)
+        .bind(&facts.fingerprint_sha256)
+        .bind(&facts.key_type)
+        .bind(facts.chain_length)
+        .bind(now)
+}
+
 pub(crate) fn row(row: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
     Ok(CertificateRow {
         id: row.try_get("id")?,
@@ -166,7 +209,7 @@ pub(crate) fn row(row: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
 fn renewal_row(row: &AnyRow) -> Result<Option<RenewalRow>, sqlx::Error> {
     let state: Option<String> = row.try_get("renewal_state")?;
     let version: Option<i64> = row.try_get("renewal_version")?;
-    let (Some(state), Some(secret_version)) = (state, version) else {
+    let (Some(_), Some(secret_version)) = (state, version) else {
         return Ok(None);
     };
     Ok(Some(RenewalRow {
@@ -174,7 +217,6 @@ fn renewal_row(row: &AnyRow) -> Result<Option<RenewalRow>, sqlx::Error> {
         key_type: row
             .try_get::<Option<String>, _>("renewal_key_type")?
             .unwrap_or_default(),
-        scheduled: state == "scheduled",
         activate_at: row.try_get("renewal_activate_at")?,
         created_at: row
             .try_get::<Option<i64>, _>("renewal_created_at")?
@@ -183,6 +225,37 @@ fn renewal_row(row: &AnyRow) -> Result<Option<RenewalRow>, sqlx::Error> {
 }
 
 impl Store {
+    /// Runs a conditional UPDATE: `true` when it changed the one row its WHERE names, `false`
+    /// when that row is gone or no longer in the state the caller read.
+    async fn changed_one(&self, query: Query<'_>) -> Result<bool, StoreError> {
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Locks `account` in `transaction` and counts its live certificates: an [`OverCap`] when
+    /// `adding` more would take it past `cap`.
+    ///
+    /// [`OverCap`]: crate::mappings::OverCap
+    async fn room_for(
+        &self,
+        transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+        account: &str,
+        adding: usize,
+        cap: usize,
+    ) -> Result<Result<(), crate::mappings::OverCap>, StoreError> {
+        self.lock_account(transaction, account).await?;
+        let live = Self::live_rows(
+            transaction,
+            crate::mappings::LiveTable::Certificates,
+            account,
+        )
+        .await?;
+        let adding = i64::try_from(adding).unwrap_or(i64::MAX);
+        if live.saturating_add(adding) > i64::try_from(cap).unwrap_or(i64::MAX) {
+            return Ok(Err(crate::mappings::OverCap { live }));
+        }
+        Ok(Ok(()))
+    }
+
     /// Inserts every row in one transaction, all or none (a name in use is
     /// [`StoreError::Conflict`]), unless the account would then hold more than `cap` live
     /// certificates ([`crate::OverCap`]): counted under `Store::lock_account` in
@@ -196,16 +269,11 @@ impl Store {
     ) -> Result<Result<(), crate::mappings::OverCap>, StoreError> {
         mtls_metrics::timed("database", "insert_certificates", async move {
             let mut transaction = self.pool.begin().await?;
-            self.lock_account(&mut transaction, account).await?;
-            let live = Self::live_rows(
-                &mut transaction,
-                crate::mappings::LiveTable::Certificates,
-                account,
-            )
-            .await?;
-            let adding = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-            if live.saturating_add(adding) > i64::try_from(cap).unwrap_or(i64::MAX) {
-                return Ok(Err(crate::mappings::OverCap { live }));
+            if let Err(over) = self
+                .room_for(&mut transaction, account, rows.len(), cap)
+                .await?
+            {
+                return Ok(Err(over));
             }
             for new in rows {
                 let facts = &new.facts;
@@ -353,29 +421,18 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         mtls_metrics::timed("database", "replace_certificate", async move {
-            let done = sqlx::query(
-                "UPDATE certificates SET name = ?, active_name = ?, version = version + 1, secret_state = 'stored', \
-                 subject = ?, issuer = ?, serial_number = ?, not_before = ?, not_after = ?, fingerprint_sha256 = ?, \
-                 key_type = ?, chain_length = ?, updated_at = ?, pending = 0, csr_pem = NULL \
-                 WHERE account_id = ? AND id = ? AND version = ? AND deleted = 0",
+            let query = sqlx::query(concat!(
+                "UPDATE certificates SET ",
+                set_facts!(),
+                ", csr_pem = NULL WHERE account_id = ? AND id = ? AND version = ? AND deleted = 0"
+            ));
+            self.changed_one(
+                bind_facts(query, facts, now)
+                    .bind(account)
+                    .bind(id)
+                    .bind(expected_version),
             )
-            .bind(&facts.name)
-            .bind(&facts.name)
-            .bind(&facts.subject)
-            .bind(&facts.issuer)
-            .bind(&facts.serial_number)
-            .bind(facts.not_before)
-            .bind(facts.not_after)
-            .bind(&facts.fingerprint_sha256)
-            .bind(&facts.key_type)
-            .bind(facts.chain_length)
-            .bind(now)
-            .bind(account)
-            .bind(id)
-            .bind(expected_version)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            .await
         })
         .await
     }
@@ -384,18 +441,13 @@ impl Store {
     /// destroyed, a renewal in progress is forgotten (its key goes with every other version).
     pub async fn mark_deleted(&self, account: &str, id: i64, now: i64) -> Result<bool, StoreError> {
         mtls_metrics::timed("database", "mark_deleted", async move {
-            let done = sqlx::query(
-                "UPDATE certificates SET deleted = 1, active_name = NULL, secret_state = 'destroyed', updated_at = ?, \
-                 renewal_state = NULL, renewal_version = NULL, renewal_key_type = NULL, renewal_csr_pem = NULL, \
-                 renewal_chain_pem = NULL, renewal_activate_at = NULL, renewal_created_at = NULL \
-                 WHERE account_id = ? AND id = ? AND deleted = 0",
-            )
-            .bind(now)
-            .bind(account)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            let query = sqlx::query(concat!(
+                "UPDATE certificates SET deleted = 1, active_name = NULL, secret_state = 'destroyed', updated_at = ?, ",
+                clear_renewal!(),
+                " WHERE account_id = ? AND id = ? AND deleted = 0"
+            ));
+            self.changed_one(query.bind(now).bind(account).bind(id))
+                .await
         })
         .await
     }
@@ -430,15 +482,8 @@ impl Store {
     ) -> Result<Result<(), crate::mappings::OverCap>, StoreError> {
         mtls_metrics::timed("database", "insert_request", async move {
             let mut transaction = self.pool.begin().await?;
-            self.lock_account(&mut transaction, account).await?;
-            let live = Self::live_rows(
-                &mut transaction,
-                crate::mappings::LiveTable::Certificates,
-                account,
-            )
-            .await?;
-            if live.saturating_add(1) > i64::try_from(cap).unwrap_or(i64::MAX) {
-                return Ok(Err(crate::mappings::OverCap { live }));
+            if let Err(over) = self.room_for(&mut transaction, account, 1, cap).await? {
+                return Ok(Err(over));
             }
             sqlx::query(
                 "INSERT INTO certificates (id, account_id, name, deleted, version, secret_state, subject, issuer, \
@@ -499,29 +544,18 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         mtls_metrics::timed("database", "complete_request", async move {
-            let done = sqlx::query(
-                "UPDATE certificates SET name = ?, active_name = ?, version = version + 1, secret_state = 'stored', \
-                 subject = ?, issuer = ?, serial_number = ?, not_before = ?, not_after = ?, fingerprint_sha256 = ?, \
-                 key_type = ?, chain_length = ?, updated_at = ?, pending = 0 \
-                 WHERE account_id = ? AND id = ? AND version = ? AND deleted = 0 AND pending = 1",
+            let query = sqlx::query(concat!(
+                "UPDATE certificates SET ",
+                set_facts!(),
+                " WHERE account_id = ? AND id = ? AND version = ? AND deleted = 0 AND pending = 1"
+            ));
+            self.changed_one(
+                bind_facts(query, facts, now)
+                    .bind(account)
+                    .bind(id)
+                    .bind(expected_version),
             )
-            .bind(&facts.name)
-            .bind(&facts.name)
-            .bind(&facts.subject)
-            .bind(&facts.issuer)
-            .bind(&facts.serial_number)
-            .bind(facts.not_before)
-            .bind(facts.not_after)
-            .bind(&facts.fingerprint_sha256)
-            .bind(&facts.key_type)
-            .bind(facts.chain_length)
-            .bind(now)
-            .bind(account)
-            .bind(id)
-            .bind(expected_version)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            .await
         })
         .await
     }
@@ -538,7 +572,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         mtls_metrics::timed("database", "create_renewal", async move {
-            let done = sqlx::query(
+            let query = sqlx::query(
                 "UPDATE certificates SET renewal_state = 'pending', renewal_version = ?, renewal_key_type = ?, \
                  renewal_csr_pem = ?, renewal_chain_pem = NULL, renewal_activate_at = NULL, renewal_created_at = ?, \
                  updated_at = ? \
@@ -552,10 +586,8 @@ impl Store {
             .bind(now)
             .bind(account)
             .bind(id)
-            .bind(expected_version)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            .bind(expected_version);
+            self.changed_one(query).await
         })
         .await
     }
@@ -605,7 +637,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         mtls_metrics::timed("database", "schedule_renewal", async move {
-            let done = sqlx::query(
+            let query = sqlx::query(
                 "UPDATE certificates SET renewal_state = 'scheduled', renewal_chain_pem = ?, renewal_activate_at = ?, \
                  updated_at = ? \
                  WHERE account_id = ? AND id = ? AND renewal_version = ? AND renewal_state = 'pending' AND deleted = 0",
@@ -615,10 +647,8 @@ impl Store {
             .bind(now)
             .bind(account)
             .bind(id)
-            .bind(secret_version)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            .bind(secret_version);
+            self.changed_one(query).await
         })
         .await
     }
@@ -634,19 +664,19 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         mtls_metrics::timed("database", "cancel_renewal", async move {
-            let done = sqlx::query(
-                "UPDATE certificates SET renewal_state = NULL, renewal_version = NULL, renewal_key_type = NULL, \
-                 renewal_csr_pem = NULL, renewal_chain_pem = NULL, renewal_activate_at = NULL, \
-                 renewal_created_at = NULL, updated_at = ? \
-                 WHERE account_id = ? AND id = ? AND renewal_version = ? AND deleted = 0",
+            let query = sqlx::query(concat!(
+                "UPDATE certificates SET ",
+                clear_renewal!(),
+                ", updated_at = ? WHERE account_id = ? AND id = ? AND renewal_version = ? AND deleted = 0"
+            ));
+            self.changed_one(
+                query
+                    .bind(now)
+                    .bind(account)
+                    .bind(id)
+                    .bind(secret_version),
             )
-            .bind(now)
-            .bind(account)
-            .bind(id)
-            .bind(secret_version)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            .await
         })
         .await
     }
@@ -667,32 +697,21 @@ impl Store {
     ) -> Result<bool, StoreError> {
         mtls_metrics::timed("database", "complete_renewal", async move {
             // `csr_pem` first: MySQL assigns left to right, seeing the columns already set.
-            let done = sqlx::query(
-                "UPDATE certificates SET csr_pem = renewal_csr_pem, name = ?, active_name = ?, version = version + 1, \
-                 secret_state = 'stored', subject = ?, issuer = ?, serial_number = ?, not_before = ?, not_after = ?, \
-                 fingerprint_sha256 = ?, key_type = ?, chain_length = ?, updated_at = ?, pending = 0, \
-                 renewal_state = NULL, renewal_version = NULL, renewal_key_type = NULL, renewal_csr_pem = NULL, \
-                 renewal_chain_pem = NULL, renewal_activate_at = NULL, renewal_created_at = NULL \
-                 WHERE account_id = ? AND id = ? AND version = ? AND renewal_version = ? AND deleted = 0",
+            let query = sqlx::query(concat!(
+                "UPDATE certificates SET csr_pem = renewal_csr_pem, ",
+                set_facts!(),
+                ", ",
+                clear_renewal!(),
+                " WHERE account_id = ? AND id = ? AND version = ? AND renewal_version = ? AND deleted = 0"
+            ));
+            self.changed_one(
+                bind_facts(query, facts, now)
+                    .bind(account)
+                    .bind(id)
+                    .bind(expected_version)
+                    .bind(secret_version),
             )
-            .bind(&facts.name)
-            .bind(&facts.name)
-            .bind(&facts.subject)
-            .bind(&facts.issuer)
-            .bind(&facts.serial_number)
-            .bind(facts.not_before)
-            .bind(facts.not_after)
-            .bind(&facts.fingerprint_sha256)
-            .bind(&facts.key_type)
-            .bind(facts.chain_length)
-            .bind(now)
-            .bind(account)
-            .bind(id)
-            .bind(expected_version)
-            .bind(secret_version)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            .await
         })
         .await
     }

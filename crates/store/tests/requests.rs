@@ -2,9 +2,13 @@
 //! version (and the renewal) the caller read, as replacements are.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+use std::future::Future;
 use std::time::Duration;
 
-use mtls_store::{NewRenewal, NewRequest, Replacement, SecretState, Store, StoreOptions};
+use mtls_store::{
+    CertificateRow, NewRenewal, NewRequest, Replacement, SecretState, Store, StoreError,
+    StoreOptions,
+};
 use mtls_test_support::{mysql_url, random_account, temp_dir};
 
 async fn stores() -> Vec<Store> {
@@ -40,57 +44,75 @@ fn facts(name: &str, serial: &str) -> Replacement {
     }
 }
 
+fn request(account: &str, name: &str) -> NewRequest {
+    NewRequest {
+        id: mtls_store::new_id().unwrap(),
+        account_id: account.to_owned(),
+        name: name.to_owned(),
+        secret_state: SecretState::Stored,
+        subject: format!("CN={name},O=Brand A"),
+        key_type: "ECDSA-P256".to_owned(),
+        csr_pem: format!("-----BEGIN CERTIFICATE REQUEST-----\n{name}\n"),
+    }
+}
+
+/// Runs `attempts` one after the other and checks each answer against `expected`: a change is
+/// made at the version (and renewal) the caller read, once; a stale or repeated one is refused.
+async fn answers<F>(attempts: impl IntoIterator<Item = F>, expected: &[bool], what: &str)
+where
+    F: Future<Output = Result<bool, StoreError>>,
+{
+    let mut got = Vec::new();
+    for attempt in attempts {
+        got.push(attempt.await.unwrap());
+    }
+    assert_eq!(got, expected, "{what}");
+}
+
+async fn row(store: &Store, account: &str, id: i64) -> CertificateRow {
+    store.certificate(account, id).await.unwrap().unwrap()
+}
+
+fn lists(rows: Result<Vec<CertificateRow>, StoreError>, id: i64) -> bool {
+    rows.unwrap().iter().any(|row| row.id == id)
+}
+
 #[tokio::test]
 async fn a_request_goes_pending_then_available_then_renews() {
     for store in stores().await {
         let backend = format!("{:?}", store.backend());
         let account = random_account();
-        let id = mtls_store::new_id().unwrap();
         let (requests_before, renewals_before) = store.pending_counts().await.unwrap();
-        let new = NewRequest {
-            id,
-            account_id: account.clone(),
-            name: "brand-a".to_owned(),
-            secret_state: SecretState::Stored,
-            subject: "CN=brand-a,O=Brand A".to_owned(),
-            key_type: "ECDSA-P256".to_owned(),
-            csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\nA\n".to_owned(),
-        };
+        let new = request(&account, "brand-a");
+        let id = new.id;
         store
             .insert_request_within(&account, &new, 10, 5)
             .await
             .unwrap()
             .unwrap();
-        let row = store.certificate(&account, id).await.unwrap().unwrap();
-        assert!(row.pending, "{backend}");
-        assert_eq!((row.version, row.not_after, row.chain_length), (1, 0, 0));
+        let pending = row(&store, &account, id).await;
+        assert!(pending.pending, "{backend}");
         assert_eq!(
-            (row.subject.as_str(), row.key_type.as_str()),
+            (pending.version, pending.not_after, pending.chain_length),
+            (1, 0, 0)
+        );
+        assert_eq!(
+            (pending.subject.as_str(), pending.key_type.as_str()),
             (new.subject.as_str(), "ECDSA-P256")
         );
-        assert_eq!(row.renewal, None);
+        assert_eq!(pending.renewal, None);
         assert_eq!(
             store.certificate_csr(&account, id).await.unwrap(),
             Some(new.csr_pem.clone())
         );
         assert_eq!(store.pending_counts().await.unwrap().0, requests_before + 1);
         // A pending request has no validity to watch.
-        assert!(
-            !store
-                .live_certificates()
-                .await
-                .unwrap()
-                .iter()
-                .any(|row| row.id == id)
-        );
+        assert!(!lists(store.live_certificates().await, id));
         // The name is taken, and the cap counts it.
         assert!(store.name_taken(&account, "brand-a", None).await.unwrap());
-        let mut second = new.clone();
-        second.id = mtls_store::new_id().unwrap();
-        second.name = "other".to_owned();
         assert!(
             store
-                .insert_request_within(&account, &second, 10, 1)
+                .insert_request_within(&account, &request(&account, "other"), 10, 1)
                 .await
                 .unwrap()
                 .is_err()
@@ -102,80 +124,61 @@ async fn a_request_goes_pending_then_available_then_renews() {
             key_type: "RSA-2048".to_owned(),
             csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\nB\n".to_owned(),
         };
-        assert!(
-            !store
-                .create_renewal(&account, id, 1, &renewal, 20)
-                .await
-                .unwrap()
-        );
+        answers(
+            [store.create_renewal(&account, id, 1, &renewal, 20)],
+            &[false],
+            "renewal of a request",
+        )
+        .await;
         // The certificate arrives: only at the version read, only once.
-        assert!(
-            !store
-                .complete_request(&account, id, 2, &facts("brand-a", "01"), 20)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .complete_request(&account, id, 1, &facts("brand-a", "01"), 20)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .complete_request(&account, id, 1, &facts("brand-a", "01"), 21)
-                .await
-                .unwrap()
-        );
-        let row = store.certificate(&account, id).await.unwrap().unwrap();
-        assert!(!row.pending);
+        let first = facts("brand-a", "01");
+        answers(
+            [
+                store.complete_request(&account, id, 2, &first, 20),
+                store.complete_request(&account, id, 1, &first, 20),
+                store.complete_request(&account, id, 1, &first, 21),
+            ],
+            &[false, true, false],
+            "complete_request",
+        )
+        .await;
+        let issued = row(&store, &account, id).await;
+        assert!(!issued.pending);
         assert_eq!(
-            (row.version, row.serial_number.as_str(), row.not_after),
+            (
+                issued.version,
+                issued.serial_number.as_str(),
+                issued.not_after
+            ),
             (2, "01", 2_000_000_000)
         );
-        assert!(
-            store
-                .live_certificates()
-                .await
-                .unwrap()
-                .iter()
-                .any(|row| row.id == id)
-        );
+        assert!(lists(store.live_certificates().await, id));
         assert_eq!(
             store.certificate_csr(&account, id).await.unwrap(),
             Some(new.csr_pem.clone())
         );
 
         // A renewal: at the version read, one at a time.
-        assert!(
-            !store
-                .create_renewal(&account, id, 1, &renewal, 30)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .create_renewal(&account, id, 2, &renewal, 30)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .create_renewal(&account, id, 2, &renewal, 31)
-                .await
-                .unwrap()
-        );
+        answers(
+            [
+                store.create_renewal(&account, id, 1, &renewal, 30),
+                store.create_renewal(&account, id, 2, &renewal, 30),
+                store.create_renewal(&account, id, 2, &renewal, 31),
+            ],
+            &[false, true, false],
+            "create_renewal",
+        )
+        .await;
         assert_eq!(
             store.pending_counts().await.unwrap().1,
             renewals_before + 1,
             "{backend}"
         );
-        let row = store.certificate(&account, id).await.unwrap().unwrap();
-        let shown = row.renewal.clone().unwrap();
+        let shown = row(&store, &account, id).await.renewal.unwrap();
         assert_eq!(
             (
                 shown.secret_version,
-                shown.scheduled,
+                shown.scheduled(),
                 shown.activate_at,
                 shown.created_at
             ),
@@ -189,133 +192,72 @@ async fn a_request_goes_pending_then_available_then_renews() {
         );
 
         // Scheduled for later, then due.
-        assert!(
-            !store
-                .schedule_renewal(&account, id, renewal.secret_version + 1, "PEM", 500, 40)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .schedule_renewal(&account, id, renewal.secret_version, "PEM", 500, 40)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .schedule_renewal(&account, id, renewal.secret_version, "PEM", 600, 41)
-                .await
-                .unwrap()
-        );
+        let version = renewal.secret_version;
+        answers(
+            [
+                store.schedule_renewal(&account, id, version + 1, "PEM", 500, 40),
+                store.schedule_renewal(&account, id, version, "PEM", 500, 40),
+                store.schedule_renewal(&account, id, version, "PEM", 600, 41),
+            ],
+            &[false, true, false],
+            "schedule_renewal",
+        )
+        .await;
         let detail = store.renewal(&account, id).await.unwrap().unwrap();
         assert_eq!(
             (
-                detail.row.scheduled,
+                detail.row.scheduled(),
                 detail.row.activate_at,
                 detail.chain_pem.as_deref()
             ),
             (true, Some(500), Some("PEM"))
         );
-        assert!(
-            !store
-                .due_renewals(499)
-                .await
-                .unwrap()
-                .iter()
-                .any(|row| row.id == id)
-        );
-        assert!(
-            store
-                .due_renewals(500)
-                .await
-                .unwrap()
-                .iter()
-                .any(|row| row.id == id)
-        );
+        assert!(!lists(store.due_renewals(499).await, id));
+        assert!(lists(store.due_renewals(500).await, id));
 
         // Cancelled: only that renewal, once.
-        assert!(
-            !store
-                .cancel_renewal(&account, id, renewal.secret_version + 1, 50)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .cancel_renewal(&account, id, renewal.secret_version, 50)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .cancel_renewal(&account, id, renewal.secret_version, 51)
-                .await
-                .unwrap()
-        );
+        answers(
+            [
+                store.cancel_renewal(&account, id, version + 1, 50),
+                store.cancel_renewal(&account, id, version, 50),
+                store.cancel_renewal(&account, id, version, 51),
+            ],
+            &[false, true, false],
+            "cancel_renewal",
+        )
+        .await;
         assert_eq!(store.renewal(&account, id).await.unwrap(), None);
-        assert_eq!(
-            store
-                .certificate(&account, id)
-                .await
-                .unwrap()
-                .unwrap()
-                .renewal,
-            None
-        );
+        assert_eq!(row(&store, &account, id).await.renewal, None);
 
         // Another renewal, completed: next version, the new request, no renewal left.
         let again = NewRenewal {
             secret_version: (1 << 40) + 9,
             ..renewal.clone()
         };
-        assert!(
-            store
-                .create_renewal(&account, id, 2, &again, 60)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .complete_renewal(
-                    &account,
-                    id,
-                    2,
-                    renewal.secret_version,
-                    &facts("brand-a", "02"),
-                    70
-                )
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .complete_renewal(
-                    &account,
-                    id,
-                    1,
-                    again.secret_version,
-                    &facts("brand-a", "02"),
-                    70
-                )
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .complete_renewal(
-                    &account,
-                    id,
-                    2,
-                    again.secret_version,
-                    &facts("brand-a", "02"),
-                    70
-                )
-                .await
-                .unwrap()
-        );
-        let row = store.certificate(&account, id).await.unwrap().unwrap();
+        let second = facts("brand-a", "02");
+        answers(
+            [store.create_renewal(&account, id, 2, &again, 60)],
+            &[true],
+            "create_renewal again",
+        )
+        .await;
+        answers(
+            [
+                store.complete_renewal(&account, id, 2, version, &second, 70),
+                store.complete_renewal(&account, id, 1, again.secret_version, &second, 70),
+                store.complete_renewal(&account, id, 2, again.secret_version, &second, 70),
+            ],
+            &[false, false, true],
+            "complete_renewal",
+        )
+        .await;
+        let renewed = row(&store, &account, id).await;
         assert_eq!(
-            (row.version, row.serial_number.as_str(), row.renewal.clone()),
+            (
+                renewed.version,
+                renewed.serial_number.as_str(),
+                renewed.renewal.clone()
+            ),
             (3, "02", None)
         );
         assert_eq!(
@@ -325,32 +267,25 @@ async fn a_request_goes_pending_then_available_then_renews() {
         );
 
         // A renewal in progress stays through a PKCS#12 replacement; a delete forgets it.
-        assert!(
-            store
-                .create_renewal(&account, id, 3, &renewal, 80)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .replace_certificate(&account, id, 3, &facts("brand-a", "03"), 90)
-                .await
-                .unwrap()
-        );
-        let row = store.certificate(&account, id).await.unwrap().unwrap();
-        assert_eq!(row.version, 4);
-        assert!(row.renewal.is_some());
+        let third = facts("brand-a", "03");
+        answers(
+            [store.create_renewal(&account, id, 3, &renewal, 80)],
+            &[true],
+            "create_renewal on the renewed row",
+        )
+        .await;
+        answers(
+            [store.replace_certificate(&account, id, 3, &third, 90)],
+            &[true],
+            "replace_certificate",
+        )
+        .await;
+        let replaced = row(&store, &account, id).await;
+        assert_eq!(replaced.version, 4);
+        assert!(replaced.renewal.is_some());
         assert_eq!(store.certificate_csr(&account, id).await.unwrap(), None);
         assert!(store.mark_deleted(&account, id, 100).await.unwrap());
-        assert_eq!(
-            store
-                .certificate(&account, id)
-                .await
-                .unwrap()
-                .unwrap()
-                .renewal,
-            None
-        );
+        assert_eq!(row(&store, &account, id).await.renewal, None);
     }
 }
 
@@ -358,16 +293,8 @@ async fn a_request_goes_pending_then_available_then_renews() {
 async fn a_pkcs12_file_fulfils_a_pending_request() {
     for store in stores().await {
         let account = random_account();
-        let id = mtls_store::new_id().unwrap();
-        let new = NewRequest {
-            id,
-            account_id: account.clone(),
-            name: "r".to_owned(),
-            secret_state: SecretState::Stored,
-            subject: "CN=r".to_owned(),
-            key_type: "RSA-3072".to_owned(),
-            csr_pem: "CSR".to_owned(),
-        };
+        let new = request(&account, "r");
+        let id = new.id;
         store
             .insert_request_within(&account, &new, 10, 5)
             .await
@@ -379,9 +306,9 @@ async fn a_pkcs12_file_fulfils_a_pending_request() {
                 .await
                 .unwrap()
         );
-        let row = store.certificate(&account, id).await.unwrap().unwrap();
-        assert!(!row.pending);
-        assert_eq!(row.version, 2);
+        let replaced = row(&store, &account, id).await;
+        assert!(!replaced.pending);
+        assert_eq!(replaced.version, 2);
         assert_eq!(store.certificate_csr(&account, id).await.unwrap(), None);
         // It is no longer a request: completing it is refused.
         assert!(
