@@ -640,6 +640,28 @@ pub struct ForwardConfig {
     /// zeroized); its next request loads it again.
     #[serde(with = "seconds")]
     pub identity_idle_seconds: Duration,
+    /// `when-offered`: ALPN offers `h2` and `http/1.1`, and a target that offers HTTP/2 is
+    /// spoken to over it; `never`: `http/1.1` only.
+    pub upstream_http2: UpstreamHttp2,
+}
+
+/// `forward.upstream_http2`, read into the runtime's setting at load (another value is an
+/// error naming the key).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamHttp2 {
+    #[default]
+    WhenOffered,
+    Never,
+}
+
+impl From<UpstreamHttp2> for mtls_runtime::forward::UpstreamHttp2 {
+    fn from(value: UpstreamHttp2) -> Self {
+        match value {
+            UpstreamHttp2::WhenOffered => Self::WhenOffered,
+            UpstreamHttp2::Never => Self::Never,
+        }
+    }
 }
 
 /// `forward.follow_redirects`, read into the runtime's setting at load (another value is an
@@ -683,6 +705,7 @@ impl Default for ForwardConfig {
             max_idle_per_identity: 256,
             max_idle_total: 4096,
             identity_idle_seconds: Duration::from_secs(600),
+            upstream_http2: UpstreamHttp2::WhenOffered,
         }
     }
 }

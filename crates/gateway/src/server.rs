@@ -105,7 +105,8 @@ pub fn forwarder(config: &Config) -> Result<Forwarder, ConfigError> {
             config.forward.max_idle_total,
         ),
         config.forward.identity_idle_seconds,
-    ))
+    )
+    .with_http2(config.forward.upstream_http2.into()))
 }
 
 fn rate_limits(config: &Config) -> RateLimits {

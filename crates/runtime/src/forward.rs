@@ -37,7 +37,7 @@ use crate::egress::EgressPolicy;
 pub use crate::failure::{Failure, classify};
 use crate::identity::{ClientIdentity, client_config};
 
-pub use crate::pool::{ConnectionCounters, ForwardBody, IdleLimits};
+pub use crate::pool::{ConnectionCounters, ForwardBody, IdleLimits, UpstreamHttp2};
 
 /// One identity's client on one worker thread.
 pub type UpstreamClient = crate::pool::Client;
@@ -273,6 +273,8 @@ pub struct Forwarder {
     pub unloaded: AtomicU64,
     /// Every thread's clients (pruned of ended threads at each unloading).
     threads: Mutex<Vec<Weak<Mutex<ClientMap>>>>,
+    /// What the clients offer by ALPN (`forward.upstream_http2`).
+    http2: UpstreamHttp2,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -299,7 +301,14 @@ impl Forwarder {
             tick: AtomicU64::new(0),
             unloaded: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
+            http2: UpstreamHttp2::WhenOffered,
         }
+    }
+
+    /// Whether the clients offer HTTP/2 by ALPN (`forward.upstream_http2`; by default they do).
+    pub fn with_http2(mut self, http2: UpstreamHttp2) -> Self {
+        self.http2 = http2;
+        self
     }
 
     /// The caps on idle connections, and the idle time after which an identity is unloaded.
@@ -625,6 +634,7 @@ impl Forwarder {
             self.timeouts.idle,
             Arc::clone(&self.idle_limits),
             identity_idle,
+            self.http2,
         )
     }
 }

@@ -313,6 +313,18 @@ impl Drop for Inner {
     }
 }
 
+/// Which protocols a client offers the target by ALPN (`forward.upstream_http2`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamHttp2 {
+    /// `h2` and `http/1.1`: the target's answer decides (HTTP/2 when it offers it).
+    #[default]
+    WhenOffered,
+    /// `http/1.1` only: every target is spoken to over HTTP/1.1, one request per connection
+    /// at a time (docs/forward.md, "Many tenants": cheaper when each identity's connections
+    /// carry one request at a time, as with many tenants).
+    Never,
+}
+
 /// One identity's client (cheap to clone: the pool is shared by the clones).
 #[derive(Clone)]
 pub struct Client {
@@ -326,7 +338,8 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client presenting what `config` holds, offering HTTP/2 and HTTP/1.1 by ALPN.
+    /// A client presenting what `config` holds, offering by ALPN what `http2` allows: HTTP/2
+    /// and HTTP/1.1, or HTTP/1.1 only.
     pub fn new(
         mut config: ClientConfig,
         connector: VettedConnector,
@@ -334,8 +347,12 @@ impl Client {
         idle_timeout: Duration,
         limits: Arc<IdleLimits>,
         identity_idle: Arc<AtomicUsize>,
+        http2: UpstreamHttp2,
     ) -> Self {
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = match http2 {
+            UpstreamHttp2::WhenOffered => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            UpstreamHttp2::Never => vec![b"http/1.1".to_vec()],
+        };
         let inner = Arc::new(Inner {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             connector,

@@ -142,6 +142,27 @@ fn follow_redirects_is_read_at_load_and_a_bad_value_names_the_key() {
 }
 
 #[test]
+fn upstream_http2_is_read_at_load_and_a_bad_value_names_the_key() {
+    assert_eq!(
+        Config::load_from(None, vars(&[]))
+            .unwrap()
+            .forward
+            .upstream_http2,
+        UpstreamHttp2::WhenOffered
+    );
+    let file = temp_file("http2.toml", "[forward]\nupstream_http2 = \"never\"\n");
+    let config = Config::load_from(Some(&file), vars(&[])).unwrap();
+    assert_eq!(config.forward.upstream_http2, UpstreamHttp2::Never);
+    let error = Config::load_from(
+        None,
+        vars(&[("MTLS_GATEWAY__FORWARD__UPSTREAM_HTTP2", "always")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("forward.upstream_http2"), "{error}");
+}
+
+#[test]
 fn secrets_come_from_files_and_are_redacted() {
     let secret = "s3cret-value-that-is-long-enough-000000";
     let file = temp_file("hs256.secret", &format!("{secret}\n"));

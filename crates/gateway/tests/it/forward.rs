@@ -185,6 +185,46 @@ async fn the_mapped_certificate_is_presented_for_every_key_type() {
     app.running.stop().await.unwrap();
 }
 
+/// `forward.upstream_http2 = "never"`: a target that offers HTTP/2 is spoken to over HTTP/1.1
+/// (ALPN offers `http/1.1` only), with the mapped certificate; by default the same target is
+/// spoken to over HTTP/2.
+#[tokio::test]
+async fn upstream_http2_never_speaks_http1_to_a_target_that_offers_h2() {
+    use mtls_gateway::config::UpstreamHttp2;
+    let Some((fixtures, _pki, server)) = setup().await else {
+        return;
+    };
+    for (setting, version, alpn) in [
+        (UpstreamHttp2::WhenOffered, "HTTP/2.0", "h2"),
+        (UpstreamHttp2::Never, "HTTP/1.1", "http/1.1"),
+    ] {
+        let app = spawn(|config| {
+            trusting(&server)(config);
+            config.forward.upstream_http2 = setting;
+        })
+        .await;
+        let tenant = Tenant::new(&app);
+        let (id, fingerprint) = tenant
+            .certificate(&fixtures, "openssl-default-p256.p12")
+            .await;
+        let target = format!("https://localhost:{}/echo/alpn", server.port);
+        tenant.map(id, "1", &target).await;
+        for _ in 0..2 {
+            let (status, _, body) = answer(
+                tenant
+                    .forward(reqwest::Method::GET, &target)
+                    .header("LP-service-name", "IDP"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{setting:?}: {body}");
+            assert_eq!(body["fingerprint"], fingerprint.as_str(), "{setting:?}");
+            assert_eq!(body["version"], version, "{setting:?}");
+            assert_eq!(body["alpn"], alpn, "{setting:?}");
+        }
+        app.running.stop().await.unwrap();
+    }
+}
+
 /// The upstream pool (`runtime/src/pool.rs`): an HTTP/1.1 connection is reused request after
 /// request; one the server closed is never handed out again (the next request gets a new
 /// connection and succeeds); one idle past `forward.idle_timeout_seconds` is not reused;
