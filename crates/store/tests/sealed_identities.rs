@@ -108,12 +108,20 @@ async fn an_identity_round_trips_and_opens_only_as_its_version() {
             secrets.identity(key, 2).await,
             Err(SecretError::Corrupt(_))
         ));
+        // In the file's own place (same version, the secrets' table), it does not open as
+        // the version's secret, although its plaintext is in a secret's (key) form.
+        let p12 = store.blob(key, 1).await.unwrap().unwrap();
+        store.delete_blobs(key, Versions::One(1)).await.unwrap();
+        assert!(store.insert_blob(key, sealed).await.unwrap());
+        assert!(matches!(
+            secrets.get_secret(key, 1).await,
+            Err(SecretError::Corrupt(_))
+        ));
         assert!(store.insert_blob(key, moved).await.unwrap());
         assert!(matches!(
             secrets.get_secret(key, 2).await,
             Err(SecretError::Corrupt(_))
         ));
-        let p12 = store.blob(key, 1).await.unwrap().unwrap();
         store
             .delete_identities(key, Versions::One(1))
             .await
