@@ -354,7 +354,9 @@ async fn no_password_or_key_lies_in_clear_in_the_database() {
                 let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
                 let query = format!(
                     "SELECT * FROM certificates WHERE account_id='{account}'; \
-                     SELECT account_id, certificate_id, key_id, nonce, ciphertext FROM sealed_secrets WHERE account_id='{account}'"
+                     SELECT account_id, certificate_id, key_id, nonce, ciphertext FROM sealed_secrets WHERE account_id='{account}'; \
+                     SELECT account_id, certificate_id, key_id, nonce, ciphertext FROM sealed_identities WHERE account_id='{account}'; \
+                     SELECT COUNT(*) AS resealed FROM sealed_identities WHERE account_id='{account}'"
                 );
                 let output = std::process::Command::new("mariadb")
                     .args([
@@ -370,6 +372,10 @@ async fn no_password_or_key_lies_in_clear_in_the_database() {
                     .unwrap();
                 assert!(output.status.success());
                 assert!(contains(&output.stdout, b"at-rest"), "the rows were read");
+                assert!(
+                    contains(&output.stdout, b"resealed\n1\n"),
+                    "the re-sealed identity's row was read"
+                );
                 output.stdout
             }
         };
