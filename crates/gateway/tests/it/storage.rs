@@ -942,7 +942,7 @@ async fn an_abandoned_version_claim_is_taken_over_and_a_recent_one_is_not() {
             &fixtures.bytes(&case.file),
             &case.password,
             &mtls_pki::IntakePolicy::default(),
-            std::time::SystemTime::now(),
+            mtls_control::Clock::system().time(),
         )
         .unwrap()
         .identity;
