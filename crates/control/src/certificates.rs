@@ -101,7 +101,7 @@ pub struct CheckedItem {
     pub facts: Replacement,
     pub material: SecretMaterial,
     /// The key and chain the intake just parsed from the file: re-sealed beside it
-    /// ([`resealed`]), so that a cold load never pays the file's key derivations again.
+    /// (`resealed`), so that a cold load never pays the file's key derivations again.
     pub identity: KeyMaterial,
 }
 
@@ -291,18 +291,9 @@ async fn inspect(
                 p12: bytes,
                 password,
             },
-            resealable(&inspection.identity),
+            crate::material::resealable(&inspection.identity),
         )
     }))
-}
-
-/// A parsed identity in the form it is re-sealed in: the PKCS#8 key and the chain, PEM, leaf
-/// first (the secret store's [`KeyMaterial`], as for a key the gateway made).
-pub(crate) fn resealable(identity: &mtls_pki::Identity) -> KeyMaterial {
-    KeyMaterial {
-        pkcs8: Zeroizing::new(identity.key.pkcs8_der().to_vec()),
-        chain_pem: Some(mtls_pki::chain_pem(&identity.certificate_chain)),
-    }
 }
 
 /// Writes the identity re-sealed from `version`'s PKCS#12 file, right after the file (SPEC

@@ -181,7 +181,7 @@ async fn reseal(
         tracing::warn!(certificate_id = key.certificate_id, version, %error, "an unusable re-sealed identity could not be removed");
         return;
     }
-    let material = crate::certificates::resealable(identity);
+    let material = crate::material::resealable(identity);
     match backends.secrets.put_identity(key, version, &material).await {
         Ok(Written::Stored) => {}
         Ok(Written::Taken) => return,

@@ -1,9 +1,11 @@
 //! A certificate version's secret material as the row decides it: shared by collect and by the
 //! forward path's identity loads. Either form: a PKCS#12 file and its password, or a key the
 //! gateway made and its chain (SPEC 4.6). Never the re-sealed identity of a PKCS#12 version:
-//! only the forward path's cold load reads that (`identities`).
+//! only the forward path's cold load reads that (`identities`); this module only gives the
+//! form it is written in ([`resealable`]), at upload and after a cold load's parse.
 
-use mtls_secrets::{Secret, SecretKey};
+use mtls_secrets::{KeyMaterial, Secret, SecretKey};
+use zeroize::Zeroizing;
 
 use crate::backends::Backends;
 use crate::error::ControlError;
@@ -43,5 +45,14 @@ pub(crate) async fn material_of(
             .await?
             .map(|secret| (row.version, secret))),
         _ => Ok(None),
+    }
+}
+
+/// A parsed identity in the form it is re-sealed in: the PKCS#8 key and the chain, PEM, leaf
+/// first (the secret store's [`KeyMaterial`], as for a key the gateway made).
+pub(crate) fn resealable(identity: &mtls_pki::Identity) -> KeyMaterial {
+    KeyMaterial {
+        pkcs8: Zeroizing::new(identity.key.pkcs8_der().to_vec()),
+        chain_pem: Some(mtls_pki::chain_pem(&identity.certificate_chain)),
     }
 }
