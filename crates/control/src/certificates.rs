@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use mtls_secrets::{MaterialRef, SecretKey, SecretMaterial, Versions, Written};
+use mtls_secrets::{KeyMaterial, MaterialRef, SecretKey, SecretMaterial, Versions, Written};
 use mtls_store::{NewCertificate, Replacement, SecretState};
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -100,6 +100,9 @@ pub struct CheckedItem {
     pub id: Option<i64>,
     pub facts: Replacement,
     pub material: SecretMaterial,
+    /// The key and chain the intake just parsed from the file: re-sealed beside it
+    /// (`resealed`), so that a cold load never pays the file's key derivations again.
+    pub identity: KeyMaterial,
 }
 
 /// The id and the facts; the secret material is never printed.
@@ -231,7 +234,7 @@ pub async fn check_items(
         }
         let password = Zeroizing::new(input.password.take().unwrap_or_default());
         match inspect(control, bytes, password).await? {
-            Ok((facts_without_name, material)) => {
+            Ok((facts_without_name, material, identity)) => {
                 checked.push(CheckedItem {
                     id,
                     facts: Replacement {
@@ -239,6 +242,7 @@ pub async fn check_items(
                         ..facts_without_name
                     },
                     material,
+                    identity,
                 });
             }
             Err(error) => fail(error.code(), error.to_string()),
@@ -276,7 +280,8 @@ async fn inspect(
     control: &Control,
     bytes: Zeroizing<Vec<u8>>,
     password: Zeroizing<String>,
-) -> Result<Result<(Replacement, SecretMaterial), mtls_pki::IntakeError>, ControlError> {
+) -> Result<Result<(Replacement, SecretMaterial, KeyMaterial), mtls_pki::IntakeError>, ControlError>
+{
     // The file's bytes are kept for the secret store: intake reads a copy.
     let inspected = control.inspect(bytes.clone(), password.clone()).await?;
     Ok(inspected.map(|inspection| {
@@ -286,8 +291,31 @@ async fn inspect(
                 p12: bytes,
                 password,
             },
+            crate::material::resealable(&inspection.identity),
         )
     }))
+}
+
+/// Writes the identity re-sealed from `version`'s PKCS#12 file, right after the file (SPEC
+/// 4.3's order: the file is the source; the identity only spares a cold load the file's key
+/// derivations). Best effort: a failure is logged, and a cold load then parses the file and
+/// writes it.
+pub(crate) async fn resealed(
+    backends: &Backends,
+    key: SecretKey<'_>,
+    version: i64,
+    identity: &KeyMaterial,
+) {
+    match backends.secrets.put_identity(key, version, identity).await {
+        Ok(_) => {}
+        Err(error) => tracing::warn!(
+            account = key.account,
+            certificate_id = key.certificate_id,
+            version,
+            %error,
+            "the re-sealed identity was not written; the first cold load parses the PKCS#12 file"
+        ),
+    }
 }
 
 /// The row's facts from an accepted leaf and chain (a PKCS#12 file's or an uploaded chain's
@@ -354,7 +382,10 @@ pub async fn create(
             certificate_id: id,
         };
         let secret_state = match backends.secrets.put(key, 1, &item.material).await {
-            Ok(Written::Stored) => SecretState::Stored,
+            Ok(Written::Stored) => {
+                resealed(backends, key, 1, &item.identity).await;
+                SecretState::Stored
+            }
             // A fresh random id holds nothing; if it somehow does, that secret is not ours.
             Ok(Written::Taken) => {
                 tracing::warn!(
@@ -468,11 +499,22 @@ pub(crate) async fn claim(
         "taking over a version claimed by a writer that never updated the row"
     );
     // Compare-and-swap on the write seen: of two writers taking over at once, one wins.
-    Ok(backends
+    if backends
         .secrets
         .take_over(key, version, &found, material)
         .await?
-        == Written::Stored)
+        != Written::Stored
+    {
+        return Ok(false);
+    }
+    // The abandoned writer may have re-sealed its own file's identity at this version: it is
+    // not this material's. Removed before the caller writes its own (a failure is an error:
+    // a stale identity must not stay beside the new file).
+    backends
+        .secrets
+        .remove_identities(key, Versions::One(version))
+        .await?;
+    Ok(true)
 }
 
 /// After a row update that did not happen (or whose outcome is unknown): removes the claimed
@@ -571,7 +613,7 @@ pub async fn replace(
         };
         let version = row.version + 1;
         match claim(backends, key, version, (&item.material).into(), now).await {
-            Ok(true) => {}
+            Ok(true) => resealed(backends, key, version, &item.identity).await,
             Ok(false) => return Err(concurrent_update()),
             Err(error) => {
                 tracing::warn!(

@@ -18,6 +18,7 @@ mod oids;
 mod parse;
 mod report;
 mod request;
+mod resealed;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,7 @@ pub use request::{
     MAX_SUBJECT_CHARS, RequestKeyType, accept_chain, chain_pem, check_request, generate,
     inspect_key, pem, renewal_request, request,
 };
+pub use resealed::inspect_resealed;
 
 /// What the operator configures about intake.
 #[derive(Clone, Copy, Debug)]

@@ -6,6 +6,11 @@
 //! a PKCS#12 file and its password ([`SecretMaterial`]) or a key the gateway made and its chain
 //! ([`KeyMaterial`]); not `Serialize`, `Debug` prints nothing of it, zeroized on drop.
 //!
+//! A PKCS#12 version also has its **re-sealed identity** ([`SecretStore::put_identity`]): the
+//! key and chain its intake parsed, in the [`KeyMaterial`] form, under the same protection as
+//! the file (whose password is stored beside it), so that a cold load opens it without the
+//! file's key derivations. Bound to its version and kind, removed with its version.
+//!
 //! Secrets are kept per certificate **version**: each version is written once, under its own
 //! key, and never overwritten ([`SecretStore::put`] answers [`Written::Taken`] when the version
 //! exists), so that the metadata row, whose conditional update names the live version, decides
@@ -300,8 +305,8 @@ impl SecretStore {
         .await
     }
 
-    /// Removes the `versions` of `key` (with [`Versions::Below`], the legacy layout too).
-    /// Removing nothing is not an error.
+    /// Removes the `versions` of `key` (with [`Versions::Below`], the legacy layout too), and
+    /// the identities re-sealed from them. Removing nothing is not an error.
     pub async fn remove(&self, key: SecretKey<'_>, versions: Versions) -> Result<(), SecretError> {
         mtls_metrics::timed("secret_store", "remove", async move {
             match self {
@@ -312,13 +317,73 @@ impl SecretStore {
         .await
     }
 
-    /// Destroys every version of `key`, the legacy layout and the metadata. Destroying nothing
-    /// is not an error.
+    /// Destroys every version of `key`, the legacy layout, every re-sealed identity and the
+    /// metadata. Destroying nothing is not an error.
     pub async fn destroy(&self, key: SecretKey<'_>) -> Result<(), SecretError> {
         mtls_metrics::timed("secret_store", "destroy", async move {
             match self {
                 SecretStore::Local(store) => store.remove(key, Versions::All).await,
                 SecretStore::Vault(store) => store.remove(key, Versions::All).await,
+            }
+        })
+        .await
+    }
+
+    /// Writes the identity re-sealed from `version`'s PKCS#12 file (its key and chain as the
+    /// intake parsed them), only if that version has none yet: written once, like the version.
+    /// Kept apart from the version's own secret (another row, another path) and bound to its
+    /// account, certificate, version and kind: it never opens as anything else, and nothing
+    /// opens as it. Read only by the forward path's cold load ([`SecretStore::identity`]).
+    pub async fn put_identity(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        identity: &KeyMaterial,
+    ) -> Result<Written, SecretError> {
+        if version <= LEGACY_VERSION || identity.chain_pem.is_none() {
+            return Err(SecretError::Corrupt(format!(
+                "no identity is written for version {version} without a chain"
+            )));
+        }
+        mtls_metrics::timed("secret_store", "put_identity", async move {
+            match self {
+                SecretStore::Local(store) => store.put_identity(key, version, identity).await,
+                SecretStore::Vault(store) => store.put_identity(key, version, identity).await,
+            }
+        })
+        .await
+    }
+
+    /// The identity re-sealed from `version`'s PKCS#12 file, `None` when there is none (a
+    /// certificate stored before identities were, a gateway-made key, or a version removed).
+    /// Exactly that version: the legacy layout never stands in.
+    pub async fn identity(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<KeyMaterial>, SecretError> {
+        mtls_metrics::timed("secret_store", "get_identity", async move {
+            match self {
+                SecretStore::Local(store) => store.identity(key, version).await,
+                SecretStore::Vault(store) => store.identity(key, version).await,
+            }
+        })
+        .await
+    }
+
+    /// Removes the re-sealed identities of the `versions` of `key`, and only those (the
+    /// versions' own secrets stay): how a writer drops an identity it cannot trust (an
+    /// abandoned claim's, an unreadable one). [`SecretStore::remove`] and
+    /// [`SecretStore::destroy`] remove identities with their versions.
+    pub async fn remove_identities(
+        &self,
+        key: SecretKey<'_>,
+        versions: Versions,
+    ) -> Result<(), SecretError> {
+        mtls_metrics::timed("secret_store", "remove_identities", async move {
+            match self {
+                SecretStore::Local(store) => store.remove_identities(key, versions).await,
+                SecretStore::Vault(store) => store.remove_identities(key, versions).await,
             }
         })
         .await

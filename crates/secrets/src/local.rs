@@ -3,6 +3,9 @@
 //! another row or another version does not open), ciphertext kept in the metadata database
 //! through [`SealedBlobs`]. A blob of the legacy layout ([`crate::LEGACY_VERSION`], written
 //! before versions existed) was bound to account and certificate only, and opens only as that.
+//! A version's re-sealed identity is sealed the same way under its own additional data
+//! (`mtls-gateway/identity/v1/...`) and kept apart (`SealedBlobs::insert_identity`): it opens
+//! only as the identity of its version, and no version's secret opens as an identity.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,7 +16,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::{
-    BoxFuture, Claim, LEGACY_VERSION, MaterialRef, Secret, SecretError, SecretKey, WriteId, Written,
+    BoxFuture, Claim, KeyMaterial, LEGACY_VERSION, MaterialRef, Secret, SecretError, SecretKey,
+    WriteId, Written,
 };
 
 /// One sealed secret as the database keeps it.
@@ -64,6 +68,25 @@ pub trait SealedBlobs: Send + Sync + fmt::Debug {
         version: i64,
     ) -> BoxFuture<'a, Result<Option<SealedBlob>, String>>;
     fn delete_blobs<'a>(
+        &'a self,
+        key: SecretKey<'a>,
+        versions: Versions,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// Inserts `blob` as the re-sealed identity of its version of `key` (kept apart from the
+    /// versions' own blobs); `false` (and nothing written) when that version has one already.
+    fn insert_identity<'a>(
+        &'a self,
+        key: SecretKey<'a>,
+        blob: SealedBlob,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+    /// The re-sealed identity of exactly `version` of `key`.
+    fn identity_blob<'a>(
+        &'a self,
+        key: SecretKey<'a>,
+        version: i64,
+    ) -> BoxFuture<'a, Result<Option<SealedBlob>, String>>;
+    /// Deletes the re-sealed identities of the `versions` of `key`.
+    fn delete_identities<'a>(
         &'a self,
         key: SecretKey<'a>,
         versions: Versions,
@@ -140,6 +163,16 @@ fn additional_data(key: SecretKey<'_>, version: i64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The additional data of a re-sealed identity: its own kind, so that it never opens as a
+/// version's secret (nor a version's secret as it), and its version.
+fn identity_additional_data(key: SecretKey<'_>, version: i64) -> Vec<u8> {
+    format!(
+        "mtls-gateway/identity/v1/{}/{}/{version}",
+        key.account, key.certificate_id
+    )
+    .into_bytes()
+}
+
 impl LocalStore {
     pub fn new(master: MasterKey, blobs: Arc<dyn SealedBlobs>) -> Self {
         Self { master, blobs }
@@ -157,18 +190,27 @@ impl LocalStore {
         version: i64,
         material: MaterialRef<'_>,
     ) -> Result<SealedBlob, SecretError> {
+        self.seal_with(version, material, &additional_data(key, version))
+    }
+
+    /// Seals `material` under the additional data `aad`, as a blob of `version`.
+    fn seal_with(
+        &self,
+        version: i64,
+        material: MaterialRef<'_>,
+        aad: &[u8],
+    ) -> Result<SealedBlob, SecretError> {
         let plaintext = crate::encode(material)?;
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce)
             .map_err(|error| SecretError::Unavailable(format!("no randomness: {error}")))?;
-        let aad = additional_data(key, version);
         let ciphertext = self
             .cipher()?
             .encrypt(
                 &Nonce::from(nonce),
                 Payload {
                     msg: &plaintext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .map_err(|_| SecretError::Corrupt("encryption failed".to_owned()))?;
@@ -189,6 +231,11 @@ impl LocalStore {
         version: i64,
         blob: &SealedBlob,
     ) -> Result<Secret, SecretError> {
+        self.open_with(blob, &additional_data(key, version))
+    }
+
+    /// Opens `blob` under the additional data `aad`.
+    fn open_with(&self, blob: &SealedBlob, aad: &[u8]) -> Result<Secret, SecretError> {
         if blob.key_id != self.master.id {
             return Err(SecretError::Corrupt(format!(
                 "sealed with master key {}, but the configured key is {}",
@@ -200,14 +247,13 @@ impl LocalStore {
             .as_slice()
             .try_into()
             .map_err(|_| SecretError::Corrupt("nonce length".to_owned()))?;
-        let aad = additional_data(key, version);
         let plaintext = Zeroizing::new(
             self.cipher()?
                 .decrypt(
                     &Nonce::from(nonce),
                     Payload {
                         msg: &blob.ciphertext,
-                        aad: &aad,
+                        aad,
                     },
                 )
                 .map_err(|_| SecretError::Corrupt("authentication failed".to_owned()))?,
@@ -311,9 +357,69 @@ impl LocalStore {
         })
     }
 
+    /// Removes the versions and their re-sealed identities (the identities first: a failure
+    /// part-way leaves a version's own secret, the source, never an identity without it).
     pub async fn remove(&self, key: SecretKey<'_>, versions: Versions) -> Result<(), SecretError> {
+        self.remove_identities(key, versions).await?;
         self.blobs
             .delete_blobs(key, versions)
+            .await
+            .map_err(SecretError::Unavailable)
+    }
+
+    pub async fn put_identity(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        identity: &KeyMaterial,
+    ) -> Result<Written, SecretError> {
+        let blob = self.seal_with(
+            version,
+            MaterialRef::Key(identity),
+            &identity_additional_data(key, version),
+        )?;
+        let inserted = self
+            .blobs
+            .insert_identity(key, blob)
+            .await
+            .map_err(SecretError::Unavailable)?;
+        Ok(if inserted {
+            Written::Stored
+        } else {
+            Written::Taken
+        })
+    }
+
+    /// Opens the identity as `version` of `key`, the version asked for (not the row's column)
+    /// in the additional data.
+    pub async fn identity(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<KeyMaterial>, SecretError> {
+        let Some(blob) = self
+            .blobs
+            .identity_blob(key, version)
+            .await
+            .map_err(SecretError::Unavailable)?
+        else {
+            return Ok(None);
+        };
+        match self.open_with(&blob, &identity_additional_data(key, version))? {
+            Secret::Key(identity) if identity.chain_pem.is_some() => Ok(Some(identity)),
+            _ => Err(SecretError::Corrupt(
+                "a re-sealed identity without its key and chain".to_owned(),
+            )),
+        }
+    }
+
+    pub async fn remove_identities(
+        &self,
+        key: SecretKey<'_>,
+        versions: Versions,
+    ) -> Result<(), SecretError> {
+        self.blobs
+            .delete_identities(key, versions)
             .await
             .map_err(SecretError::Unavailable)
     }
@@ -347,6 +453,24 @@ mod tests {
     #[derive(Debug, Default)]
     struct Memory {
         rows: Mutex<BTreeMap<(String, i64, i64), SealedBlob>>,
+        identities: Mutex<BTreeMap<(String, i64, i64), SealedBlob>>,
+    }
+
+    /// Keeps the rows of `key` that `versions` does not name.
+    fn retain(
+        rows: &Mutex<BTreeMap<(String, i64, i64), SealedBlob>>,
+        key: SecretKey<'_>,
+        versions: Versions,
+    ) {
+        rows.lock().unwrap().retain(|(account, id, version), _| {
+            let ours = account == key.account && *id == key.certificate_id;
+            !ours
+                || match versions {
+                    Versions::One(one) => *version != one,
+                    Versions::Below(bound) => *version >= bound,
+                    Versions::All => false,
+                }
+        });
     }
 
     impl Memory {
@@ -431,18 +555,44 @@ mod tests {
             key: SecretKey<'a>,
             versions: Versions,
         ) -> BoxFuture<'a, Result<(), String>> {
-            self.rows
+            retain(&self.rows, key, versions);
+            Box::pin(async { Ok(()) })
+        }
+
+        fn insert_identity<'a>(
+            &'a self,
+            key: SecretKey<'a>,
+            blob: SealedBlob,
+        ) -> BoxFuture<'a, Result<bool, String>> {
+            let mut rows = self.identities.lock().unwrap();
+            let row = Self::row(key, blob.version);
+            let inserted = !rows.contains_key(&row);
+            if inserted {
+                rows.insert(row, blob);
+            }
+            Box::pin(async move { Ok(inserted) })
+        }
+
+        fn identity_blob<'a>(
+            &'a self,
+            key: SecretKey<'a>,
+            version: i64,
+        ) -> BoxFuture<'a, Result<Option<SealedBlob>, String>> {
+            let found = self
+                .identities
                 .lock()
                 .unwrap()
-                .retain(|(account, id, version), _| {
-                    let ours = account == key.account && *id == key.certificate_id;
-                    !ours
-                        || match versions {
-                            Versions::One(one) => *version != one,
-                            Versions::Below(bound) => *version >= bound,
-                            Versions::All => false,
-                        }
-                });
+                .get(&Self::row(key, version))
+                .cloned();
+            Box::pin(async move { Ok(found) })
+        }
+
+        fn delete_identities<'a>(
+            &'a self,
+            key: SecretKey<'a>,
+            versions: Versions,
+        ) -> BoxFuture<'a, Result<(), String>> {
+            retain(&self.identities, key, versions);
             Box::pin(async { Ok(()) })
         }
 
@@ -636,6 +786,137 @@ mod tests {
         assert_eq!(memory.versions(KEY), vec![2, 3]);
         store.remove(KEY, Versions::All).await.unwrap();
         assert!(memory.versions(KEY).is_empty());
+    }
+
+    fn identity(text: &str) -> KeyMaterial {
+        KeyMaterial {
+            pkcs8: Zeroizing::new(format!("key of {text}").into_bytes()),
+            chain_pem: Some(format!("chain of {text}")),
+        }
+    }
+
+    fn identities(memory: &Memory, key: SecretKey<'_>) -> Vec<i64> {
+        memory
+            .identities
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(account, id, _)| account == key.account && *id == key.certificate_id)
+            .map(|(_, _, version)| *version)
+            .collect()
+    }
+
+    /// A version's re-sealed identity round-trips beside the version's own secret, is written
+    /// once, and opens only as the identity of its version: moved to another version,
+    /// certificate or account, swapped with the PKCS#12 blob (either way), it does not open.
+    #[tokio::test]
+    async fn an_identity_opens_only_as_the_identity_of_its_version() {
+        let (store, memory) = store();
+        store.put(KEY, 2, &material("two")).await.unwrap();
+        assert_eq!(store.identity(KEY, 2).await.unwrap().map(|_| ()), None);
+        assert_eq!(
+            store.put_identity(KEY, 2, &identity("two")).await.unwrap(),
+            Written::Stored
+        );
+        assert_eq!(
+            store.put_identity(KEY, 2, &identity("late")).await.unwrap(),
+            Written::Taken
+        );
+        let back = store.identity(KEY, 2).await.unwrap().unwrap();
+        assert_eq!(back.pkcs8.as_slice(), b"key of two");
+        assert_eq!(back.chain_pem.as_deref(), Some("chain of two"));
+        // The version's own secret is unchanged, and the legacy layout never stands in.
+        assert_eq!(read(&store, KEY, 2).await.as_deref(), Some(&b"two"[..]));
+        memory.place(KEY, LEGACY_VERSION, legacy_blob(KEY, "legacy"));
+        assert!(store.identity(KEY, 5).await.unwrap().is_none());
+
+        let sealed = memory
+            .identities
+            .lock()
+            .unwrap()
+            .remove(&Memory::row(KEY, 2))
+            .unwrap();
+        let place_identity = |key: SecretKey<'_>, version: i64, blob: SealedBlob| {
+            memory
+                .identities
+                .lock()
+                .unwrap()
+                .insert(Memory::row(key, version), SealedBlob { version, ..blob });
+        };
+        // Another version, certificate or account.
+        for (other, version) in [
+            (KEY, 3),
+            (
+                SecretKey {
+                    certificate_id: 43,
+                    ..KEY
+                },
+                2,
+            ),
+            (
+                SecretKey {
+                    account: "87654321",
+                    ..KEY
+                },
+                2,
+            ),
+        ] {
+            place_identity(other, version, sealed.clone());
+            assert!(matches!(
+                store.identity(other, version).await,
+                Err(SecretError::Corrupt(_))
+            ));
+        }
+        // The identity in the PKCS#12 blob's place does not open as the version's secret...
+        let file = memory.take(KEY, 2);
+        memory.place(KEY, 2, sealed.clone());
+        assert!(matches!(
+            store.get(KEY, 2).await,
+            Err(SecretError::Corrupt(_))
+        ));
+        // ...nor the PKCS#12 blob in the identity's place as the identity.
+        place_identity(KEY, 2, file);
+        assert!(matches!(
+            store.identity(KEY, 2).await,
+            Err(SecretError::Corrupt(_))
+        ));
+    }
+
+    /// Identities go with their versions: a replacement's `Below`, a release's `One`, a
+    /// delete's `All`; `remove_identities` takes the identity and leaves the version.
+    #[tokio::test]
+    async fn identities_are_removed_with_their_versions() {
+        let (store, memory) = store();
+        for version in [1, 2, 3] {
+            store.put(KEY, version, &material("x")).await.unwrap();
+            store
+                .put_identity(KEY, version, &identity("x"))
+                .await
+                .unwrap();
+        }
+        let other = SecretKey {
+            certificate_id: 43,
+            ..KEY
+        };
+        store.put(other, 1, &material("y")).await.unwrap();
+        store.put_identity(other, 1, &identity("y")).await.unwrap();
+
+        store.remove(KEY, Versions::Below(2)).await.unwrap();
+        assert_eq!(identities(&memory, KEY), vec![2, 3]);
+        store.remove(KEY, Versions::One(3)).await.unwrap();
+        assert_eq!(identities(&memory, KEY), vec![2]);
+        assert_eq!(memory.versions(KEY), vec![2]);
+        store
+            .remove_identities(KEY, Versions::One(2))
+            .await
+            .unwrap();
+        assert!(identities(&memory, KEY).is_empty());
+        assert_eq!(memory.versions(KEY), vec![2]);
+        store.put_identity(KEY, 2, &identity("x")).await.unwrap();
+        store.remove(KEY, Versions::All).await.unwrap();
+        assert!(identities(&memory, KEY).is_empty());
+        assert!(memory.versions(KEY).is_empty());
+        assert_eq!(identities(&memory, other), vec![1]);
     }
 
     /// A gateway-made key is sealed and opened like a PKCS#12 secret, beside the legacy layout

@@ -4,8 +4,10 @@
 //! by the writer that claimed it. The legacy layout, one path per certificate
 //! (`.../certificates/<id>`, rewritten in place on each replacement), is read as the current
 //! version until the first replacement removes it. Removal deletes a path's metadata, which
-//! destroys all its KV versions. Authentication by a token or by AppRole (role id + secret id),
-//! renewing the token before it expires.
+//! destroys all its KV versions. A version's re-sealed identity lives at
+//! `.../certificates/<id>/identities/<version>` (check-and-set 0, removed with its version).
+//! Authentication by a token or by AppRole (role id + secret id), renewing the token before
+//! it expires.
 //!
 //! Error messages carry the HTTP status and Vault's own error text, never a token, a path's
 //! secret value or the request body.
@@ -118,7 +120,9 @@ struct ReadMetadata {
 }
 
 /// A stored secret. The PKCS#12 form is `{p12, password}` (no `format`: every secret written
-/// before gateway-made keys); a gateway-made key is `{format: "pkcs8", key, chain?}`.
+/// before gateway-made keys); a gateway-made key is `{format: "pkcs8", key, chain?}`; a
+/// version's re-sealed identity, at its own path, is `{format: "identity", for, key, chain}`
+/// (a format the version reader refuses, so it never stands in for a version's secret).
 #[derive(Deserialize, zeroize::ZeroizeOnDrop)]
 struct StoredValue {
     #[serde(default)]
@@ -136,6 +140,10 @@ struct StoredValue {
     /// Unix seconds; absent in the legacy layout.
     #[serde(default, rename = "writtenAt")]
     written_at: i64,
+    /// A re-sealed identity's binding (`format: "identity"`): `<account>/<id>/<version>`,
+    /// checked on read, so that a value copied to another path does not load.
+    #[serde(default, rename = "for")]
+    bound_to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +208,98 @@ impl VaultStore {
         self.write(key, version, 0, material.into()).await
     }
 
+    /// The path of a version's re-sealed identity: `.../certificates/<id>/identities/<version>`.
+    fn identity_path(&self, kind: &str, key: SecretKey<'_>, version: i64) -> String {
+        format!("{}/identities/{version}", self.path(kind, key))
+    }
+
+    /// What a re-sealed identity's value must name: its account, certificate and version.
+    fn binding(key: SecretKey<'_>, version: i64) -> String {
+        format!("{}/{}/{version}", key.account, key.certificate_id)
+    }
+
+    /// Writes the re-sealed identity of `version` with check-and-set 0: once.
+    pub async fn put_identity(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+        identity: &KeyMaterial,
+    ) -> Result<Written, SecretError> {
+        let data = json!({
+            "format": "identity",
+            "for": Self::binding(key, version),
+            "key": STANDARD.encode(identity.pkcs8.as_slice()),
+            "chain": identity.chain_pem.as_deref(),
+            "writtenAt": crate::local::unix_now(),
+        });
+        self.write_at(
+            &self.identity_path("data", key, version),
+            &self.identity_path("metadata", key, version),
+            0,
+            data,
+        )
+        .await
+    }
+
+    /// The re-sealed identity of exactly `version`, refused unless its value says it is one
+    /// and names this very account, certificate and version.
+    pub async fn identity(
+        &self,
+        key: SecretKey<'_>,
+        version: i64,
+    ) -> Result<Option<KeyMaterial>, SecretError> {
+        let Some((value, _)) = self
+            .read_at(&self.identity_path("data", key, version))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if value.format.as_deref() != Some("identity")
+            || value.bound_to.as_deref() != Some(Self::binding(key, version).as_str())
+        {
+            return Err(SecretError::Corrupt(
+                "the value at an identity's path is not this version's identity".to_owned(),
+            ));
+        }
+        let pkcs8 = value
+            .key
+            .as_deref()
+            .and_then(|key| STANDARD.decode(key.as_bytes()).ok())
+            .ok_or_else(|| SecretError::Corrupt("stored key is not base64".to_owned()))?;
+        let chain_pem = value.chain.clone().ok_or_else(|| {
+            SecretError::Corrupt("a re-sealed identity without its chain".to_owned())
+        })?;
+        Ok(Some(KeyMaterial {
+            pkcs8: Zeroizing::new(pkcs8),
+            chain_pem: Some(chain_pem),
+        }))
+    }
+
+    pub async fn remove_identities(
+        &self,
+        key: SecretKey<'_>,
+        versions: Versions,
+    ) -> Result<(), SecretError> {
+        let doomed: Vec<i64> = match versions {
+            Versions::One(version) => vec![version],
+            Versions::Below(bound) => self
+                .listed(&format!("{}/identities", self.path("metadata", key)))
+                .await?
+                .into_iter()
+                .filter(|version| *version < bound)
+                .collect(),
+            Versions::All => {
+                self.listed(&format!("{}/identities", self.path("metadata", key)))
+                    .await?
+            }
+        };
+        for version in doomed {
+            self.delete_url(&self.identity_path("metadata", key, version))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Writes `version` with check-and-set `cas`: only if the path's current KV version is
     /// `cas` (0: the path holds nothing).
     async fn write(
@@ -222,25 +322,33 @@ impl VaultStore {
                 "writtenAt": crate::local::unix_now(),
             }),
         };
+        self.write_at(
+            &self.version_path("data", key, version),
+            &self.version_path("metadata", key, version),
+            cas,
+            data,
+        )
+        .await
+    }
+
+    /// Writes `data` at the `data` URL `url` (whose metadata is at `metadata`) with
+    /// check-and-set `cas`.
+    async fn write_at(
+        &self,
+        url: &str,
+        metadata: &str,
+        cas: u64,
+        data: Value,
+    ) -> Result<Written, SecretError> {
         let body = Zeroizing::new(json!({ "options": { "cas": cas }, "data": data }).to_string());
         drop(data);
-        let (status, bytes) = self
-            .send(
-                Method::POST,
-                &self.version_path("data", key, version),
-                Some(body),
-            )
-            .await?;
+        let (status, bytes) = self.send(Method::POST, url, Some(body)).await?;
         if status.is_success() {
             return Ok(Written::Stored);
         }
         // A check-and-set refusal is a 400; it means "taken" only if the path exists (asking
         // is sturdier than reading Vault's wording).
-        if status == StatusCode::BAD_REQUEST
-            && self
-                .metadata_exists(&self.version_path("metadata", key, version))
-                .await?
-        {
+        if status == StatusCode::BAD_REQUEST && self.metadata_exists(metadata).await? {
             return Ok(Written::Taken);
         }
         Err(SecretError::Unavailable(format!(
@@ -271,9 +379,12 @@ impl VaultStore {
         key: SecretKey<'_>,
         version: i64,
     ) -> Result<Option<(StoredValue, u64)>, SecretError> {
-        let (status, body) = self
-            .call(Method::GET, &self.version_path("data", key, version), None)
-            .await?;
+        self.read_at(&self.version_path("data", key, version)).await
+    }
+
+    /// The stored value at the `data` URL `url`, with the path's KV version number.
+    async fn read_at(&self, url: &str) -> Result<Option<(StoredValue, u64)>, SecretError> {
+        let (status, body) = self.call(Method::GET, url, None).await?;
         let body = Zeroizing::new(body);
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -365,7 +476,13 @@ impl VaultStore {
 
     /// The versions stored under `key` (the legacy layout not included).
     async fn versions(&self, key: SecretKey<'_>) -> Result<Vec<i64>, SecretError> {
-        let url = format!("{}/versions?list=true", self.path("metadata", key));
+        self.listed(&format!("{}/versions", self.path("metadata", key)))
+            .await
+    }
+
+    /// The numbered names under the `metadata` URL `folder`.
+    async fn listed(&self, folder: &str) -> Result<Vec<i64>, SecretError> {
+        let url = format!("{folder}?list=true");
         let (status, body) = self.call(Method::GET, &url, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
@@ -383,20 +500,22 @@ impl VaultStore {
     }
 
     async fn delete_metadata(&self, key: SecretKey<'_>, version: i64) -> Result<(), SecretError> {
-        let (status, _) = self
-            .call(
-                Method::DELETE,
-                &self.version_path("metadata", key, version),
-                None,
-            )
-            .await?;
+        self.delete_url(&self.version_path("metadata", key, version))
+            .await
+    }
+
+    /// Deletes the `metadata` URL `url` (every KV version of the path).
+    async fn delete_url(&self, url: &str) -> Result<(), SecretError> {
+        let (status, _) = self.call(Method::DELETE, url, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(());
         }
         expect_success(status, "destroy")
     }
 
+    /// Removes the versions and their re-sealed identities (the identities first).
     pub async fn remove(&self, key: SecretKey<'_>, versions: Versions) -> Result<(), SecretError> {
+        self.remove_identities(key, versions).await?;
         let doomed: Vec<i64> = match versions {
             Versions::One(version) => vec![version],
             Versions::Below(bound) => {

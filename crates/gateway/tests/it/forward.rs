@@ -2067,8 +2067,8 @@ async fn memory_per_identity_and_idle_connection() {
     keeping.running.stop().await.unwrap();
 }
 
-/// The count of a cold identity load stage in `/metrics` (`secret_store`: secret reads,
-/// `parse`: PKCS#12 parses, `load`: loads).
+/// The count of a cold identity load stage in `/metrics` (`unseal`: re-sealed identity reads,
+/// `secret_store`: reads of the version's own secret, `parse`: PKCS#12 parses, `load`: loads).
 async fn identity_loads(app: &TestApp, stage: &str) -> u64 {
     let series = format!("mtls_forward_identity_load_seconds_count{{stage=\"{stage}\"}}");
     crate::support::metric_value(app, &series)
@@ -2100,9 +2100,9 @@ async fn concurrent_forwards(
     answers
 }
 
-/// Twenty concurrent first requests for one cold identity, on every worker thread: one secret
-/// read and one PKCS#12 parse in all (single flight), and every request presents the mapped
-/// certificate to a target that requires one.
+/// Twenty concurrent first requests for one cold identity, on every worker thread: one read
+/// of its re-sealed identity in all (single flight) and no PKCS#12 parse, and every request
+/// presents the mapped certificate to a target that requires one.
 #[tokio::test]
 async fn concurrent_first_requests_load_a_cold_identity_once() {
     let Some((fixtures, _, server)) = setup().await else {
@@ -2128,11 +2128,13 @@ async fn concurrent_first_requests_load_a_cold_identity_once() {
     }
     assert_eq!(answers.len(), 20);
     assert_eq!(
-        identity_loads(&app, "secret_store").await,
+        identity_loads(&app, "unseal").await,
         1,
-        "secret reads"
+        "re-sealed identity reads"
     );
-    assert_eq!(identity_loads(&app, "parse").await, 1, "PKCS#12 parses");
+    // The identity re-sealed at upload: neither the file read nor its parse.
+    assert_eq!(identity_loads(&app, "secret_store").await, 0, "file reads");
+    assert_eq!(identity_loads(&app, "parse").await, 0, "PKCS#12 parses");
     assert_eq!(identity_loads(&app, "load").await, 1, "loads");
     assert_eq!(
         identity_loads(&app, "first_call").await,
@@ -2172,6 +2174,11 @@ async fn a_failed_cold_load_reaches_every_waiter_and_is_retried() {
         .delete_blobs(key, mtls_secrets::Versions::All)
         .await
         .unwrap();
+    // And its re-sealed identity, which would load without it.
+    store
+        .delete_identities(key, mtls_secrets::Versions::All)
+        .await
+        .unwrap();
 
     let answers = concurrent_forwards(&tenant, &target, 20).await;
     for (status, body) in &answers {
@@ -2202,9 +2209,12 @@ async fn identity_load_millis(app: &TestApp, stage: &str) -> f64 {
 }
 
 /// The first request of a cold identity, stage by stage (`mtls_forward_identity_load_seconds`):
-/// each stage counted once per identity, and the figures printed for docs/forward.md ("Cold
-/// identities"; `--nocapture` shows them; no assertion on time). The OpenSSL default files,
-/// and, when the `openssl` tool is there, a P-256 file with 600,000 PBKDF2 iterations.
+/// each stage counted once per load that passes through it, and the figures printed for
+/// docs/forward.md ("Cold identities"; `--nocapture` shows them; no assertion on time). The
+/// OpenSSL default files, and, when the `openssl` tool is there, a P-256 file with 600,000
+/// PBKDF2 iterations; each loaded once from its PKCS#12 file (its re-sealed identity removed,
+/// as for a certificate stored before identities were re-sealed) and once from the identity
+/// re-sealed at upload.
 #[tokio::test]
 async fn a_cold_identitys_first_request_is_timed_by_stage() {
     let Some((fixtures, _, server)) = setup().await else {
@@ -2241,7 +2251,16 @@ async fn a_cold_identitys_first_request_is_timed_by_stage() {
             "cold-secret".to_owned(),
         ));
     }
-    for (index, (label, bytes, password)) in files.iter().enumerate() {
+    // Each file twice: loaded from its PKCS#12 file (its re-sealed identity removed first, as
+    // for a certificate stored before identities were re-sealed), then from the identity.
+    let store = mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
+        .await
+        .unwrap();
+    let runs = files
+        .iter()
+        .flat_map(|file| [(file, true), (file, false)])
+        .enumerate();
+    for (index, ((label, bytes, password), from_file)) in runs {
         let tenant = Tenant::new(&app);
         let item = json!([{ "name": format!("cold-{index}"), "p12": STANDARD.encode(bytes), "password": password }]);
         let response = client()
@@ -2256,7 +2275,18 @@ async fn a_cold_identitys_first_request_is_timed_by_stage() {
         let id = saved["id"].as_i64().unwrap();
         let target = format!("https://localhost:{}/cold-{index}", server.port);
         tenant.map(id, "1", &target).await;
-        let stages = ["secret_store", "parse", "load", "first_call"];
+        if from_file {
+            use mtls_secrets::SealedBlobs;
+            let key = mtls_secrets::SecretKey {
+                account: &tenant.account,
+                certificate_id: id,
+            };
+            store
+                .delete_identities(key, mtls_secrets::Versions::All)
+                .await
+                .unwrap();
+        }
+        let stages = ["unseal", "secret_store", "parse", "load", "first_call"];
         let mut before = Vec::new();
         for stage in stages {
             before.push((
@@ -2274,13 +2304,22 @@ async fn a_cold_identitys_first_request_is_timed_by_stage() {
             assert_eq!(*status, StatusCode::OK, "{body}");
             assert_eq!(body["fingerprint"], saved["fingerprintSha256"]);
         }
-        let mut line = format!("{label}: first request {cold_ms:.1} ms (next {warm_ms:.1} ms)");
+        let how = if from_file { "PKCS#12" } else { "unseal" };
+        let mut line =
+            format!("{label} ({how}): first request {cold_ms:.1} ms (next {warm_ms:.1} ms)");
         for (stage, (count, millis)) in stages.iter().zip(before) {
-            assert_eq!(identity_loads(&app, stage).await, count + 1, "{stage}");
+            // Loaded from the re-sealed identity: the file is neither read nor parsed.
+            let counted = u64::from(from_file || !["secret_store", "parse"].contains(stage));
+            assert_eq!(
+                identity_loads(&app, stage).await,
+                count + counted,
+                "{label} ({how}): {stage}"
+            );
             let spent = identity_load_millis(&app, stage).await - millis;
             line.push_str(&format!(", {stage} {spent:.1} ms"));
         }
         eprintln!("{line}");
     }
+    store.close().await;
     app.running.stop().await.unwrap();
 }

@@ -15,6 +15,7 @@ mod certificates;
 mod cli;
 mod failures;
 mod forward;
+mod forward_resealed;
 mod limits;
 mod listener;
 mod live;

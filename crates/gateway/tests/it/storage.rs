@@ -354,7 +354,9 @@ async fn no_password_or_key_lies_in_clear_in_the_database() {
                 let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
                 let query = format!(
                     "SELECT * FROM certificates WHERE account_id='{account}'; \
-                     SELECT account_id, certificate_id, key_id, nonce, ciphertext FROM sealed_secrets WHERE account_id='{account}'"
+                     SELECT account_id, certificate_id, key_id, nonce, ciphertext FROM sealed_secrets WHERE account_id='{account}'; \
+                     SELECT account_id, certificate_id, key_id, nonce, ciphertext FROM sealed_identities WHERE account_id='{account}'; \
+                     SELECT COUNT(*) AS resealed FROM sealed_identities WHERE account_id='{account}'"
                 );
                 let output = std::process::Command::new("mariadb")
                     .args([
@@ -370,6 +372,10 @@ async fn no_password_or_key_lies_in_clear_in_the_database() {
                     .unwrap();
                 assert!(output.status.success());
                 assert!(contains(&output.stdout, b"at-rest"), "the rows were read");
+                assert!(
+                    contains(&output.stdout, b"resealed\n1\n"),
+                    "the re-sealed identity's row was read"
+                );
                 output.stdout
             }
         };
@@ -865,8 +871,8 @@ async fn claim_left(
 }
 
 /// A version claimed by a writer that never updated the row blocks replacements only until it
-/// is old (then it is taken over); a recent claim is another writer at work: 409, and its
-/// claim is left alone.
+/// is old (then it is taken over, and the identity that writer re-sealed is replaced by the
+/// new file's); a recent claim is another writer at work: 409, and its claim is left alone.
 #[tokio::test]
 async fn an_abandoned_version_claim_is_taken_over_and_a_recent_one_is_not() {
     let Some(fixtures) = p12_fixtures() else {
@@ -925,9 +931,39 @@ async fn an_abandoned_version_claim_is_taken_over_and_a_recent_one_is_not() {
             }
         }
         plant_claim(&stack, &app, &account, id, 2, 3600).await;
+        // The abandoned writer had re-sealed its own file's identity (another key and
+        // certificate) beside its claim: the takeover must not leave it to be presented.
+        let store = mtls_store::Store::connect(&mtls_gateway::backends::store_options(&app.config))
+            .await
+            .unwrap();
+        let secrets = mtls_gateway::backends::secret_store(&app.config, &store).unwrap();
+        let case = fixtures.case("openssl-default-rsa2048.p12");
+        let theirs = mtls_pki::inspect(
+            &fixtures.bytes(&case.file),
+            &case.password,
+            &mtls_pki::IntakePolicy::default(),
+            mtls_control::Clock::system().time(),
+        )
+        .unwrap()
+        .identity;
+        let theirs = mtls_secrets::KeyMaterial {
+            pkcs8: zeroize::Zeroizing::new(theirs.key.pkcs8_der().to_vec()),
+            chain_pem: Some(mtls_pki::chain_pem(&theirs.certificate_chain)),
+        };
+        assert_eq!(
+            secrets.put_identity(key, 2, &theirs).await.unwrap(),
+            mtls_secrets::Written::Stored
+        );
         let (status, body) =
             replace_by_file(&tenant, &fixtures, id, "openssl-default-p384.p12").await;
         assert_eq!(status, StatusCode::OK, "{stack:?}: {body}");
+        let ours = secrets.identity(key, 2).await.unwrap().unwrap();
+        // Compared, never printed: key bytes stay out of test output too.
+        assert!(
+            ours.pkcs8.as_slice() != theirs.pkcs8.as_slice(),
+            "{stack:?}: the abandoned writer's identity was left beside the new file"
+        );
+        store.close().await;
         let replaced = &body["successfulySavedCertificates"][0];
         assert_eq!(replaced["version"], 2);
         assert_eq!(
