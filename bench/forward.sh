@@ -40,6 +40,9 @@
 # Each mode of MODES is measured: `http` (wrk speaks plain HTTP to the gateway and to the nginx
 # proxy) and `https` (both listeners speak TLS with the same certificate; wrk keeps its
 # connections, so handshakes happen once per connection).
+# The gateway reads its configuration from the environment too, so a setting can be measured
+# as it is: e.g. MTLS_GATEWAY__FORWARD__UPSTREAM_HTTP2=never bench/forward.sh (HTTP/1.1 to
+# the targets that offer HTTP/2).
 # Needs wrk and nginx (Debian packages), curl, python3 with pyca/cryptography (.venv from
 # scripts/test, or `pip install cryptography`), openssl.
 #
