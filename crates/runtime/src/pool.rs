@@ -313,6 +313,16 @@ impl Drop for Inner {
     }
 }
 
+/// HTTP/2 connections a client keeps to one target (on its worker thread), and alternates its
+/// requests between. A connection is opened only by a request that finds none pooled, so a
+/// second one exists when concurrent first requests (a burst) opened several; the others serve
+/// the request that opened them and close. With one, every request of the thread to the target
+/// would go to whichever server process or backend accepted that connection; with two, the
+/// server can spread them, and each connection still carries about half of them, so most of
+/// HTTP/2's batching (several streams per TLS record and system call) stays (docs/forward.md,
+/// "Upstream connections").
+const HTTP2_PER_TARGET: usize = 2;
+
 /// Which protocols a client offers the target by ALPN (`forward.upstream_http2`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UpstreamHttp2 {
@@ -476,9 +486,38 @@ impl Client {
         found
     }
 
-    /// The last connection of `list` that is alive (an HTTP/2 one stays, as the newest).
+    /// A live connection of `list`, which is oldest first. HTTP/2: of the (at most
+    /// [`HTTP2_PER_TARGET`]) shared connections, the one used least recently, which stays in
+    /// the list as the newest, so that a thread's requests alternate between them. HTTP/1.1:
+    /// the newest, taken out. Connections past the idle timeout, or closed, are dropped.
     fn take(list: &mut Vec<Idle>, timeout: Duration) -> Option<Sender> {
         let now = Instant::now();
+        if matches!(
+            list.last(),
+            Some(Idle {
+                sender: Sender::Http2(..),
+                ..
+            })
+        ) {
+            while let Some(index) = list
+                .iter()
+                .position(|idle| matches!(idle.sender, Sender::Http2(..)))
+            {
+                let mut idle = list.remove(index);
+                if now.saturating_duration_since(idle.since) > timeout {
+                    continue;
+                }
+                if let Sender::Http2(sender, watch) = &mut idle.sender {
+                    if sender.is_closed() {
+                        continue;
+                    }
+                    let shared = Sender::Http2(sender.clone(), watch.clone());
+                    idle.since = now;
+                    list.push(idle);
+                    return Some(shared);
+                }
+            }
+        }
         while let Some(idle) = list.pop() {
             if now.saturating_duration_since(idle.since) > timeout {
                 continue;
@@ -514,6 +553,18 @@ impl Client {
         if !idles.reaping {
             idles.reaping = true;
             tokio::spawn(reap(Arc::downgrade(inner)));
+        }
+        if let Sender::Http2(..) = &sender {
+            let pooled = idles.of(https).get(&authority).map_or(0, |list| {
+                list.iter()
+                    .filter(|idle| matches!(idle.sender, Sender::Http2(..)))
+                    .count()
+            });
+            if pooled >= HTTP2_PER_TARGET {
+                // One more of a burst's connections: it serves the request that made it, and
+                // closes when that request ends.
+                return;
+            }
         }
         let limits = &inner.limits;
         // When this client holds no other, the connection is kept all the same: the identity's

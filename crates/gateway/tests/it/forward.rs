@@ -309,6 +309,72 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
     app.running.stop().await.unwrap();
 }
 
+/// HTTP/2 connections per target and worker thread: a burst of first requests opens several,
+/// two stay pooled (the others serve their request and close), and the thread's next requests
+/// alternate between those two (`pool::HTTP2_PER_TARGET`), so that the server can spread them.
+#[tokio::test]
+async fn a_burst_leaves_two_http2_connections_and_requests_alternate_between_them() {
+    let Some((fixtures, _pki, server)) = setup().await else {
+        return;
+    };
+    let app = one_worker(&server, |_| {}).await;
+    let tenant = Tenant::new(&app);
+    let (id, fingerprint) = tenant
+        .certificate(&fixtures, "openssl-default-p256.p12")
+        .await;
+    let target = format!("https://localhost:{}/echo/burst", server.port);
+    tenant.map(id, "1", &target).await;
+    let fingerprint = fingerprint.as_str();
+    let call = || forwarded(&tenant, &target, fingerprint);
+    let (a, b, c, d, e, f, g, h) = tokio::join!(
+        call(),
+        call(),
+        call(),
+        call(),
+        call(),
+        call(),
+        call(),
+        call()
+    );
+    let burst = [a, b, c, d, e, f, g, h];
+    let opened: std::collections::BTreeSet<String> = burst
+        .iter()
+        .map(|body| body["peerPort"].to_string())
+        .collect();
+    assert!(
+        opened.len() >= 3,
+        "the burst found no pooled connection and opened several: {opened:?}"
+    );
+    // The burst's other connections close once their request ends.
+    let mut idle = 0;
+    for _ in 0..50 {
+        idle = pool_metric(&app, "mtls_forward_idle_connections").await;
+        if idle == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(idle, 2, "two HTTP/2 connections pooled of {}", opened.len());
+    let mut ports = Vec::new();
+    for _ in 0..6 {
+        let body = forwarded(&tenant, &target, fingerprint).await;
+        assert_eq!(body["version"], "HTTP/2.0");
+        ports.push(body["peerPort"].to_string());
+    }
+    assert_ne!(ports[0], ports[1], "alternating: {ports:?}");
+    assert!(
+        ports.iter().step_by(2).all(|port| *port == ports[0])
+            && ports
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .all(|port| *port == ports[1]),
+        "alternating between two connections: {ports:?}"
+    );
+    assert!(opened.contains(&ports[0]) && opened.contains(&ports[1]));
+    app.running.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn headers_bodies_statuses_and_lookups() {
     let Some((fixtures, _pki, server)) = setup().await else {
