@@ -78,6 +78,7 @@ fn vault_store(config: &Config) -> Result<VaultStore, ConfigError> {
         ca_pem,
         auth,
         timeout: vault.timeout_seconds,
+        max_answer_bytes: mtls_secrets::answer_cap(config.intake.max_file_bytes),
     };
     VaultStore::new(options).map_err(|error| ConfigError(error.to_string()))
 }

@@ -27,7 +27,7 @@ use std::pin::Pin;
 use zeroize::Zeroizing;
 
 pub use local::{LocalStore, MasterKey, SealedBlob, SealedBlobs, Versions};
-pub use vault::{VaultAuth, VaultOptions, VaultStore};
+pub use vault::{VaultAuth, VaultOptions, VaultStore, answer_cap};
 
 /// A boxed future, for the object-safe [`SealedBlobs`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

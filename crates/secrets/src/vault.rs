@@ -68,6 +68,43 @@ pub struct VaultOptions {
     pub ca_pem: Option<Vec<u8>>,
     pub auth: VaultAuth,
     pub timeout: Duration,
+    /// The largest answer read from Vault: past it a call fails while the answer is read (by
+    /// its `Content-Length` at once, otherwise at the byte that passes it), so a broken or
+    /// hostile server cannot make the gateway hold more. [`answer_cap`] gives what a stored
+    /// file of the intake's largest size needs.
+    pub max_answer_bytes: usize,
+}
+
+/// The answer cap for files of at most `max_file_bytes`: the file travels in base64 (4/3 of
+/// its size) inside a JSON envelope with its password and metadata; twice the file plus
+/// 256 KiB leaves room for all of it, a key form's chain included.
+pub fn answer_cap(max_file_bytes: usize) -> usize {
+    max_file_bytes.saturating_mul(2).saturating_add(256 * 1024)
+}
+
+/// Reads `response`'s body into zeroized memory, refusing it past `cap` bytes while it is
+/// read. The buffer is reserved once from the announced length (within the cap), so that a
+/// secret is not left behind in freed buffers as it grows.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Zeroizing<Vec<u8>>, SecretError> {
+    let too_large =
+        || SecretError::Unavailable(format!("Vault's answer is larger than {cap} bytes"));
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > cap as u64) {
+        return Err(too_large());
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(
+        announced.map_or(0, |length| usize::try_from(length).unwrap_or(cap)),
+    ));
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if bytes.len().saturating_add(chunk.len()) > cap {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 struct Token {
@@ -556,7 +593,7 @@ impl VaultStore {
         method: Method,
         url: &str,
         body: Option<Zeroizing<String>>,
-    ) -> Result<(StatusCode, Vec<u8>), SecretError> {
+    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>), SecretError> {
         let token = self.token().await?;
         let mut request = self
             .client
@@ -572,12 +609,12 @@ impl VaultStore {
         }
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
         if status == StatusCode::FORBIDDEN {
             // A revoked or expired token: forget it so that the next call logs in again.
             *self.token.lock().await = None;
         }
-        Ok((status, bytes.to_vec()))
+        let bytes = read_capped(response, self.options.max_answer_bytes).await?;
+        Ok((status, bytes))
     }
 
     /// A call where anything but success or 404 is an error.
@@ -586,7 +623,7 @@ impl VaultStore {
         method: Method,
         url: &str,
         body: Option<Zeroizing<String>>,
-    ) -> Result<(StatusCode, Vec<u8>), SecretError> {
+    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>), SecretError> {
         let (status, bytes) = self.send(method, url, body).await?;
         if !status.is_success() && status != StatusCode::NOT_FOUND {
             return Err(SecretError::Unavailable(format!(
@@ -672,7 +709,7 @@ impl VaultStore {
         }
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
-        let bytes = Zeroizing::new(response.bytes().await.map_err(transport_error)?.to_vec());
+        let bytes = read_capped(response, self.options.max_answer_bytes).await?;
         if !status.is_success() {
             return Err(SecretError::Unavailable(format!(
                 "Vault login answered {status}{}",
@@ -773,4 +810,110 @@ pub fn client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::Clien
         .timeout(timeout)
         .build()
         .map_err(|_| SecretError::Unavailable("cannot build the Vault HTTP client".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Answers no real Vault gives: a peer that lies about its length or never ends its body.
+    //! OpenBao cannot be made to misbehave, so a socket plays the server.
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::SecretKey;
+
+    const CAP: usize = 64 * 1024;
+
+    /// One chunk of 0x400 = 1024 spaces, in chunked framing.
+    const CHUNK: &[u8] = concat!("400\r\n", "                                                                                                                                ", "                                                                                                                                ", "                                                                                                                                ", "                                                                                                                                ", "                                                                                                                                ", "                                                                                                                                ", "                                                                                                                                ", "                                                                                                                                ", "\r\n").as_bytes();
+
+    /// A server answering every connection with `head`, then `body` over and over until the
+    /// client goes away, or once when `repeat` is false.
+    async fn server(head: &'static str, body: &'static [u8], repeat: bool) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    socket.write_all(head.as_bytes()).await?;
+                    loop {
+                        socket.write_all(body).await?;
+                        if !repeat {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    fn store(address: String) -> VaultStore {
+        VaultStore::new(VaultOptions {
+            address,
+            mount: "secret".to_owned(),
+            prefix: "mtls".to_owned(),
+            namespace: None,
+            ca_pem: None,
+            auth: VaultAuth::Token(Zeroizing::new("token".to_owned())),
+            timeout: Duration::from_secs(10),
+            max_answer_bytes: CAP,
+        })
+        .unwrap()
+    }
+
+    const KEY: SecretKey<'static> = SecretKey {
+        account: "acme",
+        certificate_id: 1,
+    };
+
+    #[tokio::test]
+    async fn an_answer_announced_past_the_cap_is_refused_before_its_body() {
+        // Announces a gigabyte and sends a few bytes: refused by the header alone.
+        let address = server(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n",
+            b"{}",
+            false,
+        )
+        .await;
+        let error = store(address).get(KEY, 1).await.unwrap_err();
+        assert!(
+            error.to_string().contains("larger than 65536 bytes"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_at_the_cap_while_it_is_read() {
+        // Chunked, never ending: refused at the chunk that passes the cap, not at its end.
+        let address = server(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            CHUNK,
+            true,
+        )
+        .await;
+        let error = tokio::time::timeout(Duration::from_secs(10), store(address).get(KEY, 1))
+            .await
+            .expect("cut while read, not read to an end that never comes")
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("larger than 65536 bytes"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_within_the_cap_is_read() {
+        let address = server(
+            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n",
+            b"{\"errors\":[]}",
+            false,
+        )
+        .await;
+        assert!(store(address).get(KEY, 1).await.unwrap().is_none());
+    }
 }

@@ -30,6 +30,7 @@ impl Vault {
                 ca_pem: None,
                 auth: VaultAuth::Token(Zeroizing::new(token.clone())),
                 timeout: Duration::from_secs(5),
+                max_answer_bytes: mtls_secrets::answer_cap(1024 * 1024),
             })
             .unwrap(),
         ));

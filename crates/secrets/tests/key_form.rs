@@ -24,6 +24,7 @@ async fn vault_stores_and_reads_both_forms() {
             ca_pem: None,
             auth: VaultAuth::Token(Zeroizing::new(token)),
             timeout: Duration::from_secs(5),
+            max_answer_bytes: mtls_secrets::answer_cap(1024 * 1024),
         })
         .unwrap(),
     ));

@@ -1051,6 +1051,7 @@ async fn the_real_stores_write_a_version_once_and_take_a_claim_over_once() {
                 ca_pem: None,
                 auth: mtls_secrets::VaultAuth::Token(zeroize::Zeroizing::new(token)),
                 timeout: Duration::from_secs(5),
+                max_answer_bytes: mtls_secrets::answer_cap(1024 * 1024),
             })
             .unwrap(),
         )));
