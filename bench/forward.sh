@@ -34,6 +34,8 @@
 # during the measured runs) and its resident memory (VmRSS after start, after
 # the case, and its peak). The first-request latency of a cold identity (secret fetch + PKCS#12
 # parse + handshake) is printed once, for tenant 1.
+# Each run's line ends with the CPU ticks each upstream nginx worker spent during it (e.g.
+# 216/0: every connection of the path reached one of the two workers).
 # Each run also reports the CPU time (user + system, from /proc) the gateway's process, or the
 # nginx proxy's workers, spent per request: the two compete with wrk and the upstream for the
 # same cores, so the one that needs less CPU per request can serve more.
@@ -349,6 +351,9 @@ measure() { # name url script
   # shellcheck disable=SC2086
   read -r up_user_before up_sys_before < <(cpu_ticks $upstream_pids)
   read -r idle_before all_before < <(idle_ticks)
+  # Each upstream worker's ticks too: whether the path's connections reach both of them.
+  local worker; local -A worker_before=()
+  for worker in $upstream_pids; do read -r worker_before[$worker] < <(cpu_ticks "$worker" | awk '{print $1 + $2}'); done
   out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$3" "$2")
   local user_after sys_after up_user_after up_sys_after idle_after all_after
   # shellcheck disable=SC2086
@@ -356,6 +361,11 @@ measure() { # name url script
   # shellcheck disable=SC2086
   read -r up_user_after up_sys_after < <(cpu_ticks $upstream_pids)
   read -r idle_after all_after < <(idle_ticks)
+  local split="" after
+  for worker in $upstream_pids; do
+    read -r after < <(cpu_ticks "$worker" | awk '{print $1 + $2}')
+    split="$split${split:+/}$((after - worker_before[$worker]))"
+  done
   local user_ticks=$((user_after - user_before)) sys_ticks=$((sys_after - sys_before))
   local up_ticks=$((up_user_after + up_sys_after - up_user_before - up_sys_before))
   local rps p50 p99 errors
@@ -368,8 +378,8 @@ measure() { # name url script
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   per_tick=$(python3 -c "print(1e6 / $(getconf CLK_TCK) / $requests)")
   # name, requests/s, p50, p99, non-2xx, CPU, user CPU, system CPU (microseconds per request),
-  # the upstream's CPU per request, the machine's idle percentage
-  python3 -c "u, s = $user_ticks * $per_tick, $sys_ticks * $per_tick; print('$1 $rps $p50 $p99 ${errors:-0}', round(u + s, 1), round(u, 1), round(s, 1), round($up_ticks * $per_tick, 1), round(100 * ($idle_after - $idle_before) / max(1, $all_after - $all_before)))"
+  # the upstream's CPU per request, the machine's idle percentage, each upstream worker's ticks
+  python3 -c "u, s = $user_ticks * $per_tick, $sys_ticks * $per_tick; print('$1 $rps $p50 $p99 ${errors:-0}', round(u + s, 1), round(u, 1), round(s, 1), round($up_ticks * $per_tick, 1), round(100 * ($idle_after - $idle_before) / max(1, $all_after - $all_before)), '${split:-0}')"
 }
 report() { # results-file
 python3 - "$1" <<'PY'
