@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -109,14 +109,7 @@ pub(super) async fn csr(
     let id = path_id(&id, "certificate")?;
     let backends = state.control().backends().require()?;
     let pem = renewal::csr(&backends, account.as_str(), id).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/pkcs10"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        pem,
-    )
-        .into_response())
+    Ok(super::requests::pkcs10(pem))
 }
 
 pub(super) async fn chain(

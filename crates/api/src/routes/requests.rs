@@ -99,12 +99,20 @@ pub(super) async fn csr(
     let id = path_id(&id, "certificate")?;
     let backends = state.control().backends().require()?;
     let csr = requests::csr(&backends, account.as_str(), id).await?;
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/pkcs10")],
-        csr,
+    Ok(pkcs10(csr))
+}
+
+/// A CSR as answered (`GET .../csr` and `GET .../renewal/csr`): PEM as
+/// `application/pkcs10`, never cached (a renewal or a new request gives another).
+pub(super) fn pkcs10(pem: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/pkcs10"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        pem,
     )
-        .into_response())
+        .into_response()
 }
 
 pub(super) async fn chain(

@@ -268,6 +268,7 @@ async fn one_stack(stack: &Stack, fixtures: &P12Fixtures, ca: &Ca, server: &Upst
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/pkcs10");
+    assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.text().await.unwrap(), csr);
     let pending = entity(&tenant, id).await;
     assert_eq!(pending["renewal"], json!({ "status": "Pending" }));

@@ -250,6 +250,7 @@ async fn a_requested_key_is_signed_uploaded_mapped_and_forwarded_with() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "application/pkcs10");
+        assert_eq!(response.headers()["cache-control"], "no-store");
         assert_eq!(response.text().await.unwrap(), csr);
         openssl_verifies(&csr);
         let _ = sign_with_pyca(&ca, &csr, 0, 1);
