@@ -456,6 +456,21 @@ mod tests {
         identities: Mutex<BTreeMap<(String, i64, i64), SealedBlob>>,
     }
 
+    /// Inserts `blob` as its version of `key` unless that row exists (`false` then).
+    fn insert_new(
+        rows: &Mutex<BTreeMap<(String, i64, i64), SealedBlob>>,
+        key: SecretKey<'_>,
+        blob: SealedBlob,
+    ) -> bool {
+        let mut rows = rows.lock().unwrap();
+        let row = Memory::row(key, blob.version);
+        let inserted = !rows.contains_key(&row);
+        if inserted {
+            rows.insert(row, blob);
+        }
+        inserted
+    }
+
     /// Keeps the rows of `key` that `versions` does not name.
     fn retain(
         rows: &Mutex<BTreeMap<(String, i64, i64), SealedBlob>>,
@@ -510,12 +525,7 @@ mod tests {
             key: SecretKey<'a>,
             blob: SealedBlob,
         ) -> BoxFuture<'a, Result<bool, String>> {
-            let mut rows = self.rows.lock().unwrap();
-            let row = Self::row(key, blob.version);
-            let inserted = !rows.contains_key(&row);
-            if inserted {
-                rows.insert(row, blob);
-            }
+            let inserted = insert_new(&self.rows, key, blob);
             Box::pin(async move { Ok(inserted) })
         }
 
@@ -564,12 +574,7 @@ mod tests {
             key: SecretKey<'a>,
             blob: SealedBlob,
         ) -> BoxFuture<'a, Result<bool, String>> {
-            let mut rows = self.identities.lock().unwrap();
-            let row = Self::row(key, blob.version);
-            let inserted = !rows.contains_key(&row);
-            if inserted {
-                rows.insert(row, blob);
-            }
+            let inserted = insert_new(&self.identities, key, blob);
             Box::pin(async move { Ok(inserted) })
         }
 
